@@ -1,0 +1,55 @@
+"""Packaging for emvfer-hf: EM-VFER (eye-movement-instructed video facial expression recognition) for Hugging Face."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+install_requires = [
+    "torch>=2.4",
+    "torchvision>=0.19",
+    "transformers>=5.0",
+    "accelerate>=1.0",
+    "datasets>=3.0",
+    "huggingface_hub>=0.34",
+    "safetensors>=0.4",
+    "av>=12.0",
+    "opencv-python-headless>=4.8",
+    # 2.6 pins torch<2.3 and numpy<2; 2.5.3 ships the MTCNN weights inside the wheel (offline face detection).
+    "facenet-pytorch>=2.5.3,<2.6",
+    "numpy>=1.24",
+    "scikit-learn>=1.3",
+    "pandas>=2.0",
+    "openpyxl>=3.1",
+    "matplotlib>=3.7",
+    "pillow>=10.0",
+    "tqdm>=4.60",
+]
+
+extras = {
+    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "scikit-video>=1.1.11"],
+    "train": ["tensorboard>=2.14"],
+    "dev": ["ruff>=0.5"],
+}
+extras["dev"] = sorted(set(extras["dev"] + extras["test"] + extras["train"]))
+
+setup(
+    name="emvfer-hf",
+    version="0.1.0",
+    description="EM-VFER: eye-movement-instructed robust video facial expression recognition, for the Hugging Face ecosystem",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=install_requires,
+    extras_require=extras,
+    entry_points={"console_scripts": ["emvfer=emvfer_hf.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
