@@ -1,0 +1,404 @@
+"""Readers for Tobii exports: Pro Lab TSV (both header styles), Pro Lab .xlsx, and Pro SDK gaze-sample dicts/CSV.
+
+All readers return an :class:`~emvfer_hf.eyetracking.EyeTrackingRecording` and raise ``ValueError`` naming the
+file and the column or problem for bad input (unreadable or truncated file, missing gaze columns, no valid sample,
+non-monotonic timestamps).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from .recording import EVENT_COLUMNS, EyeTrackingRecording, empty_events
+
+PathLike = Union[str, os.PathLike]
+DEFAULT_RESOLUTION = (1920.0, 1080.0)
+# a run of "EyesNotFound" labels this long (ms) is a blink; longer is lost tracking
+BLINK_MIN_MS, BLINK_MAX_MS = 50.0, 500.0
+_MICRO = ("μs", "µs", "us")
+_VALID_WORDS = {"valid", "1", "true", "0.0", "1.0"}
+
+
+def _base(name: str) -> str:
+    """Column name without its unit suffix, lower case: ``'Gaze point X [DACS px]'`` -> ``'gaze point x'``."""
+    return re.sub(r"\s*[\[(].*$", "", str(name)).strip().lower()
+
+
+def _suffix(name: str) -> str:
+    m = re.search(r"[\[(]([^\])]*)[\])]", str(name))
+    return m.group(1).strip() if m else ""
+
+
+def _find_column(columns: Sequence[str], base: str, avoid: Sequence[str] = ()) -> Optional[str]:
+    """The column whose unit-less name is ``base`` (case-insensitive); among several, the first whose unit
+    contains none of ``avoid`` (e.g. prefer ``[DACS px]`` over ``(MCSnorm)``)."""
+    hits = [c for c in columns if _base(c) == base]
+    for c in hits:
+        if not any(a in _suffix(c).lower() for a in avoid):
+            return c
+    return hits[0] if hits else None
+
+
+def _numeric(series: pd.Series) -> np.ndarray:
+    """Numbers from a column of strings with '.' or ',' decimals; empty or non-numeric cells become NaN."""
+    if pd.api.types.is_numeric_dtype(series):
+        return series.to_numpy(dtype=np.float64)
+    s = series.astype(str).str.strip().str.replace(",", ".", regex=False)
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _nanmean(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Element-wise mean of the finite entries of equally shaped arrays (NaN where none is finite)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        return np.nanmean(np.stack(arrays), axis=0)
+
+
+def _validity(series: pd.Series) -> np.ndarray:
+    """``Valid``/``Invalid`` strings (or 1/0) to bool; Tobii's old numeric codes count 0 as valid only when the
+    column holds codes 0-4."""
+    s = series.astype(str).str.strip().str.lower()
+    num = pd.to_numeric(s, errors="coerce")
+    if num.notna().any() and num.max() > 1:  # Tobii Studio codes: 0 = valid ... 4 = not found
+        return (num == 0).to_numpy()
+    return s.isin(_VALID_WORDS).to_numpy()
+
+
+def _timestamps_ms(values: np.ndarray, column: str) -> np.ndarray:
+    """Timestamps in ms from a column whose unit is in its suffix or inferred from the median step."""
+    unit = _suffix(column).lower()
+    if unit in ("ms",):
+        scale = 1.0
+    elif unit in _MICRO:
+        scale = 1e-3
+    elif unit == "s":
+        scale = 1000.0
+    else:  # 30-2000 Hz: a step of 0.5-33 means ms, 500-33000 means µs
+        steps = np.diff(values[np.isfinite(values)])
+        step = float(np.median(steps)) if len(steps) else 1.0
+        scale = 1e-3 if step > 100 else 1.0
+    return values * scale
+
+
+def _check_timestamps(t: np.ndarray, column: str, source: str) -> None:
+    if not np.isfinite(t).all():
+        bad = int(np.flatnonzero(~np.isfinite(t))[0])
+        raise ValueError(f"{source}: column {column!r} has an empty or non-numeric timestamp at sample {bad}")
+    if len(t) > 1 and np.any(np.diff(t) < 0):
+        bad = int(np.flatnonzero(np.diff(t) < 0)[0]) + 1
+        raise ValueError(
+            f"{source}: column {column!r} is not monotonic: sample {bad} ({t[bad]}) comes before sample "
+            f"{bad - 1} ({t[bad - 1]})"
+        )
+
+
+def events_from_labels(timestamps_ms: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
+    """Turn per-sample ``Eye movement type`` labels into an event table (``event``, ``onset_ms``, ``offset_ms``).
+
+    ``Fixation``/``Saccade`` runs become fixations/saccades; ``EyesNotFound`` runs of 50-500 ms become blinks
+    (longer ones are lost tracking, not events); ``Unclassified`` is dropped. Offsets are the last sample's time.
+    """
+    labels = pd.Series(labels).astype(str).str.strip().str.lower().to_numpy()
+    t = np.asarray(timestamps_ms, dtype=np.float64)
+    if len(t) == 0:
+        return empty_events()
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(t)]]) - 1
+    rows = []
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    for a, b in zip(starts, ends):
+        lab = labels[a]
+        if lab in ("fixation", "saccade"):
+            rows.append((lab, t[a], t[b]))
+        elif lab == "eyesnotfound" and BLINK_MIN_MS <= t[b] - t[a] + step <= BLINK_MAX_MS:
+            rows.append(("blink", t[a], t[b]))
+    if not rows:
+        return empty_events()
+    return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+
+
+def _gaze_columns(cols: Sequence[str]):
+    """(x column, y column, units) for the combined gaze point, falling back to the per-eye columns."""
+    gx = _find_column(cols, "gaze point x", avoid=("norm", "mm"))
+    gy = _find_column(cols, "gaze point y", avoid=("norm", "mm"))
+    if gx is not None and gy is not None:
+        return [gx], [gy], _suffix(gx).lower()
+    lx, rx = (_find_column(cols, f"gaze point {e} x", avoid=("norm", "mm")) for e in ("left", "right"))
+    ly, ry = (_find_column(cols, f"gaze point {e} y", avoid=("norm", "mm")) for e in ("left", "right"))
+    xs, ys = [c for c in (lx, rx) if c], [c for c in (ly, ry) if c]
+    if xs and ys:
+        return xs, ys, _suffix(xs[0]).lower()
+    return None, None, ""
+
+
+def recording_from_frame(
+    df: pd.DataFrame,
+    source: str,
+    resolution: Optional[Sequence[float]] = None,
+    sampling_rate_hz: Optional[float] = None,
+) -> EyeTrackingRecording:
+    """Build a recording from a Pro Lab export table (TSV or xlsx) whose cells may still be strings.
+
+    Args:
+        df: one row per sample/event, Pro Lab column names in either header style.
+        source: file name used in error messages.
+        resolution: (width, height) of the gaze plane; default from ``Recording resolution width/height`` when the
+            export has them, else 1920x1080 (then ``metadata["resolution_source"] == "default"``).
+        sampling_rate_hz: used to build time stamps when the export has no timestamp column (e.g. EMER xlsx).
+    """
+    df = df.rename(columns=lambda c: str(c).strip())
+    cols = list(df.columns)
+    sensor = _find_column(cols, "sensor")
+    if sensor is not None:
+        df = df[df[sensor].astype(str).str.strip().str.lower() == "eye tracker"]
+    else:
+        event_col = _find_column(cols, "event")
+        if event_col is not None:  # event rows carry an Event value and no gaze
+            df = df[df[event_col].isna() | (df[event_col].astype(str).str.strip().isin(("", "nan")))]
+    df = df.reset_index(drop=True)
+
+    xs, ys, gaze_unit = _gaze_columns(cols)
+    if xs is None:
+        raise ValueError(
+            f"{source}: missing gaze columns: expected 'Gaze point X'/'Gaze point Y' (or 'Gaze point X [DACS px]' "
+            f"...); found {cols}"
+        )
+    if len(df) == 0:
+        raise ValueError(f"{source}: no eye-tracker samples (no rows with Sensor == 'Eye Tracker')")
+
+    tcol = next((c for c in (_find_column(cols, b) for b in ("recording timestamp", "eyetracker timestamp",
+                                                             "computer timestamp")) if c), None)
+    if tcol is not None:
+        t_raw = _numeric(df[tcol])
+        _check_timestamps(t_raw, tcol, source)
+        t = _timestamps_ms(t_raw, tcol)
+    elif sampling_rate_hz:
+        t = np.arange(len(df)) * 1000.0 / float(sampling_rate_hz)
+        tcol = "<synthesised>"
+    else:
+        raise ValueError(f"{source}: missing timestamp column 'Recording timestamp' (or pass sampling_rate_hz)")
+    t = t - t[0]
+
+    gx = _nanmean([_numeric(df[c]) for c in xs])
+    gy = _nanmean([_numeric(df[c]) for c in ys])
+
+    pl_col = _find_column(cols, "pupil diameter left")
+    pr_col = _find_column(cols, "pupil diameter right")
+    pf_col = _find_column(cols, "pupil diameter filtered") or _find_column(cols, "pupil diameter")
+    nan = np.full(len(df), np.nan)
+    pl = _numeric(df[pl_col]) if pl_col else (_numeric(df[pf_col]) if pf_col else nan)
+    pr = _numeric(df[pr_col]) if pr_col else (_numeric(df[pf_col]) if pf_col else nan)
+
+    vl_col, vr_col = _find_column(cols, "validity left"), _find_column(cols, "validity right")
+    gaze_ok = np.isfinite(gx) & np.isfinite(gy)
+    vl = _validity(df[vl_col]) if vl_col else np.isfinite(pl) | gaze_ok
+    vr = _validity(df[vr_col]) if vr_col else np.isfinite(pr) | gaze_ok
+    pl = np.where(vl, pl, np.nan)
+    pr = np.where(vr, pr, np.nan)
+    valid = gaze_ok & (vl | vr)
+    if not valid.any():
+        raise ValueError(f"{source}: no valid sample (every row lacks a gaze point in {xs[0]!r} or is Invalid)")
+
+    meta = {"timestamp_column": tcol, "gaze_columns": (xs, ys)}
+    if resolution is None:
+        wcol, hcol = _find_column(cols, "recording resolution width"), _find_column(cols, "recording resolution height")
+        w = _numeric(df[wcol]) if wcol else np.array([])
+        h = _numeric(df[hcol]) if hcol else np.array([])
+        if np.isfinite(w).any() and np.isfinite(h).any():
+            resolution = (float(np.nanmax(w)), float(np.nanmax(h)))
+            meta["resolution_source"] = "export"
+        elif "norm" in gaze_unit:
+            resolution = (1.0, 1.0)
+            meta["resolution_source"] = "normalised gaze"
+        else:
+            resolution = DEFAULT_RESOLUTION
+            meta["resolution_source"] = "default"
+    else:
+        meta["resolution_source"] = "argument"
+    for key, base in (("participant", "participant name"), ("recording", "recording name")):
+        c = _find_column(cols, base)
+        if c is not None and len(df):
+            meta[key] = str(df[c].iloc[0])
+
+    events = None
+    mcol = _find_column(cols, "eye movement type")
+    if mcol is not None:
+        events = events_from_labels(t, df[mcol].fillna(""))
+    return EyeTrackingRecording(t, pl, pr, gx, gy, valid, vl, vr, resolution, events, source, meta)
+
+
+def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
+    """Read a delimited text export as strings; reject unreadable, empty and truncated files with a clear error."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                         engine="c", skip_blank_lines=True)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text export ({e.reason} at byte {e.start})") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"{path}: malformed or truncated export ({str(e).strip()})") from None
+    if df.shape[1] < 2:
+        raise ValueError(f"{path}: not a {'tab' if sep == chr(9) else repr(sep)}-separated export "
+                         f"(header has {df.shape[1]} column)")
+    short = df.isna().any(axis=1).to_numpy()  # rows with fewer fields than the header
+    if short.any():
+        row = int(np.flatnonzero(short)[0])
+        raise ValueError(f"{path}: truncated export: line {row + 2} has fewer fields than the header")
+    return df
+
+
+def read_tobii_tsv(
+    path: PathLike,
+    resolution: Optional[Sequence[float]] = None,
+    sampling_rate_hz: Optional[float] = None,
+) -> EyeTrackingRecording:
+    """Read a Tobii Pro Lab "Data export" TSV (either header style, '.' or ',' decimals).
+
+    Only ``Sensor == "Eye Tracker"`` rows are kept; the timestamp unit comes from the header suffix (``[ms]``,
+    ``[μs]``) or, for bare headers, from the median sample step; ``Valid``/``Invalid`` validity, ``EyesNotFound``
+    rows and empty cells become invalid samples. Pro Lab's own ``Eye movement type`` labels, when present, end up
+    in ``recording.events``.
+
+    Args:
+        path: the .tsv file (a .csv or .xlsx is dispatched to the matching reader).
+        resolution: (width, height) of the display in gaze pixels; default from the export's
+            ``Recording resolution`` columns, else 1920x1080.
+        sampling_rate_hz: only used when the export has no timestamp column.
+    Returns:
+        :class:`EyeTrackingRecording`.
+    Raises:
+        ValueError: naming the file and the problem (missing gaze column, truncated file, no valid sample,
+            non-monotonic timestamps, ...).
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".xlsx", ".xls"):
+        return read_tobii_xlsx(path, resolution=resolution, sampling_rate_hz=sampling_rate_hz)
+    df = _read_text_table(path, "\t")
+    return recording_from_frame(df, str(path), resolution, sampling_rate_hz)
+
+
+def read_tobii_xlsx(
+    path: PathLike,
+    sheet_name: Union[int, str] = 0,
+    resolution: Optional[Sequence[float]] = None,
+    sampling_rate_hz: Optional[float] = None,
+) -> EyeTrackingRecording:
+    """Read a Pro Lab export saved as an Excel workbook (EMER ships one ``eye/<ID>.xlsx`` per sample).
+
+    Same columns and rules as :func:`read_tobii_tsv`. EMER sheets may lack timestamps: pass ``sampling_rate_hz``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        df = pd.read_excel(path, sheet_name=sheet_name, dtype=object, engine="openpyxl")
+    except Exception as e:  # zipfile.BadZipFile, KeyError, openpyxl errors: all mean "not a workbook"
+        raise ValueError(f"{path}: unreadable .xlsx workbook ({type(e).__name__}: {e})") from None
+    return recording_from_frame(df, str(path), resolution, sampling_rate_hz)
+
+
+# ---------------------------------------------------------------------------------------------- Pro SDK
+_SDK_KEYS = ("gaze_point_on_display_area", "gaze_point_validity", "pupil_diameter", "pupil_validity")
+
+
+def _pair(value) -> tuple[float, float]:
+    """An (x, y) pair from a tuple/list or its string form ``'(0.5, 0.4)'``; NaNs when missing."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return (np.nan, np.nan)
+        try:
+            value = ast.literal_eval(value.replace("nan", "None"))
+        except (ValueError, SyntaxError):
+            return (np.nan, np.nan)
+    if value is None or (np.isscalar(value) and not np.isfinite(value)):
+        return (np.nan, np.nan)
+    x, y = list(value)[:2]
+    return (np.nan if x is None else float(x), np.nan if y is None else float(y))
+
+
+def read_tobii_sdk(
+    samples: Union[PathLike, Iterable[Mapping]],
+    resolution: Optional[Sequence[float]] = None,
+) -> EyeTrackingRecording:
+    """Read Tobii Pro SDK (``tobii_research``) gaze samples: a list of callback dicts, or a CSV of them.
+
+    Each sample has ``device_time_stamp`` (µs) and, for ``left_``/``right_``: ``gaze_point_on_display_area``
+    ((x, y) in 0..1, top-left origin), ``gaze_point_validity``, ``pupil_diameter`` (mm), ``pupil_validity``. In a
+    CSV the pairs may be one column holding ``"(x, y)"`` or two columns suffixed ``_x``/``_y``.
+
+    Gaze is the mean of the valid eyes in display units 0..1 (``resolution`` (1, 1)) unless ``resolution`` is
+    given, in which case gaze is scaled to those pixels.
+    """
+    if isinstance(samples, (str, os.PathLike)):
+        path = Path(samples)
+        df = _read_text_table(path, ",")
+        source = str(path)
+    else:
+        df = pd.DataFrame(list(samples))
+        source = "<Pro SDK samples>"
+        if len(df) == 0:
+            raise ValueError(f"{source}: no samples")
+    cols = set(df.columns)
+    tcol = next((c for c in ("device_time_stamp", "system_time_stamp") if c in cols), None)
+    if tcol is None:
+        raise ValueError(f"{source}: missing timestamp column 'device_time_stamp'")
+
+    def pair_column(eye: str) -> np.ndarray:
+        key = f"{eye}_gaze_point_on_display_area"
+        if key in cols:
+            return np.array([_pair(v) for v in df[key]], dtype=np.float64).reshape(-1, 2)
+        if f"{key}_x" in cols and f"{key}_y" in cols:
+            return np.stack([_numeric(df[f"{key}_x"]), _numeric(df[f"{key}_y"])], axis=1)
+        raise ValueError(f"{source}: missing gaze column {key!r}")
+
+    def flag(name: str, default: np.ndarray) -> np.ndarray:
+        return _numeric(df[name]) > 0.5 if name in cols else default
+
+    t_raw = _numeric(df[tcol])
+    _check_timestamps(t_raw, tcol, source)
+    t = (t_raw - t_raw[0]) / 1000.0
+    eyes = {}
+    for eye in ("left", "right"):
+        g = pair_column(eye)
+        gv = flag(f"{eye}_gaze_point_validity", np.isfinite(g).all(axis=1)) & np.isfinite(g).all(axis=1)
+        p = _numeric(df[f"{eye}_pupil_diameter"]) if f"{eye}_pupil_diameter" in cols else np.full(len(df), np.nan)
+        pv = flag(f"{eye}_pupil_validity", np.isfinite(p)) & np.isfinite(p)
+        eyes[eye] = (np.where(gv[:, None], g, np.nan), gv, np.where(pv, p, np.nan))
+    gaze = _nanmean([eyes["left"][0], eyes["right"][0]])
+    vl, vr = eyes["left"][1], eyes["right"][1]
+    valid = (vl | vr) & np.isfinite(gaze).all(axis=1)
+    if not valid.any():
+        raise ValueError(f"{source}: no valid sample (every gaze_point_validity is 0)")
+    w, h = (1.0, 1.0) if resolution is None else (float(resolution[0]), float(resolution[1]))
+    return EyeTrackingRecording(
+        t, eyes["left"][2], eyes["right"][2], gaze[:, 0] * w, gaze[:, 1] * h, valid, vl, vr, (w, h), None, source,
+        {"timestamp_column": tcol, "format": "tobii_research"},
+    )
+
+
+def read_eye_tracking(path: PathLike, **kwargs) -> EyeTrackingRecording:
+    """Read any supported export by its suffix: ``.tsv``/``.txt`` (Pro Lab), ``.xlsx`` (Pro Lab workbook),
+    ``.csv`` (Pro SDK samples when it has ``device_time_stamp``, else a comma-separated Pro Lab table)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xls"):
+        return read_tobii_xlsx(path, **kwargs)
+    if suffix == ".csv":
+        df = _read_text_table(path, ",")
+        if "device_time_stamp" in df.columns:
+            return read_tobii_sdk(path, **kwargs)
+        return recording_from_frame(df, str(path), **kwargs)
+    return read_tobii_tsv(path, **kwargs)
