@@ -1,0 +1,210 @@
+"""MERT configuration: the Multi-level Eye-movement Robust Transformer of EM-VFER (Liu et al.)."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+TRAINING_STAGES = ("pretrain", "peml")
+INSTRUCTION_DISTANCES = ("euclidean", "cosine")
+INSTRUCTION_PRIORS = ("mean", "multivariate_normal")
+
+
+@strict(accept_kwargs=True)
+class MERTConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`MERTModel`] / [`MERTForVideoClassification`]. The defaults are the paper configuration
+    (EM-VFER section III, Table XI): 16 frames of 224x224, a ViT-B/16 video encoder, a ViT-B eye encoder over 256
+    eye-movement steps of 5 channels, multi-level fusion with a 128-d bottleneck after every layer, a 1-layer
+    512-d Transformer head, and 6 PEML prompt tokens per modality.
+
+    Video encoder (paper eq. [3], φ_V; transformers' ViT layers, so any `ViTModel` checkpoint initialises it):
+        num_frames (`int`, defaults to 16): frames T per clip.
+        image_size, patch_size, num_channels, hidden_size, num_hidden_layers, num_attention_heads,
+        intermediate_size, hidden_act, hidden_dropout_prob, attention_probs_dropout_prob, layer_norm_eps,
+        qkv_bias: as in `ViTConfig`.
+        initializer_range (`float`, defaults to 0.02): std of the truncated-normal initialisation.
+    Eye encoder (eq. [3], φ_E):
+        eye_sequence_length (`int`, defaults to 256): steps L of the canonical eye-movement series.
+        eye_num_channels (`int`, defaults to 5): channels of a step (pupil left/right, gaze x/y, behaviour).
+        eye_hidden_size, eye_num_hidden_layers, eye_num_attention_heads, eye_intermediate_size
+            (`int`, *optional*): sizes of the eye encoder; `None` means the same as the video encoder.
+    Multi-level fusion (eqs. [4]-[5]):
+        fusion_levels (`list[int]`, *optional*): 1-based video-encoder layers after which the two streams are fused;
+            `None` means after every layer.
+        fusion_bottleneck_size (`int`, defaults to 128): width of the bottleneck MLPs G_V, G_E.
+    Final fusion and head (eqs. [6]-[7]):
+        head_hidden_size (`int`, defaults to 512), head_num_layers (`int`, defaults to 1),
+        head_num_attention_heads (`int`, *optional*): `None` picks the largest divisor of `head_hidden_size` that is
+            at most `num_attention_heads`.
+        head_intermediate_size (`int`, *optional*): `None` means `2 * head_hidden_size`.
+    PEML (eqs. [8]-[12]):
+        num_prompt_tokens (`int`, defaults to 6): learnable prompt tokens per modality, prepended before CLS.
+        peml_levels (`list[int]`, *optional*): 1-based layers with an auxiliary level head p^l; `None` means every layer.
+        peml_level_weights (`list[float]`, *optional*): loss weight w^l of each level head (one per level);
+            `None` means progressive weights `0.5 * l / num_hidden_layers` (the final head has weight 1).
+        instruction_distance (`str`, defaults to "euclidean"): "euclidean" or "cosine" distance in W(E', Ē).
+        instruction_prior (`str`, defaults to "mean"): "mean" (W = 1 / (dist + eps)) or "multivariate_normal"
+            (W = the normalised Gaussian density of E' under N(Ē, Σ), Table IX).
+        instruction_eps (`float`, defaults to 1.0): eps of W = 1 / (dist + eps); bounds W by 1 / eps.
+        instruction_loss_weighting (`bool`, defaults to False): additionally weight the per-sample CE loss by the
+            batch-normalised W (the paper's "reduce the impact of noisy samples" reading), PEML stage only.
+    Stages (ARCHITECTURE §5.6):
+        training_stage (`str`, defaults to "pretrain"): "pretrain" (no prompts) or "peml" (prompts on, encoders frozen).
+        train_video_encoder (`bool`, *optional*): whether the video encoder trains in the pre-training stage; `None`
+            means "only if it was not initialised from a pretrained ViT".
+        video_encoder_pretrained (`bool`, defaults to False): set by `from_vision_pretrained`.
+    """
+
+    model_type = "mert"
+
+    num_frames: int = 16
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    qkv_bias: bool = True
+
+    eye_sequence_length: int = 256
+    eye_num_channels: int = 5
+    eye_hidden_size: int | None = None
+    eye_num_hidden_layers: int | None = None
+    eye_num_attention_heads: int | None = None
+    eye_intermediate_size: int | None = None
+
+    fusion_levels: list[int] | None = None
+    fusion_bottleneck_size: int = 128
+
+    head_hidden_size: int = 512
+    head_num_layers: int = 1
+    head_num_attention_heads: int | None = None
+    head_intermediate_size: int | None = None
+
+    num_prompt_tokens: int = 6
+    peml_levels: list[int] | None = None
+    peml_level_weights: list[float] | None = None
+    instruction_distance: str = "euclidean"
+    instruction_prior: str = "mean"
+    instruction_eps: float = 1.0
+    instruction_loss_weighting: bool = False
+
+    training_stage: str = "pretrain"
+    train_video_encoder: bool | None = None
+    video_encoder_pretrained: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check()
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Sizes derived from the config (never stored, so that a tiny config stays consistent)
+    @property
+    def resolved_eye_hidden_size(self) -> int:
+        return self.eye_hidden_size or self.hidden_size
+
+    @property
+    def resolved_eye_num_hidden_layers(self) -> int:
+        return self.eye_num_hidden_layers or self.num_hidden_layers
+
+    @property
+    def resolved_eye_num_attention_heads(self) -> int:
+        return self.eye_num_attention_heads or self.num_attention_heads
+
+    @property
+    def resolved_eye_intermediate_size(self) -> int:
+        return self.eye_intermediate_size or self.intermediate_size
+
+    @property
+    def resolved_fusion_levels(self) -> list[int]:
+        return list(self.fusion_levels) if self.fusion_levels is not None else list(range(1, self.num_hidden_layers + 1))
+
+    @property
+    def resolved_peml_levels(self) -> list[int]:
+        return list(self.peml_levels) if self.peml_levels is not None else list(range(1, self.num_hidden_layers + 1))
+
+    @property
+    def resolved_peml_level_weights(self) -> list[float]:
+        if self.peml_level_weights is not None:
+            return [float(w) for w in self.peml_level_weights]
+        return [0.5 * level / self.num_hidden_layers for level in self.resolved_peml_levels]
+
+    @property
+    def resolved_head_num_attention_heads(self) -> int:
+        if self.head_num_attention_heads:
+            return self.head_num_attention_heads
+        return max(h for h in range(1, max(self.num_attention_heads, 1) + 1) if self.head_hidden_size % h == 0)
+
+    @property
+    def resolved_head_intermediate_size(self) -> int:
+        return self.head_intermediate_size or 2 * self.head_hidden_size
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    # ----------------------------------------------------------------------------------------------------------------
+    def _check(self):
+        """Raise a `ValueError` that names the field for any inconsistent value."""
+
+        def positive(name):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"MERTConfig.{name} must be a positive integer, got {value!r}")
+
+        for name in (
+            "num_frames", "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
+            "num_attention_heads", "intermediate_size", "eye_sequence_length", "eye_num_channels", "eye_hidden_size",
+            "eye_num_hidden_layers", "eye_num_attention_heads", "eye_intermediate_size", "fusion_bottleneck_size",
+            "head_hidden_size", "head_num_layers", "head_num_attention_heads", "head_intermediate_size",
+        ):  # fmt: skip
+            positive(name)
+        if self.num_prompt_tokens < 0:
+            raise ValueError(f"MERTConfig.num_prompt_tokens must be >= 0, got {self.num_prompt_tokens}")
+        pairs = [
+            ("hidden_size", self.hidden_size, "num_attention_heads", self.num_attention_heads),
+            ("eye_hidden_size", self.resolved_eye_hidden_size, "eye_num_attention_heads",
+             self.resolved_eye_num_attention_heads),
+            ("head_hidden_size", self.head_hidden_size, "head_num_attention_heads",
+             self.resolved_head_num_attention_heads),
+        ]  # fmt: skip
+        for size_name, size, heads_name, heads in pairs:
+            if size % heads != 0:
+                raise ValueError(f"MERTConfig.{size_name} ({size}) must be divisible by {heads_name} ({heads})")
+        if self.image_size % self.patch_size != 0:
+            raise ValueError(
+                f"MERTConfig.image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})"
+            )
+        for name, levels in (("fusion_levels", self.fusion_levels), ("peml_levels", self.peml_levels)):
+            if levels is None:
+                continue
+            bad = [lv for lv in levels if not isinstance(lv, int) or not 1 <= lv <= self.num_hidden_layers]
+            if bad or len(set(levels)) != len(levels):
+                raise ValueError(
+                    f"MERTConfig.{name} must be distinct layer numbers in 1..{self.num_hidden_layers}, got {levels}"
+                )
+        if self.peml_level_weights is not None and len(self.peml_level_weights) != len(self.resolved_peml_levels):
+            raise ValueError(
+                f"MERTConfig.peml_level_weights has {len(self.peml_level_weights)} entries but there are "
+                f"{len(self.resolved_peml_levels)} PEML levels {self.resolved_peml_levels}"
+            )
+        if self.instruction_distance not in INSTRUCTION_DISTANCES:
+            raise ValueError(
+                f"MERTConfig.instruction_distance must be one of {INSTRUCTION_DISTANCES}, got {self.instruction_distance!r}"
+            )
+        if self.instruction_prior not in INSTRUCTION_PRIORS:
+            raise ValueError(
+                f"MERTConfig.instruction_prior must be one of {INSTRUCTION_PRIORS}, got {self.instruction_prior!r}"
+            )
+        if not self.instruction_eps > 0:
+            raise ValueError(f"MERTConfig.instruction_eps must be > 0, got {self.instruction_eps}")
+        if self.training_stage not in TRAINING_STAGES:
+            raise ValueError(f"MERTConfig.training_stage must be one of {TRAINING_STAGES}, got {self.training_stage!r}")
+
+
+__all__ = ["MERTConfig"]

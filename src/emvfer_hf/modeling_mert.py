@@ -1,0 +1,766 @@
+"""MERT: the Multi-level Eye-movement Robust Transformer of EM-VFER (Liu et al., "Leveraging Eye Movement for
+Instructing Robust Video-based Facial Expression Recognition"), section III.
+
+Read top to bottom, a forward pass is:
+
+1. encoders [3]          φ_V: ViT patch embedding + ViT layers on every frame (batch B·T);
+                         φ_E: a linear embedding of each 5-d eye-movement step + CLS + positions, then ViT layers;
+2. PEML prompts [8]-[11] (PEML stage only) learnable prompt tokens prepended before CLS of both streams, the eye
+                         prompts scaled per sample by the instruction weight W(E', Ē);
+3. fusion [4]-[5]        after each fusion level l: F_V ← F_V + G_V(α_V·F_V ⊕ GAP(F_E)),
+                         F_E ← F_E + G_E(α_E·F_E ⊕ GAP(F_V)), G a zero-gated bottleneck MLP;
+4. final fusion [6]      per-frame CLS of F_V^L plus the CLS of F_E^L, projected to the head width;
+5. head [7]              a small Transformer over the T frame tokens with its own CLS → classifier;
+6. PEML loss [12]        light per-level heads p^l on the fused features of chosen levels, Σ w^l·CE, w^l growing
+                         with depth (PEML stage only).
+
+This module is flat (single-dot sibling imports only) so that `save_pretrained` can ship it as remote code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, ViTConfig
+from transformers import initialization as init
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.vit.modeling_vit import ViTEmbeddings, ViTLayer
+
+from .configuration_mert import TRAINING_STAGES, MERTConfig
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Outputs
+@dataclass
+class MERTModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size * num_frames, num_tokens, hidden_size)`):
+        Final video-encoder tokens F_V^L (after the encoder's final LayerNorm), per frame.
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, head_hidden_size)`):
+        The head's CLS token after the Transformer head [7] (the clip representation fed to the classifier).
+    frame_features (`torch.FloatTensor` of shape `(batch_size, num_frames, head_hidden_size)`):
+        The final fusion [6]: per-frame CLS of F_V^L plus the eye CLS of F_E^L, projected to the head width.
+    eye_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_eye_tokens, eye_hidden_size)`):
+        Final eye-encoder tokens F_E^L.
+    level_features (`tuple(torch.FloatTensor)`, one per PEML level, each `(batch_size, hidden_size)`):
+        The fused features F^l of each PEML level (frame-averaged video CLS after fusion), input of the level heads.
+    instruction_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
+        W(E', Ē) of eqs. [9]-[11]: how close each sample's eye-movement series is to the high-quality prior
+        (larger = more trustworthy). `None` while the model has no prior.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        Video encoder: embedding output plus one entry per layer (after fusion), each `(batch_size * num_frames,
+        num_tokens, hidden_size)`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        Video encoder: one entry per layer, each `(batch_size * num_frames, num_heads, num_tokens, num_tokens)`.
+    eye_hidden_states, eye_attentions, head_hidden_states, head_attentions (*optional*):
+        The same for the eye encoder (`(batch_size, num_eye_tokens, ...)`) and the Transformer head.
+    """
+
+    last_hidden_state: Optional[torch.FloatTensor] = None
+    pooler_output: Optional[torch.FloatTensor] = None
+    frame_features: Optional[torch.FloatTensor] = None
+    eye_last_hidden_state: Optional[torch.FloatTensor] = None
+    level_features: Optional[tuple[torch.FloatTensor, ...]] = None
+    instruction_weights: Optional[torch.FloatTensor] = None
+    hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
+    attentions: Optional[tuple[torch.FloatTensor, ...]] = None
+    eye_hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
+    eye_attentions: Optional[tuple[torch.FloatTensor, ...]] = None
+    head_hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
+    head_attentions: Optional[tuple[torch.FloatTensor, ...]] = None
+
+
+@dataclass
+class MERTVideoClassifierOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+        CE [2] of the final head; in the PEML stage plus Σ_l w^l·CE(p^l(F^l), y) [12].
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`): the final head's scores.
+    level_logits (`tuple(torch.FloatTensor)`, one per PEML level, each `(batch_size, num_labels)`):
+        Scores of the auxiliary level heads p^l.
+    instruction_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*): W(E', Ē), see [`MERTModelOutput`].
+    hidden_states, attentions, eye_hidden_states, eye_attentions, head_hidden_states, head_attentions:
+        See [`MERTModelOutput`].
+    """
+
+    loss: Optional[torch.FloatTensor] = None
+    logits: Optional[torch.FloatTensor] = None
+    level_logits: Optional[tuple[torch.FloatTensor, ...]] = None
+    instruction_weights: Optional[torch.FloatTensor] = None
+    hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
+    attentions: Optional[tuple[torch.FloatTensor, ...]] = None
+    eye_hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
+    eye_attentions: Optional[tuple[torch.FloatTensor, ...]] = None
+    head_hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
+    head_attentions: Optional[tuple[torch.FloatTensor, ...]] = None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Building blocks
+def _vit_config(config: MERTConfig, part: str) -> ViTConfig:
+    """The `ViTConfig` of one Transformer stack of MERT: "video" (φ_V), "eye" (φ_E) or "head" (eq. [7])."""
+    sizes = {
+        "video": (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size),
+        "eye": (
+            config.resolved_eye_hidden_size,
+            config.resolved_eye_num_hidden_layers,
+            config.resolved_eye_num_attention_heads,
+            config.resolved_eye_intermediate_size,
+        ),
+        "head": (
+            config.head_hidden_size,
+            config.head_num_layers,
+            config.resolved_head_num_attention_heads,
+            config.resolved_head_intermediate_size,
+        ),
+    }[part]
+    vit_config = ViTConfig(
+        hidden_size=sizes[0],
+        num_hidden_layers=sizes[1],
+        num_attention_heads=sizes[2],
+        intermediate_size=sizes[3],
+        hidden_act=config.hidden_act,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+        initializer_range=config.initializer_range,
+        layer_norm_eps=config.layer_norm_eps,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        num_channels=config.num_channels,
+        qkv_bias=config.qkv_bias,
+    )
+    vit_config._attn_implementation = config._attn_implementation or "sdpa"
+    return vit_config
+
+
+class MERTVideoEncoder(nn.Module):
+    """φ_V of eq. [3]: ViT patch embedding + ViT layers, applied to each frame. Its parameter names are those of
+    transformers' `ViTModel` (`embeddings.*`, `layers.N.*`, `layernorm.*`), so a ViT checkpoint loads into it as is."""
+
+    def __init__(self, vit_config: ViTConfig):
+        super().__init__()
+        self.embeddings = ViTEmbeddings(vit_config)
+        self.layers = nn.ModuleList([ViTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(vit_config.hidden_size, eps=vit_config.layer_norm_eps)
+
+
+class MERTEyeEmbeddings(nn.Module):
+    """The token embedding of φ_E (eq. [3]): each 5-d step → a linear projection; a step marked invalid in the mask
+    (and every step when no eye input is given) is replaced by a learned `missing_embedding`; then CLS and learned
+    positions."""
+
+    def __init__(self, config: MERTConfig):
+        super().__init__()
+        dim = config.resolved_eye_hidden_size
+        self.step_embedding = nn.Linear(config.eye_num_channels, dim)
+        self.missing_embedding = nn.Parameter(torch.zeros(1, 1, dim))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position_embeddings = nn.Parameter(torch.zeros(1, config.eye_sequence_length + 1, dim))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) values and (B, L) bool mask → (B, 1 + L, D_e) tokens."""
+        steps = self.step_embedding(eye_movement_values)
+        steps = torch.where(eye_movement_mask[..., None], steps, self.missing_embedding.to(steps.dtype))
+        cls = self.cls_token.expand(steps.shape[0], -1, -1)
+        return self.dropout(torch.cat([cls, steps], dim=1) + self.position_embeddings)
+
+
+class MERTEyeEncoder(nn.Module):
+    """φ_E of eq. [3]: eye-movement token embedding + ViT layers + final LayerNorm."""
+
+    def __init__(self, config: MERTConfig, vit_config: ViTConfig):
+        super().__init__()
+        self.embeddings = MERTEyeEmbeddings(config)
+        self.layers = nn.ModuleList([ViTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(vit_config.hidden_size, eps=vit_config.layer_norm_eps)
+
+
+class MERTCrossModalGate(nn.Module):
+    """One direction of eqs. [4]/[5]: the update G(α·F ⊕ GAP(F_other)) added to F.
+
+    α is a learnable scalar, ⊕ broadcasts the other stream's globally averaged features over every token, G is a
+    bottleneck MLP (dim → bottleneck → dim, GELU) whose output passes a per-channel gate initialised to zero, so an
+    untrained fusion leaves the encoder untouched. When the two streams differ in width, the context is first
+    projected linearly to this stream's width.
+    """
+
+    def __init__(self, dim: int, context_dim: int, bottleneck: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1))
+        self.context_projection = nn.Linear(context_dim, dim) if context_dim != dim else nn.Identity()
+        self.down = nn.Linear(dim, bottleneck)
+        self.act = nn.GELU()
+        self.up = nn.Linear(bottleneck, dim)
+        self.gate = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """(N, S, D) tokens and (N, D_context) context → the (N, S, D) update."""
+        fused = self.alpha * hidden_states + self.context_projection(context)[:, None, :]
+        return self.gate * self.up(self.act(self.down(fused)))
+
+
+class MERTFusionLayer(nn.Module):
+    """Multi-level cross-modal fusion at one level (eqs. [4]-[5]); both updates use the pre-fusion features."""
+
+    def __init__(self, config: MERTConfig):
+        super().__init__()
+        video_dim, eye_dim = config.hidden_size, config.resolved_eye_hidden_size
+        self.video_gate = MERTCrossModalGate(video_dim, eye_dim, config.fusion_bottleneck_size)
+        self.eye_gate = MERTCrossModalGate(eye_dim, video_dim, config.fusion_bottleneck_size)
+
+    def forward(self, video: torch.Tensor, eye: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """video (B·T, S_v, D_v), eye (B, S_e, D_e) → the fused pair, same shapes."""
+        batch_size = eye.shape[0]
+        video_context = video.reshape(batch_size, -1, video.shape[-1]).mean(dim=1)  # GAP(F_V) over frames+tokens
+        eye_context = eye.mean(dim=1)  # GAP(F_E)
+        new_video = video + self.video_gate(video, eye_context.repeat_interleave(num_frames, dim=0))
+        new_eye = eye + self.eye_gate(eye, video_context)
+        return new_video, new_eye
+
+
+class MERTPrompts(nn.Module):
+    """The PEML input-instruction prompts (eq. [8]): `num_prompt_tokens` learnable tokens per modality."""
+
+    def __init__(self, config: MERTConfig):
+        super().__init__()
+        self.video_prompts = nn.Parameter(torch.zeros(1, config.num_prompt_tokens, config.hidden_size))
+        self.eye_prompts = nn.Parameter(torch.zeros(1, config.num_prompt_tokens, config.resolved_eye_hidden_size))
+
+
+class MERTTemporalHead(nn.Module):
+    """Eq. [7]: a Transformer over the T fused frame tokens with its own CLS and learned temporal positions."""
+
+    def __init__(self, config: MERTConfig, vit_config: ViTConfig):
+        super().__init__()
+        dim = config.head_hidden_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position_embeddings = nn.Parameter(torch.zeros(1, config.num_frames + 1, dim))
+        self.layers = nn.ModuleList([ViTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+
+
+@contextlib.contextmanager
+def _record_attentions(layers, sink: Optional[list]):
+    """Collect the attention maps of `layers` (ViTLayer) into `sink` during the block (no-op when `sink` is None)."""
+    if sink is None:
+        yield
+        return
+    hooks = [layer.attention.register_forward_hook(lambda m, i, o: sink.append(o[1])) for layer in layers]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Instruction weight W(E', Ē), eqs. [9]-[11]
+def instruction_weight(
+    eye_movement_values: torch.Tensor,
+    eye_movement_mask: torch.Tensor,
+    prior_mean: torch.Tensor,
+    prior_covariance: Optional[torch.Tensor] = None,
+    distance: str = "euclidean",
+    prior: str = "mean",
+    eps: float = 1.0,
+) -> torch.Tensor:
+    """W(E', Ē): larger for a series closer to the prior of high-quality signals, bounded for one equal to it.
+
+    Args:
+        eye_movement_values: E', (B, L, C) normalised canonical series.
+        eye_movement_mask: (B, L) bool; only valid steps count. A sample with no valid step gets W = 0.
+        prior_mean: Ē, (L, C).
+        prior_covariance: Σ, (C, C), for `prior="multivariate_normal"`.
+        distance: "euclidean" — the RMS distance over valid steps, sqrt(mean_t ||e_t − Ē_t||²);
+            "cosine" — 1 − cos(E', Ē) of the masked, flattened series (in [0, 2]).
+        prior: "mean" — W = 1 / (dist + eps) ∈ (0, 1/eps];
+            "multivariate_normal" — W = exp(−½ · mean_t (e_t − Ē_t)ᵀ Σ⁻¹ (e_t − Ē_t) / C) ∈ (0, 1], the Gaussian
+            density of the steps under N(Ē, Σ) relative to its peak, per channel (Table IX); `distance` is unused.
+        eps: the bound of the "mean" prior.
+    Returns:
+        (B,) float32 weights.
+    """
+    values = eye_movement_values.float()
+    mask = eye_movement_mask.to(values.dtype)[..., None]  # (B, L, 1)
+    mean = prior_mean.float()[None]  # (1, L, C)
+    counts = mask.sum(dim=(1, 2))  # (B,)
+    has_steps = counts > 0
+    counts = counts.clamp_min(1.0)
+    residual = (values - mean) * mask
+    if prior == "multivariate_normal":
+        precision = torch.linalg.inv(prior_covariance.float())
+        mahalanobis = torch.einsum("blc,cd,bld->bl", residual, precision, residual)  # zero on masked steps
+        weights = torch.exp(-0.5 * mahalanobis.sum(dim=1) / counts / values.shape[-1])
+    elif distance == "euclidean":
+        dist = torch.sqrt((residual**2).sum(dim=(1, 2)) / counts)
+        weights = 1.0 / (dist + eps)
+    else:  # cosine
+        cos = nn.functional.cosine_similarity((values * mask).flatten(1), (mean * mask).flatten(1), dim=1, eps=1e-8)
+        weights = 1.0 / ((1.0 - cos) + eps)
+    return torch.where(has_steps, weights, torch.zeros_like(weights))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Models
+class MERTPreTrainedModel(PreTrainedModel):
+    config: MERTConfig
+    config_class = MERTConfig
+    base_model_prefix = "mert"
+    main_input_name = "pixel_values"
+    input_modalities = ("video",)
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    _no_split_modules = ["ViTLayer", "ViTEmbeddings"]
+
+    def _init_weights(self, module):
+        """Truncated-normal init (ViT's), zero-initialised fusion gates (eqs. [4]-[5]), an empty eye prior."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, ViTEmbeddings):
+            init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+            init.trunc_normal_(module.cls_token, mean=0.0, std=std)
+        elif isinstance(module, (MERTEyeEmbeddings, MERTTemporalHead)):
+            init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+            init.trunc_normal_(module.cls_token, mean=0.0, std=std)
+            if isinstance(module, MERTEyeEmbeddings):
+                init.trunc_normal_(module.missing_embedding, mean=0.0, std=std)
+        elif isinstance(module, MERTCrossModalGate):
+            init.ones_(module.alpha)
+            init.zeros_(module.gate)
+        elif isinstance(module, MERTPrompts):
+            init.trunc_normal_(module.video_prompts, mean=0.0, std=std)
+            init.trunc_normal_(module.eye_prompts, mean=0.0, std=std)
+        elif isinstance(module, MERTModel):
+            init.zeros_(module.eye_prior_mean)
+            init.copy_(module.eye_prior_covariance, torch.eye(module.eye_prior_covariance.shape[0]))
+            init.zeros_(module.eye_prior_initialized)
+
+    # -- stages (ARCHITECTURE §5.6) ------------------------------------------------------------------------------------
+    def _stage_trainable_modules(self, stage: str) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def set_training_stage(self, stage: str) -> None:
+        """Switch between the two stages of EM-VFER and set `requires_grad` accordingly.
+
+        - "pretrain": no prompts; the eye encoder, fusion (incl. α), final fusion, head and classifier train; the
+          video encoder trains only when `config.train_video_encoder` (default: when it was not initialised from a
+          pretrained ViT). Prompts and level heads are frozen.
+        - "peml": prompts on; both encoders frozen; prompts, fusion (incl. α), final fusion, head, classifier and
+          level heads train.
+        """
+        if stage not in TRAINING_STAGES:
+            raise ValueError(f"training stage must be one of {TRAINING_STAGES}, got {stage!r}")
+        self.config.training_stage = stage
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        for module in self._stage_trainable_modules(stage):
+            for parameter in module.parameters():
+                parameter.requires_grad_(True)
+
+    @property
+    def training_stage(self) -> str:
+        return self.config.training_stage
+
+    def num_trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class MERTModel(MERTPreTrainedModel):
+    """The MERT backbone: encoders [3], PEML prompts [8]-[11], multi-level fusion [4]-[5], final fusion [6] and the
+    Transformer head [7]. Returns the head's CLS as `pooler_output`; the classifier and level heads live in
+    [`MERTForVideoClassification`]."""
+
+    def __init__(self, config: MERTConfig):
+        super().__init__(config)
+        self._video_vit_config = _vit_config(config, "video")
+        self._eye_vit_config = _vit_config(config, "eye")
+        self._head_vit_config = _vit_config(config, "head")
+        self.video_encoder = MERTVideoEncoder(self._video_vit_config)
+        self.eye_encoder = MERTEyeEncoder(config, self._eye_vit_config)
+        self.fusion = nn.ModuleDict({str(level): MERTFusionLayer(config) for level in config.resolved_fusion_levels})
+        self.prompts = MERTPrompts(config) if config.num_prompt_tokens > 0 else None
+        eye_dim = config.resolved_eye_hidden_size
+        self.eye_to_video = nn.Linear(eye_dim, config.hidden_size) if eye_dim != config.hidden_size else nn.Identity()
+        self.final_fusion = nn.Linear(config.hidden_size, config.head_hidden_size)
+        self.head = MERTTemporalHead(config, self._head_vit_config)
+        # The prior Ē (and Σ) of high-quality eye movements, saved with the checkpoint (eqs. [9]-[11]).
+        self.register_buffer("eye_prior_mean", torch.zeros(config.eye_sequence_length, config.eye_num_channels))
+        self.register_buffer("eye_prior_covariance", torch.eye(config.eye_num_channels))
+        self.register_buffer("eye_prior_initialized", torch.zeros(()))
+        self.post_init()
+        self.set_training_stage(config.training_stage)
+
+    # -- stages ------------------------------------------------------------------------------------------------------
+    def _stage_trainable_modules(self, stage: str) -> list[nn.Module]:
+        shared = [self.fusion, self.eye_to_video, self.final_fusion, self.head]
+        if stage == "peml":
+            return shared + ([self.prompts] if self.prompts is not None else [])
+        train_video = self.config.train_video_encoder
+        if train_video is None:
+            train_video = not self.config.video_encoder_pretrained
+        return shared + [self.eye_encoder] + ([self.video_encoder] if train_video else [])
+
+    @property
+    def prompts_active(self) -> bool:
+        return self.config.training_stage == "peml" and self.prompts is not None
+
+    # -- the prior Ē ---------------------------------------------------------------------------------------------------
+    @property
+    def has_eye_prior(self) -> bool:
+        return bool(self.eye_prior_initialized.item() > 0)
+
+    @torch.no_grad()
+    def set_eye_prior(self, mean, covariance=None) -> None:
+        """Store the prior Ē (L, C) (and Σ (C, C) for the multivariate-normal option) in the model's buffers."""
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        expected = tuple(self.eye_prior_mean.shape)
+        if tuple(mean.shape) != expected:
+            raise ValueError(f"eye prior mean must have shape {expected}, got {tuple(mean.shape)}")
+        self.eye_prior_mean.copy_(mean.to(self.eye_prior_mean))
+        if covariance is not None:
+            covariance = torch.as_tensor(covariance, dtype=torch.float32)
+            if tuple(covariance.shape) != tuple(self.eye_prior_covariance.shape):
+                raise ValueError(
+                    f"eye prior covariance must have shape {tuple(self.eye_prior_covariance.shape)}, "
+                    f"got {tuple(covariance.shape)}"
+                )
+            self.eye_prior_covariance.copy_(covariance.to(self.eye_prior_covariance))
+        self.eye_prior_initialized.fill_(1.0)
+
+    def set_eye_prior_from_series(self, eye_movement_values, eye_movement_mask=None) -> None:
+        """Compute and store the prior from high-quality series: an array/tensor (N, L, C) (+ mask (N, L)) or an
+        iterable of `EyeMovementSeries` (resampled to `config.eye_sequence_length`)."""
+        from .eye_movement_mert import eye_movement_prior
+
+        if isinstance(eye_movement_values, torch.Tensor):
+            eye_movement_values = eye_movement_values.detach().float().cpu().numpy()
+        if isinstance(eye_movement_mask, torch.Tensor):
+            eye_movement_mask = eye_movement_mask.detach().cpu().numpy()
+        mean, covariance = eye_movement_prior(
+            eye_movement_values, mask=eye_movement_mask, length=self.config.eye_sequence_length
+        )
+        self.set_eye_prior(mean, covariance)
+
+    def instruction_weights(self, eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor) -> torch.Tensor:
+        """W(E', Ē) for a batch (B,), with this model's prior and its config's distance/prior options."""
+        if not self.has_eye_prior:
+            raise ValueError(
+                "this MERT model has no eye-movement prior Ē: run the pre-training stage (which stores it) or call "
+                "`model.set_eye_prior_from_series(high_quality_series)` before using PEML prompts"
+            )
+        return instruction_weight(
+            eye_movement_values,
+            eye_movement_mask,
+            self.eye_prior_mean,
+            self.eye_prior_covariance,
+            distance=self.config.instruction_distance,
+            prior=self.config.instruction_prior,
+            eps=self.config.instruction_eps,
+        )
+
+    # -- input checks --------------------------------------------------------------------------------------------------
+    def _check_inputs(self, pixel_values, eye_movement_values, eye_movement_mask):
+        c = self.config
+        expected = (c.num_frames, c.num_channels, c.image_size, c.image_size)
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 5 or tuple(pixel_values.shape[1:]) != expected:
+            got = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            raise ValueError(f"pixel_values must have shape (batch_size, {', '.join(map(str, expected))}), got {got}")
+        batch_size = pixel_values.shape[0]
+        expected_eye = (batch_size, c.eye_sequence_length, c.eye_num_channels)
+        if eye_movement_values is not None and tuple(eye_movement_values.shape) != expected_eye:
+            raise ValueError(
+                f"eye_movement_values must have shape {expected_eye} (batch, eye_sequence_length, channels), "
+                f"got {tuple(eye_movement_values.shape)}"
+            )
+        if eye_movement_mask is not None:
+            if eye_movement_values is None:
+                raise ValueError("eye_movement_mask was given without eye_movement_values")
+            if tuple(eye_movement_mask.shape) != expected_eye[:2]:
+                raise ValueError(
+                    f"eye_movement_mask must have shape {expected_eye[:2]}, got {tuple(eye_movement_mask.shape)}"
+                )
+
+    def _sync_attention_implementation(self, output_attentions: bool) -> None:
+        impl = "eager" if output_attentions else (self.config._attn_implementation or "sdpa")
+        for vit_config in (self._video_vit_config, self._eye_vit_config, self._head_vit_config):
+            if vit_config._attn_implementation != impl:
+                vit_config._attn_implementation = impl
+
+    def _eye_layers_done_after(self, video_layer: int) -> int:
+        """How many eye-encoder layers have run when video layer `video_layer` (1-based) is done (lockstep)."""
+        num_video, num_eye = self.config.num_hidden_layers, self.config.resolved_eye_num_hidden_layers
+        return (video_layer * num_eye) // num_video
+
+    # -- forward -------------------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        eye_movement_values: Optional[torch.Tensor] = None,
+        eye_movement_mask: Optional[torch.Tensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        output_attentions: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ) -> Union[MERTModelOutput, tuple]:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, image_size, image_size)`):
+            Normalised face frames (see `MERTVideoProcessor`).
+        eye_movement_values (`torch.FloatTensor` of shape `(batch_size, eye_sequence_length, eye_num_channels)`,
+            *optional*): the canonical eye-movement series E' (ARCHITECTURE §4). Without it every step is "missing":
+            the eye encoder sees the learned `missing_embedding` tokens, and W = 0 (the eye prompts vanish).
+        eye_movement_mask (`torch.BoolTensor` of shape `(batch_size, eye_sequence_length)`, *optional*):
+            True for valid steps; default all valid when values are given.
+        """
+        config = self.config
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        self._check_inputs(pixel_values, eye_movement_values, eye_movement_mask)
+        self._sync_attention_implementation(bool(output_attentions))
+
+        batch_size, num_frames = pixel_values.shape[:2]
+        dtype = self.video_encoder.embeddings.patch_embeddings.projection.weight.dtype
+        if eye_movement_values is None:
+            eye_movement_values = pixel_values.new_zeros(batch_size, config.eye_sequence_length, config.eye_num_channels)
+            eye_movement_mask = torch.zeros(batch_size, config.eye_sequence_length, dtype=torch.bool, device=pixel_values.device)
+        elif eye_movement_mask is None:
+            eye_movement_mask = torch.ones(eye_movement_values.shape[:2], dtype=torch.bool, device=pixel_values.device)
+        eye_movement_mask = eye_movement_mask.bool()
+
+        # Instruction weight W(E', Ē) [9]-[11] (no parameters involved)
+        weights = self.instruction_weights(eye_movement_values, eye_movement_mask) if self.has_eye_prior else None
+
+        # Encoders' token embeddings [3]
+        video = self.video_encoder.embeddings(pixel_values.flatten(0, 1).to(dtype))  # (B·T, 1 + N_v, D_v)
+        eye = self.eye_encoder.embeddings(eye_movement_values.to(dtype), eye_movement_mask)  # (B, 1 + L, D_e)
+
+        # PEML input instruction [8]: prompts before CLS, eye prompts scaled by W
+        num_prompts = 0
+        if self.prompts_active:
+            if weights is None:
+                self.instruction_weights(eye_movement_values, eye_movement_mask)  # raises the "no prior" error
+            num_prompts = config.num_prompt_tokens
+            video_prompts = self.prompts.video_prompts.expand(video.shape[0], -1, -1)
+            eye_prompts = self.prompts.eye_prompts * weights.to(dtype)[:, None, None]
+            video = torch.cat([video_prompts, video], dim=1)
+            eye = torch.cat([eye_prompts, eye], dim=1)
+
+        video_states = (video,) if output_hidden_states else None
+        eye_states = (eye,) if output_hidden_states else None
+        video_attentions = [] if output_attentions else None
+        eye_attentions = [] if output_attentions else None
+        level_features = []
+        peml_levels = set(config.resolved_peml_levels)
+
+        # Both encoders in lockstep, fused after each fusion level [4]-[5]
+        eye_done = 0
+        with _record_attentions(self.video_encoder.layers, video_attentions), _record_attentions(
+            self.eye_encoder.layers, eye_attentions
+        ):
+            for level, video_layer in enumerate(self.video_encoder.layers, start=1):
+                video = video_layer(video)
+                while eye_done < self._eye_layers_done_after(level):
+                    eye = self.eye_encoder.layers[eye_done](eye)
+                    eye_done += 1
+                    if output_hidden_states:
+                        eye_states += (eye,)
+                if str(level) in self.fusion:
+                    video, eye = self.fusion[str(level)](video, eye, num_frames)
+                if output_hidden_states:
+                    video_states += (video,)
+                if level in peml_levels:  # F^l for the level heads [12]: frame-averaged fused CLS
+                    cls = video[:, num_prompts].reshape(batch_size, num_frames, -1).mean(dim=1)
+                    level_features.append(self.video_encoder.layernorm(cls))
+
+        video = self.video_encoder.layernorm(video)
+        eye = self.eye_encoder.layernorm(eye)
+
+        # Final fusion [6]: per-frame video CLS + eye CLS → head width
+        frame_cls = video[:, num_prompts].reshape(batch_size, num_frames, -1)  # (B, T, D_v)
+        eye_cls = self.eye_to_video(eye[:, num_prompts])  # (B, D_v)
+        frame_features = self.final_fusion(frame_cls + eye_cls[:, None, :])  # (B, T, H)
+
+        # Transformer head over the T frame tokens [7]
+        head = self.head
+        tokens = torch.cat([head.cls_token.expand(batch_size, -1, -1), frame_features], dim=1) + head.position_embeddings
+        head_states = (tokens,) if output_hidden_states else None
+        head_attentions = [] if output_attentions else None
+        with _record_attentions(head.layers, head_attentions):
+            for layer in head.layers:
+                tokens = layer(tokens)
+                if output_hidden_states:
+                    head_states += (tokens,)
+        pooled = head.layernorm(tokens[:, 0])
+
+        output = MERTModelOutput(
+            last_hidden_state=video,
+            pooler_output=pooled,
+            frame_features=frame_features,
+            eye_last_hidden_state=eye,
+            level_features=tuple(level_features),
+            instruction_weights=weights,
+            hidden_states=video_states,
+            attentions=tuple(video_attentions) if output_attentions else None,
+            eye_hidden_states=eye_states,
+            eye_attentions=tuple(eye_attentions) if output_attentions else None,
+            head_hidden_states=head_states,
+            head_attentions=tuple(head_attentions) if output_attentions else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class MERTForVideoClassification(MERTPreTrainedModel):
+    """MERT with the expression classifier and the PEML level heads p^l (eq. [12]) on top of [`MERTModel`]."""
+
+    def __init__(self, config: MERTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.mert = MERTModel(config)
+        self.classifier = nn.Linear(config.head_hidden_size, config.num_labels)
+        for level in config.resolved_peml_levels:  # plain top-level Linear attributes: re-initialised like the
+            setattr(self, f"level_head_{level}", nn.Linear(config.hidden_size, config.num_labels))  # classifier
+        self.post_init()
+        self.set_training_stage(config.training_stage)
+
+    def level_heads(self) -> list[nn.Linear]:
+        return [getattr(self, f"level_head_{level}") for level in self.config.resolved_peml_levels]
+
+    def _stage_trainable_modules(self, stage: str) -> list[nn.Module]:
+        modules = self.mert._stage_trainable_modules(stage) + [self.classifier]
+        return modules + (self.level_heads() if stage == "peml" else [])
+
+    # Delegates to the backbone, so that `model.set_eye_prior...` works on the classification model too.
+    @property
+    def has_eye_prior(self) -> bool:
+        return self.mert.has_eye_prior
+
+    def set_eye_prior(self, mean, covariance=None) -> None:
+        self.mert.set_eye_prior(mean, covariance)
+
+    def set_eye_prior_from_series(self, eye_movement_values, eye_movement_mask=None) -> None:
+        self.mert.set_eye_prior_from_series(eye_movement_values, eye_movement_mask)
+
+    @classmethod
+    def from_vision_pretrained(cls, vision_model_name_or_path, **config_kwargs) -> "MERTForVideoClassification":
+        """A MERT whose video encoder φ_V is initialised bit-exactly from any transformers `ViTModel` checkpoint
+        (local folder or Hub id). The ViT's sizes become the video-encoder sizes; other `MERTConfig` fields come from
+        `config_kwargs`. The video encoder is then frozen in pre-training (see `MERTConfig.train_video_encoder`)."""
+        from transformers import ViTModel
+
+        vit = ViTModel.from_pretrained(vision_model_name_or_path, add_pooling_layer=False)
+        vc = vit.config
+        sizes = dict(
+            hidden_size=vc.hidden_size,
+            num_hidden_layers=vc.num_hidden_layers,
+            num_attention_heads=vc.num_attention_heads,
+            intermediate_size=vc.intermediate_size,
+            hidden_act=vc.hidden_act,
+            layer_norm_eps=vc.layer_norm_eps,
+            image_size=vc.image_size if isinstance(vc.image_size, int) else vc.image_size[0],
+            patch_size=vc.patch_size if isinstance(vc.patch_size, int) else vc.patch_size[0],
+            num_channels=vc.num_channels,
+            qkv_bias=vc.qkv_bias,
+        )
+        clash = {k for k in sizes if k in config_kwargs and config_kwargs[k] != sizes[k]}
+        if clash:
+            raise ValueError(f"{sorted(clash)} are set by the ViT checkpoint {vision_model_name_or_path!r}")
+        config = MERTConfig(**{**config_kwargs, **sizes, "video_encoder_pretrained": True})
+        model = cls(config)
+        state = {k: v for k, v in vit.state_dict().items() if not k.startswith("pooler.")}
+        result = model.mert.video_encoder.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f"the ViT checkpoint {vision_model_name_or_path!r} does not match MERT's video encoder: "
+                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+        model.set_training_stage(config.training_stage)
+        return model
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        eye_movement_values: Optional[torch.Tensor] = None,
+        eye_movement_mask: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        output_attentions: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ) -> Union[MERTVideoClassifierOutput, tuple]:
+        r"""
+        pixel_values, eye_movement_values, eye_movement_mask: see [`MERTModel.forward`].
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class indices in `[0, num_labels)`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.mert(
+            pixel_values,
+            eye_movement_values=eye_movement_values,
+            eye_movement_mask=eye_movement_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.classifier(outputs.pooler_output)
+        level_logits = tuple(head(f) for head, f in zip(self.level_heads(), outputs.level_features))
+
+        loss = None
+        if labels is not None:
+            loss = self.compute_loss(logits, level_logits, labels, outputs.instruction_weights)
+
+        output = MERTVideoClassifierOutput(
+            loss=loss,
+            logits=logits,
+            level_logits=level_logits,
+            instruction_weights=outputs.instruction_weights,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            eye_hidden_states=outputs.eye_hidden_states,
+            eye_attentions=outputs.eye_attentions,
+            head_hidden_states=outputs.head_hidden_states,
+            head_attentions=outputs.head_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def compute_loss(self, logits, level_logits, labels, instruction_weights=None) -> torch.Tensor:
+        """CE [2] on the final head; in the PEML stage plus the progressive level losses Σ_l w^l·CE [12], and, when
+        `config.instruction_loss_weighting`, each sample's CE weighted by its batch-normalised W."""
+        labels = labels.to(logits.device).long().reshape(-1)
+        if labels.shape[0] != logits.shape[0]:
+            raise ValueError(f"labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.config.num_labels):
+            raise ValueError(
+                f"labels must be class indices in [0, {self.config.num_labels}), got values "
+                f"{sorted(set(labels.tolist()))[:10]}"
+            )
+        per_sample = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+        peml = self.config.training_stage == "peml"
+        if peml and self.config.instruction_loss_weighting and instruction_weights is not None:
+            w = instruction_weights.detach().float()
+            per_sample = per_sample * (w / w.mean().clamp_min(1e-6))
+        loss = per_sample.mean()
+        if peml:
+            for weight, level in zip(self.config.resolved_peml_level_weights, level_logits):
+                loss = loss + weight * nn.functional.cross_entropy(level.float(), labels)
+        return loss
+
+
+__all__ = [
+    "MERTForVideoClassification",
+    "MERTModel",
+    "MERTModelOutput",
+    "MERTPreTrainedModel",
+    "MERTVideoClassifierOutput",
+    "instruction_weight",
+]
