@@ -256,6 +256,12 @@ def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
     if short.any():
         row = int(np.flatnonzero(short)[0])
         raise ValueError(f"{path}: truncated export: line {row + 2} has fewer fields than the header")
+    with open(path, "rb") as f:  # a file cut mid-line: its last line has fewer fields than the header
+        f.seek(max(0, path.stat().st_size - 65536))
+        tail = f.read().decode("utf-8", errors="replace").rstrip("\r\n").rsplit("\n", 1)[-1]
+    if len(df) and tail.count(sep) < df.shape[1] - 1:
+        raise ValueError(f"{path}: truncated export: the last line has {tail.count(sep) + 1} fields, the header "
+                         f"{df.shape[1]}")
     return df
 
 

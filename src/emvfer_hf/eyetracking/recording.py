@@ -123,7 +123,8 @@ class EyeTrackingRecording:
         Args:
             start_ms, end_ms: window in recording milliseconds (default: the whole recording).
             times_s: resample at these times (seconds since ``start_ms``, e.g. a video's frame times).
-            length: resample to ``length`` equally spaced steps over the window (ignored if ``times_s`` is given).
+            length: resample to ``length`` equally spaced steps from the window start to its last sample (ignored
+                if ``times_s`` is given).
             events: where the behaviour channel comes from: ``"export"`` (the export's own labels), ``"detect"``
                 (:func:`~emvfer_hf.eyetracking.detect_events`) or ``"auto"`` (export labels when present).
             resolution: override the gaze plane (width, height) used to map gaze to [-1, 1].
@@ -176,7 +177,7 @@ class EyeTrackingRecording:
             series = series.normalize()
         if times_s is not None:
             series = series.resample_to_times(times_s)
-        elif length is not None:
-            series = series.resample(length)
+        elif length is not None:  # equally spaced from the window start (the video's t=0) to the last sample
+            series = series.resample_to_times(np.linspace(0.0, float(series.times_s[-1]), length))
         assert series.values.shape[1] == NUM_EYE_MOVEMENT_CHANNELS
         return series
