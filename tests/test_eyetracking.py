@@ -322,7 +322,7 @@ def test_to_series_whole_and_window():
     assert (d.values[:, 4] == s.values[:, 4]).mean() > 0.8
     with pytest.raises(ValueError, match="no sample in the window"):
         rec.to_series(start_ms=20_000, end_ms=21_000)
-    with pytest.raises(ValueError, match="events="):
+    with pytest.raises(ValueError, match="events must be"):
         rec.to_series(events="pro lab")
 
 
