@@ -6,7 +6,7 @@ for `save_pretrained` to ship their code next to the weights (loadable with `tru
 that never imported `emvfer_hf`).
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoVideoProcessor
 
 from .configuration_mert import MERTConfig
 from .eye_movement_mert import EyeMovementSeries, eye_movement_prior, normalize_eye_movements
@@ -17,6 +17,7 @@ from .modeling_mert import (
     MERTPreTrainedModel,
     MERTVideoClassifierOutput,
 )
+from .video_processing_mert import MERTVideoProcessor
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,8 @@ AutoModelForVideoClassification.register(MERTConfig, MERTForVideoClassification,
 MERTConfig.register_for_auto_class()
 MERTModel.register_for_auto_class("AutoModel")
 MERTForVideoClassification.register_for_auto_class("AutoModelForVideoClassification")
+AutoVideoProcessor.register(MERTConfig, MERTVideoProcessor, exist_ok=True)
+MERTVideoProcessor.register_for_auto_class("AutoVideoProcessor")
 
 __all__ = [
     "EyeMovementSeries",
@@ -35,6 +38,7 @@ __all__ = [
     "MERTModelOutput",
     "MERTPreTrainedModel",
     "MERTVideoClassifierOutput",
+    "MERTVideoProcessor",
     "eye_movement_prior",
     "normalize_eye_movements",
 ]

@@ -1,0 +1,559 @@
+"""MERTVideoProcessor: from a video file, a frame folder or an array to MERT's inputs.
+
+ARCHITECTURE §3:
+
+    video file / frame folder / array
+      └─ decode (PyAV; frame folders via OpenCV) ─ sample T frames, one per equal segment
+         (middle of the segment at eval, random within it with `do_train_sampling`)
+         face: MTCNN boxes + 5 landmarks ─ one square box per clip (union, or smoothed per-frame boxes) with a
+               margin ─ crop ─ resize ─ rescale + normalise
+         eyes: the visual extractor on a denser set of frames of the SAME decoded video → canonical 5-channel series
+               (eye_movement_mert) → resampled to `eye_sequence_length` steps
+         → pixel_values (B, T, 3, H, W), eye_movement_values (B, L, 5), eye_movement_mask (B, L)
+
+Flat module (single-dot sibling imports, heavy dependencies imported lazily) so it ships as remote code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import VideosKwargs
+from transformers.video_processing_utils import BaseVideoProcessor
+
+from .eye_movement_mert import EyeMovementSeries, NUM_EYE_MOVEMENT_CHANNELS
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+FACE_BOX_MODES = ("union", "smooth")
+
+
+class MERTVideosKwargs(VideosKwargs, total=False):
+    """The keyword arguments of `MERTVideoProcessor` beyond transformers' `VideosKwargs`."""
+
+    eye_sequence_length: Optional[int]
+    eye_frames: Optional[int]
+    do_face_crop: Optional[bool]
+    face_margin: Optional[float]
+    face_box_mode: Optional[str]
+    face_detection_size: Optional[int]
+    do_extract_eye_movements: Optional[bool]
+    do_train_sampling: Optional[bool]
+    allow_no_face: Optional[bool]
+    default_fps: Optional[float]
+    eye_movements: Optional[Any]
+    return_face_boxes: Optional[bool]
+    return_eye_series: Optional[bool]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Decoding
+@dataclass
+class DecodedVideo:
+    """Frames of one video: `frames` maps a frame index to an RGB uint8 (H, W, 3) array; `num_frames` is the video's
+    frame count; `fps` its rate; `name` names the input in error messages."""
+
+    frames: dict
+    num_frames: int
+    fps: float
+    name: str
+
+
+def _natural_key(path: Path):
+    numbers = re.findall(r"\d+", path.stem)
+    return (int(numbers[-1]) if numbers else -1, path.name)
+
+
+def _to_rgb_uint8(frame: np.ndarray, name: str) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) of any numeric type → (H, W, 3) uint8."""
+    frame = np.asarray(frame)
+    if frame.ndim == 3 and frame.shape[0] in (1, 3) and frame.shape[-1] not in (1, 3, 4):
+        frame = np.moveaxis(frame, 0, -1)  # channels-first input
+    if frame.ndim == 2:
+        frame = frame[..., None]
+    if frame.ndim != 3 or frame.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{name}: expected frames of shape (H, W, 3), (H, W) or (H, W, 1), got {frame.shape}")
+    if frame.dtype != np.uint8:
+        frame = np.asarray(frame, dtype=np.float32)
+        if frame.size and frame.max() <= 1.0:
+            frame = frame * 255.0
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    if frame.shape[-1] == 1:
+        frame = np.repeat(frame, 3, axis=-1)
+    return np.ascontiguousarray(frame[..., :3])
+
+
+def list_frame_files(folder: Union[str, Path]) -> list[Path]:
+    """The image files of a frame folder, sorted naturally by the last integer in their names (DATASETS.md:
+    DFEW `00001_1.jpg … 00001_16.jpg`, CASME II `img46.jpg`, Aff-Wild2 `00001.jpg`)."""
+    folder = Path(folder)
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: cannot read this image file")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _count_video_frames(path: str) -> int:
+    """Frame count of a video file: the container's own number, else a count of the video packets (no decoding)."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def decode_video(
+    source,
+    indices_fn=None,
+    default_fps: float = 25.0,
+) -> DecodedVideo:
+    """Decode a video file (PyAV), a folder of frame images, an image file or an array (T, H, W[, C]).
+
+    Args:
+        source: path (str / Path) or array / tensor / list of frames.
+        indices_fn: `indices_fn(num_frames) -> iterable of int`: the frames to keep (default: all). Only those are
+            kept in memory while decoding, so long or large videos stay cheap.
+        default_fps: the rate assumed where the input has none (frame folders, arrays).
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the input cannot be decoded or holds no frame; the message names the input.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = str(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{name}: no such video file or frame folder")
+        if path.is_dir():
+            files = list_frame_files(path)
+            if not files:
+                raise ValueError(f"{name}: the frame folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            keep = sorted(set(indices_fn(len(files)))) if indices_fn else range(len(files))
+            return DecodedVideo({i: _read_image(files[i]) for i in keep}, len(files), default_fps, name)
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            return DecodedVideo({0: _read_image(path)}, 1, default_fps, name)
+        if path.stat().st_size == 0:
+            raise ValueError(f"{name}: the file is empty (0 bytes)")
+        return _decode_video_file(name, indices_fn, default_fps)
+
+    # arrays, tensors, lists of frames
+    if hasattr(source, "detach"):
+        source = source.detach().cpu().numpy()
+    if isinstance(source, (list, tuple)):
+        frames = [_to_rgb_uint8(f, "video array") for f in source]
+    else:
+        array = np.asarray(source)
+        if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4) and array.shape[0] > 4):
+            array = array[None]  # a single image
+        if array.ndim not in (3, 4):
+            raise ValueError(f"video array: expected shape (T, H, W, 3) or (T, H, W), got {array.shape}")
+        if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3, 4):
+            array = np.moveaxis(array, 1, -1)  # (T, C, H, W)
+        frames = [_to_rgb_uint8(f, "video array") for f in array]
+    if not frames:
+        raise ValueError("video array: it holds no frame")
+    keep = sorted(set(indices_fn(len(frames)))) if indices_fn else range(len(frames))
+    return DecodedVideo({i: frames[i] for i in keep}, len(frames), default_fps, "video array")
+
+
+def _decode_video_file(name: str, indices_fn, default_fps: float) -> DecodedVideo:
+    import av
+
+    try:
+        total = _count_video_frames(name)
+        keep = set(indices_fn(total)) if (indices_fn and total) else None
+        frames: dict = {}
+        decoded = 0
+        with av.open(name) as container:
+            if not container.streams.video:
+                raise ValueError(f"{name}: the file has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fps = float(stream.average_rate or stream.guessed_rate or default_fps)
+            try:
+                for frame in container.decode(stream):
+                    if keep is None or decoded in keep:
+                        frames[decoded] = frame.to_ndarray(format="rgb24")
+                    decoded += 1
+            except av.error.FFmpegError as error:  # a truncated file: keep what decoded
+                if not decoded:
+                    raise ValueError(f"{name}: cannot decode video ({error})") from error
+    except av.error.FFmpegError as error:
+        raise ValueError(f"{name}: not a readable video file ({error})") from error
+    if not decoded:
+        raise ValueError(f"{name}: the video holds no decodable frame")
+    if keep is not None and decoded != total:
+        # The container's count was off (or the file is truncated): select again among the decoded frames.
+        wanted = sorted(set(indices_fn(decoded)))
+        missing = [i for i in wanted if i not in frames]
+        if missing:
+            return _decode_video_file_all(name, indices_fn, fps)
+        frames = {i: frames[i] for i in wanted}
+    return DecodedVideo(frames, decoded, fps, name)
+
+
+def _decode_video_file_all(name: str, indices_fn, fps: float) -> DecodedVideo:
+    """Slow path: decode every frame, then select (only when the container lied about its frame count)."""
+    import av
+
+    frames = []
+    with av.open(name) as container:
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                frames.append(frame.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError:
+            pass
+    keep = sorted(set(indices_fn(len(frames))))
+    return DecodedVideo({i: frames[i] for i in keep}, len(frames), fps, name)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Sampling and face boxes
+def sample_segment_indices(
+    num_available: int, num_frames: int, train: bool = False, rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
+    """T frame indices, one per equal segment of the video: the middle frame of each segment at evaluation, a random
+    frame within each segment in training. A clip shorter than T repeats its last frame."""
+    if num_available <= 0:
+        raise ValueError("cannot sample frames from an empty video")
+    if num_available < num_frames:
+        return np.concatenate([np.arange(num_available), np.full(num_frames - num_available, num_available - 1)])
+    edges = np.linspace(0, num_available, num_frames + 1)
+    if train:
+        rng = rng or np.random.default_rng()
+        starts, ends = np.floor(edges[:-1]).astype(int), np.maximum(np.floor(edges[1:]).astype(int), 1)
+        return np.array([rng.integers(s, max(e, s + 1)) for s, e in zip(starts, ends)])
+    return np.minimum(np.floor((edges[:-1] + edges[1:]) / 2).astype(int), num_available - 1)
+
+
+def eye_frame_indices(num_available: int, eye_frames: Optional[int]) -> np.ndarray:
+    """The denser, evenly spaced frames read by the visual eye-movement extractor (all frames when `eye_frames` is
+    None or the video is shorter)."""
+    if eye_frames is None or eye_frames >= num_available:
+        return np.arange(num_available)
+    return np.unique(np.round(np.linspace(0, num_available - 1, eye_frames)).astype(int))
+
+
+def square_box(box: np.ndarray, margin: float) -> np.ndarray:
+    """(x0, y0, x1, y1) → a square around its centre with side `max(w, h) * (1 + margin)`."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1.0 + margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dtype=np.float32)
+
+
+def clip_face_boxes(boxes: np.ndarray, margin: float, mode: str = "union") -> np.ndarray:
+    """One square face box per frame from per-frame detections (rows of NaN where no face was found).
+
+    `mode="union"`: the union of every detected box, the same square for all frames (steady crops, as in the
+    datasets' aligned clips); `mode="smooth"`: per-frame boxes, missing ones interpolated, smoothed over 5 frames.
+    Returns (T, 4) float32 or `None` when no frame has a face.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    found = np.isfinite(boxes).all(axis=1)
+    if not found.any():
+        return None
+    if mode == "union":
+        good = boxes[found]
+        union = np.array([good[:, 0].min(), good[:, 1].min(), good[:, 2].max(), good[:, 3].max()])
+        return np.repeat(square_box(union, margin)[None], len(boxes), axis=0)
+    if mode != "smooth":
+        raise ValueError(f"face_box_mode must be one of {FACE_BOX_MODES}, got {mode!r}")
+    t = np.arange(len(boxes))
+    filled = np.stack([np.interp(t, t[found], boxes[found, c]) for c in range(4)], axis=1)
+    kernel = np.ones(5) / 5
+    padded = np.pad(filled, ((2, 2), (0, 0)), mode="edge")
+    smooth = np.stack([np.convolve(padded[:, c], kernel, mode="valid") for c in range(4)], axis=1)
+    return np.stack([square_box(b, margin) for b in smooth]).astype(np.float32)
+
+
+def crop_and_resize(frame: np.ndarray, box: Optional[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Crop `box` (x0, y0, x1, y1; may reach outside the frame, which is padded with black) and resize to
+    (height, width). `box=None` takes the central square."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if box is None:
+        side = min(h, w)
+        box = np.array([(w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2])
+    x0, y0, x1, y1 = [int(round(v)) for v in box]
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    pad = max(0, -x0, -y0, x1 - w, y1 - h)
+    if pad:
+        frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
+    crop = frame[y0:y1, x0:x1]
+    interpolation = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
+    return cv2.resize(crop, (width, height), interpolation=interpolation)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The processor
+class MERTVideoProcessor(BaseVideoProcessor):
+    r"""
+    Video processor of MERT (EM-VFER). Turns videos into `pixel_values` (B, T, 3, H, W), `eye_movement_values`
+    (B, L, 5) and `eye_movement_mask` (B, L).
+
+    Inputs: a video file path (anything FFmpeg reads: mp4, avi, mov, webm, …), a folder of frame images (the DFEW /
+    CASME layouts), an array or tensor (T, H, W, 3) (grayscale (T, H, W) too), or a list of these.
+
+    Args (all saved in `video_preprocessor_config.json`):
+        num_frames (`int`, defaults to 16): frames T per clip, one per equal segment.
+        size (`dict`, defaults to `{"height": 224, "width": 224}`): size of the face crops.
+        do_rescale, rescale_factor, do_normalize, image_mean, image_std: as in transformers (mean/std 0.5).
+        do_face_crop (`bool`, defaults to True): crop the face found by MTCNN; False takes the central square.
+        face_margin (`float`, defaults to 0.3): the square crop's side is `max(w, h) * (1 + face_margin)`.
+        face_box_mode (`str`, defaults to "union"): one box for the clip ("union") or smoothed per-frame boxes.
+        face_detection_size (`int`, defaults to 320): frames are downscaled so their longer side is at most this
+            before face detection (boxes are mapped back to full resolution).
+        do_extract_eye_movements (`bool`, defaults to True): read the eye-movement series from the video.
+        eye_frames (`int`, defaults to 64): frames read by the eye extractor, evenly spaced (None: every frame).
+        eye_sequence_length (`int`, defaults to 256): steps L of the series given to the model.
+        do_train_sampling (`bool`, defaults to False): random frame within each segment (training augmentation).
+        allow_no_face (`bool`, defaults to False): a video with no face anywhere gives central crops and an all-invalid
+            eye mask instead of an error.
+        default_fps (`float`, defaults to 25): the rate assumed for frame folders and arrays.
+
+    Call-time only:
+        eye_movements: high-quality eye movements to use INSTEAD of visual extraction, one per video: an
+            `EyeTrackingRecording`, an `EyeMovementSeries`, or an array (N, 5) of canonical values.
+        return_face_boxes (`bool`): also return `face_boxes` (B, T, 4) in frame pixels (NaN where none was used).
+        return_eye_series (`bool`): also return `eye_series`, the per-frame `EyeMovementSeries` before resampling.
+    """
+
+    valid_kwargs = MERTVideosKwargs
+    model_input_names = ["pixel_values", "eye_movement_values", "eye_movement_mask"]
+    num_frames = 16
+    size = {"height": 224, "width": 224}
+    do_resize = True
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    image_mean = [0.5, 0.5, 0.5]
+    image_std = [0.5, 0.5, 0.5]
+    do_convert_rgb = True
+    do_sample_frames = True
+    do_face_crop = True
+    face_margin = 0.3
+    face_box_mode = "union"
+    face_detection_size = 320
+    do_extract_eye_movements = True
+    eye_frames = 64
+    eye_sequence_length = 256
+    do_train_sampling = False
+    allow_no_face = False
+    default_fps = 25.0
+
+    def __init__(self, **kwargs):
+        kwargs.pop("eye_movements", None)
+        kwargs.pop("return_face_boxes", None)
+        kwargs.pop("return_eye_series", None)
+        super().__init__(**kwargs)
+        self.eye_movements = None
+        self.return_face_boxes = None
+        self.return_eye_series = None
+        if self.face_box_mode not in FACE_BOX_MODES:
+            raise ValueError(f"face_box_mode must be one of {FACE_BOX_MODES}, got {self.face_box_mode!r}")
+        self._face_backend = None
+        self._eye_extractor = None
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        for key in ("_face_backend", "_eye_extractor", "eye_movements", "return_face_boxes", "return_eye_series"):
+            output.pop(key, None)
+        return output
+
+    # -- backends (created lazily: MTCNN weights load only when a face is needed) -------------------------------------
+    @property
+    def face_backend(self):
+        if self._face_backend is None:
+            from .eye_movement_mert import MTCNNBackend
+
+            self._face_backend = MTCNNBackend(detection_size=self.face_detection_size)
+        return self._face_backend
+
+    @face_backend.setter
+    def face_backend(self, backend):
+        self._face_backend = backend
+        self._eye_extractor = None
+
+    @property
+    def eye_extractor(self):
+        if self._eye_extractor is None:
+            from .eye_movement_mert import VisualEyeMovementExtractor
+
+            self._eye_extractor = VisualEyeMovementExtractor(backend=self.face_backend)
+        return self._eye_extractor
+
+    # -- transformers hooks ----------------------------------------------------------------------------------------
+    def fetch_videos(self, video_url_or_urls, sample_indices_fn=None):
+        """Decode with PyAV (transformers' default needs torchcodec, which is not assumed here)."""
+        if isinstance(video_url_or_urls, list):
+            return list(zip(*[self.fetch_videos(x, sample_indices_fn) for x in video_url_or_urls]))
+        decoded = decode_video(video_url_or_urls, default_fps=self.default_fps)
+        frames = np.stack([decoded.frames[i] for i in sorted(decoded.frames)])
+        if sample_indices_fn is not None:
+            frames = frames[sample_indices_fn(num_frames=len(frames))]
+        return frames, {"total_num_frames": decoded.num_frames, "fps": decoded.fps}
+
+    # -- the processing ----------------------------------------------------------------------------------------------
+    def preprocess(self, videos, **kwargs) -> BatchFeature:
+        """Process one video or a list of videos into MERT's inputs (see the class docstring)."""
+        unknown = set(kwargs) - set(self.valid_kwargs.__annotations__) - {"return_tensors"}
+        if unknown:
+            raise TypeError(f"MERTVideoProcessor got unexpected keyword arguments {sorted(unknown)}")
+        options = {key: kwargs.get(key, getattr(self, key, None)) for key in self.valid_kwargs.__annotations__}
+        for key in ("eye_movements", "return_face_boxes", "return_eye_series"):
+            options[key] = kwargs.get(key)
+        return_tensors = kwargs.get("return_tensors")
+
+        videos = self._as_video_list(videos)
+        eye_movements = options["eye_movements"]
+        if eye_movements is not None and not isinstance(eye_movements, (list, tuple)):
+            eye_movements = [eye_movements]
+        if eye_movements is not None and len(eye_movements) != len(videos):
+            raise ValueError(f"got {len(eye_movements)} eye-movement inputs for {len(videos)} videos")
+
+        pixel_values, eye_values, eye_masks, boxes, series = [], [], [], [], []
+        for i, video in enumerate(videos):
+            result = self._process_one(video, options, None if eye_movements is None else eye_movements[i])
+            pixel_values.append(result["pixel_values"])
+            eye_values.append(result["eye_movement_values"])
+            eye_masks.append(result["eye_movement_mask"])
+            boxes.append(result["face_boxes"])
+            series.append(result["eye_series"])
+
+        data = {
+            "pixel_values": np.stack(pixel_values),
+            "eye_movement_values": np.stack(eye_values),
+            "eye_movement_mask": np.stack(eye_masks),
+        }
+        if options["return_face_boxes"]:
+            data["face_boxes"] = np.stack(boxes)
+        skip = None
+        if options["return_eye_series"]:
+            data["eye_series"] = series
+            skip = ["eye_series"]
+        return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=skip)
+
+    @staticmethod
+    def _as_video_list(videos) -> list:
+        if isinstance(videos, (str, os.PathLike)):
+            return [videos]
+        if hasattr(videos, "detach"):
+            videos = videos.detach().cpu().numpy()
+        if isinstance(videos, np.ndarray):
+            return list(videos) if videos.ndim == 5 else [videos]
+        if isinstance(videos, (list, tuple)):
+            if not videos:
+                raise ValueError("no video given")
+            first = videos[0]
+            if isinstance(first, (str, os.PathLike, list, tuple)) or getattr(first, "ndim", 0) == 4:
+                return list(videos)
+            return [list(videos)]  # a list of frames is one video
+        raise ValueError(f"unsupported video input of type {type(videos).__name__}")
+
+    def _process_one(self, video, options: dict, eye_movements=None) -> dict:
+        num_frames = int(options["num_frames"])
+        train = bool(options["do_train_sampling"])
+        extract_eyes = bool(options["do_extract_eye_movements"]) and eye_movements is None
+        eye_count = options["eye_frames"]
+        plan = {}
+
+        def indices_fn(total):
+            plan["model"] = sample_segment_indices(total, num_frames, train=train)
+            plan["eyes"] = eye_frame_indices(total, eye_count) if extract_eyes else np.array([], dtype=int)
+            return np.union1d(plan["model"], plan["eyes"])
+
+        decoded = decode_video(video, indices_fn=indices_fn, default_fps=float(options["default_fps"]))
+        if "model" not in plan:  # arrays decode without calling back for a count
+            indices_fn(decoded.num_frames)
+        model_idx, eye_idx = plan["model"], plan["eyes"]
+
+        # Faces: one detection pass over every frame we use
+        needed = np.union1d(model_idx, eye_idx) if options["do_face_crop"] or extract_eyes else np.array([], int)
+        detections = {}
+        if len(needed):
+            det_boxes, det_landmarks, _ = self.face_backend.detect([decoded.frames[i] for i in needed])
+            detections = {int(i): (det_boxes[k], det_landmarks[k]) for k, i in enumerate(needed)}
+        any_face = any(np.isfinite(b).all() for b, _ in detections.values())
+        if len(needed) and not any_face and not options["allow_no_face"]:
+            raise ValueError(
+                f"{decoded.name}: no face was found in any of the {len(needed)} frames examined; "
+                "pass allow_no_face=True to process it anyway (central crops, no eye-movement signal)"
+            )
+
+        # Pixel values
+        crop_boxes = None
+        if options["do_face_crop"] and any_face:
+            crop_boxes = clip_face_boxes(
+                np.stack([detections[int(i)][0] for i in model_idx]), float(options["face_margin"]),
+                options["face_box_mode"],
+            )  # fmt: skip
+        size = options["size"]
+        height, width = (int(size), int(size)) if isinstance(size, (int, float)) else (size["height"], size["width"])
+        frames = np.stack([
+            crop_and_resize(decoded.frames[int(i)], None if crop_boxes is None else crop_boxes[k], height, width)
+            for k, i in enumerate(model_idx)
+        ])  # fmt: skip
+        pixels = frames.astype(np.float32).transpose(0, 3, 1, 2)  # (T, 3, H, W)
+        if options["do_rescale"]:
+            pixels = pixels * float(options["rescale_factor"])
+        if options["do_normalize"]:
+            mean = np.asarray(options["image_mean"], np.float32).reshape(1, -1, 1, 1)
+            std = np.asarray(options["image_std"], np.float32).reshape(1, -1, 1, 1)
+            pixels = (pixels - mean) / std
+
+        # Eye movements
+        length = int(options["eye_sequence_length"])
+        series = None
+        if eye_movements is not None:
+            series = self._series_from_user(eye_movements)
+        elif extract_eyes and any_face:
+            eye_frames = [decoded.frames[int(i)] for i in eye_idx]
+            faces = (np.stack([detections[int(i)][0] for i in eye_idx]), np.stack([detections[int(i)][1] for i in eye_idx]))
+            series = self.eye_extractor(eye_frames, times_s=eye_idx / decoded.fps, faces=faces)
+        if series is not None and len(series):
+            resampled = series.normalize().resample(length)
+            values, mask = resampled.values, resampled.valid
+        else:
+            values = np.zeros((length, NUM_EYE_MOVEMENT_CHANNELS), np.float32)
+            mask = np.zeros(length, bool)
+
+        face_boxes = np.full((num_frames, 4), np.nan, np.float32) if crop_boxes is None else crop_boxes
+        return {
+            "pixel_values": pixels.astype(np.float32),
+            "eye_movement_values": values.astype(np.float32),
+            "eye_movement_mask": mask.astype(bool),
+            "face_boxes": face_boxes,
+            "eye_series": series,
+        }
+
+    @staticmethod
+    def _series_from_user(eye_movements) -> EyeMovementSeries:
+        if isinstance(eye_movements, EyeMovementSeries):
+            return eye_movements
+        if hasattr(eye_movements, "to_series"):  # an EyeTrackingRecording
+            return eye_movements.to_series()
+        values = np.asarray(eye_movements, dtype=np.float32)
+        if values.ndim != 2 or values.shape[1] != NUM_EYE_MOVEMENT_CHANNELS:
+            raise ValueError(
+                f"eye_movements must be an EyeTrackingRecording, an EyeMovementSeries or an array (N, "
+                f"{NUM_EYE_MOVEMENT_CHANNELS}), got shape {values.shape}"
+            )
+        return EyeMovementSeries(values, np.ones(len(values), bool), np.arange(len(values), dtype=np.float64))
+
+
+__all__ = ["MERTVideoProcessor", "decode_video", "sample_segment_indices"]
