@@ -242,3 +242,562 @@ def eye_movement_prior(
         cov = np.zeros((NUM_EYE_MOVEMENT_CHANNELS, NUM_EYE_MOVEMENT_CHANNELS))
     cov = cov + 1e-3 * np.eye(NUM_EYE_MOVEMENT_CHANNELS)
     return mean.astype(np.float32), cov.astype(np.float32)
+
+
+# =====================================================================================================================
+# Visual extraction: faces and landmarks (MTCNN), the paper's pupil chain, behaviour classification
+# =====================================================================================================================
+# Heavy dependencies (cv2, torch, facenet_pytorch, av) are imported inside the functions that need them, so that
+# this file stays importable (and shippable as remote code) without them.
+
+#: 5-point face template (ArcFace 112x112 layout) in units of the inter-ocular distance, centred between the eyes:
+#: image-left eye, image-right eye, nose tip, image-left and image-right mouth corners (MTCNN's landmark order).
+_FACE_TEMPLATE = (
+    np.array(
+        [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+        dtype=np.float64,
+    )
+    - np.array([55.9132, 51.5989])
+) / 35.2372
+
+
+def _similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` (K, 2) onto ``dst`` (K, 2).
+
+    Returns the (2, 3) matrix ``M`` with ``dst ≈ src @ M[:, :2].T + M[:, 2]`` (Umeyama without reflection).
+    """
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    s, d = src - src_mean, dst - dst_mean
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rot = u @ np.diag(sign) @ vt
+    var = (s**2).sum() / len(src)
+    scale = (sig * sign).sum() / var if var > 0 else 1.0
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = dst_mean - m[:, :2] @ src_mean
+    return m
+
+
+@dataclass
+class FaceTrack:
+    """Per-frame face detections of a clip of N frames (NaN rows where no face was found).
+
+    Attributes:
+        boxes: (N, 4) float32 ``x1, y1, x2, y2`` in frame pixels.
+        landmarks: (N, 5, 2) float32 ``(x, y)`` of MTCNN's 5 points: image-left eye, image-right eye, nose,
+            image-left mouth corner, image-right mouth corner.
+        probs: (N,) float32 detection confidence (NaN / 0 where no face).
+    """
+
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    probs: np.ndarray
+
+    def __post_init__(self):
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.landmarks = np.asarray(self.landmarks, dtype=np.float32).reshape(-1, 5, 2)
+        n = len(self.boxes)
+        self.probs = (
+            np.where(np.isfinite(self.boxes).all(1), 1.0, np.nan).astype(np.float32)
+            if self.probs is None
+            else np.asarray(self.probs, dtype=np.float32).reshape(-1)
+        )
+        if len(self.landmarks) != n or len(self.probs) != n:
+            raise ValueError(
+                f"FaceTrack: boxes has {n} rows, landmarks {len(self.landmarks)}, probs {len(self.probs)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def found(self) -> np.ndarray:
+        """(N,) bool: frames with a face and finite landmarks."""
+        return np.isfinite(self.boxes).all(1) & np.isfinite(self.landmarks).all(axis=(1, 2))
+
+
+class FaceLandmarkBackend:
+    """Interface of a face + 5-landmark detector used by the visual extractor and the video processor.
+
+    Subclasses implement :meth:`detect`. A landmark model with more points can replace MTCNN by returning the
+    5-point subset (eye centres, nose tip, mouth corners).
+    """
+
+    def detect(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Detect the most probable face in each frame.
+
+        Args:
+            frames: N RGB uint8 frames (H, W, 3), all of the same clip.
+        Returns:
+            ``(boxes, landmarks, probs)``: (N, 4) float ``x1, y1, x2, y2``, (N, 5, 2) float, (N,) float; NaN rows
+            where a frame has no face.
+        """
+        raise NotImplementedError
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> FaceTrack:
+        return FaceTrack(*self.detect(frames))
+
+
+class MTCNNBackend(FaceLandmarkBackend):
+    """facenet-pytorch's MTCNN (weights ship in its wheel; no download), made fast for video.
+
+    - The full three-stage detector runs on frames downscaled so that their longer side is ``detect_size`` pixels,
+      in batches, on key frames only (every ``detect_every`` frames, and whenever tracking is lost).
+    - In between, the face is tracked with MTCNN's last stage alone (O-Net): the previous frame's box, squared, is
+      cropped from the full-resolution frame at 48x48 and O-Net returns the refined box, the 5 landmarks and a
+      confidence. Below ``track_threshold`` the frame is re-detected from scratch.
+
+    Args:
+        detect_size: longer side (px) of the frames given to the full detector; smaller frames are not upscaled.
+        detect_every: key-frame period (1 = full detector on every frame).
+        min_face_size: smallest face (px, at the detection scale) the full detector looks for.
+        thresholds: MTCNN's P/R/O-Net thresholds.
+        track_threshold: O-Net confidence needed to keep tracking.
+        batch_size: frames per batch of the full detector.
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        detect_size: int = 320,
+        detect_every: int = 10,
+        min_face_size: int = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        track_threshold: float = 0.8,
+        batch_size: int = 16,
+        device: str = "cpu",
+    ):
+        from facenet_pytorch import MTCNN
+
+        self.detect_size = int(detect_size)
+        self.detect_every = max(1, int(detect_every))
+        self.track_threshold = float(track_threshold)
+        self.batch_size = max(1, int(batch_size))
+        self.device = device
+        self.mtcnn = MTCNN(
+            keep_all=False, select_largest=False, min_face_size=min_face_size, thresholds=list(thresholds),
+            device=device,
+        )
+        self.mtcnn.eval()
+
+    # -- the full detector on downscaled frames
+    def _detect_full(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import cv2
+
+        n = len(frames)
+        boxes = np.full((n, 4), np.nan, np.float32)
+        lms = np.full((n, 5, 2), np.nan, np.float32)
+        probs = np.full(n, np.nan, np.float32)
+        if n == 0:
+            return boxes, lms, probs
+        h, w = frames[0].shape[:2]
+        scale = min(1.0, self.detect_size / float(max(h, w)))
+        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        for start in range(0, n, self.batch_size):
+            chunk = frames[start : start + self.batch_size]
+            if scale < 1.0:
+                chunk = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk]
+            b, p, lm = self.mtcnn.detect(np.stack(chunk), landmarks=True)
+            for i in range(len(chunk)):
+                if b[i] is None or p[i] is None or len(b[i]) == 0:
+                    continue
+                k = int(np.nanargmax(np.asarray(p[i], dtype=np.float64)))  # the most probable face
+                boxes[start + i] = np.asarray(b[i][k]) / scale
+                lms[start + i] = np.asarray(lm[i][k]) / scale
+                probs[start + i] = p[i][k]
+        return boxes, lms, probs
+
+    # -- O-Net refinement of a previous box
+    def _track(self, frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        import cv2
+        import torch
+
+        h, w = frame.shape[:2]
+        cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+        side = max(box[2] - box[0], box[3] - box[1])
+        x1, y1 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        s = max(2, int(round(side)))
+        pad = max(0, -x1, -y1, x1 + s - w, y1 + s - h)
+        src = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT) if pad else frame
+        crop = src[y1 + pad : y1 + pad + s, x1 + pad : x1 + pad + s]
+        crop = cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA)
+        x = (torch.from_numpy(crop).permute(2, 0, 1).float().unsqueeze(0).contiguous() - 127.5) * 0.0078125
+        with torch.inference_mode():
+            reg, pts, prob = self.mtcnn.onet(x.to(self.device))
+        reg, pts, prob = reg[0].cpu().numpy(), pts[0].cpu().numpy(), float(prob[0, 1])
+        bw = bh = float(s)  # facenet's convention: width = x2 - x1 + 1 on the integer square box
+        lm = np.stack([bw * pts[:5] + x1 - 1, bh * pts[5:] + y1 - 1], axis=1)
+        new_box = np.array([x1 + reg[0] * bw, y1 + reg[1] * bh, x1 + s - 1 + reg[2] * bw, y1 + s - 1 + reg[3] * bh])
+        return new_box.astype(np.float32), lm.astype(np.float32), prob
+
+    def detect(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        frames = [np.ascontiguousarray(f) for f in frames]
+        n = len(frames)
+        key = np.arange(n) % self.detect_every == 0
+        boxes, lms, probs = self._detect_full([frames[i] for i in np.flatnonzero(key)])
+        out_b = np.full((n, 4), np.nan, np.float32)
+        out_l = np.full((n, 5, 2), np.nan, np.float32)
+        out_p = np.full(n, np.nan, np.float32)
+        out_b[key], out_l[key], out_p[key] = boxes, lms, probs
+        for i in range(n):
+            if key[i]:
+                continue
+            prev = out_b[i - 1]
+            if np.isfinite(prev).all():
+                b, lm, p = self._track(frames[i], prev)
+                if p >= self.track_threshold and np.isfinite(b).all():
+                    out_b[i], out_l[i], out_p[i] = b, lm, p
+                    continue
+            b, lm, p = self._detect_full([frames[i]])  # lost: detect from scratch
+            out_b[i], out_l[i], out_p[i] = b[0], lm[0], p[0]
+        return out_b, out_l, out_p
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+def read_video_frames(path, max_frames: Optional[int] = None) -> tuple[np.ndarray, float]:
+    """Decode a video file with PyAV into RGB frames.
+
+    Args:
+        path: the video file.
+        max_frames: stop after this many frames.
+    Returns:
+        ``(frames, fps)``: (T, H, W, 3) uint8 and the stream's average rate (25 when the container has none).
+    Raises:
+        ValueError: naming the file when it is missing, undecodable, or holds no video frame (containers that
+            report 0 frames are decoded anyway).
+    """
+    import av
+
+    path = str(path)
+    import os
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such video file")
+    try:
+        container = av.open(path)
+    except Exception as e:  # av.error.InvalidDataError & co
+        raise ValueError(f"{path}: unreadable video ({type(e).__name__}: {e})") from None
+    frames = []
+    try:
+        if not container.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 25.0
+        try:
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+        except Exception as e:
+            if not frames:
+                raise ValueError(f"{path}: unreadable video ({type(e).__name__}: {e})") from None
+            # a truncated file: keep the frames decoded so far
+    finally:
+        container.close()
+    if not frames:
+        raise ValueError(f"{path}: the video holds no decodable frame")
+    return np.stack(frames), (fps if fps > 0 else 25.0)
+
+
+# ------------------------------------------------------------------------------------------------ the pupil chain
+@dataclass
+class PupilMeasurement:
+    """What the pupil chain finds in one eye patch: centre ``(x, y)`` in [-1, 1] of the patch (+x right, +y
+    down), ``diameter`` in patch widths, ``area`` in pixels (0 when no dark blob), ``found``."""
+
+    x: float = float("nan")
+    y: float = float("nan")
+    diameter: float = float("nan")
+    area: float = 0.0
+    found: bool = False
+
+
+def measure_pupil(
+    eye_gray: np.ndarray,
+    bilateral: tuple = (5, 30.0, 5.0),
+    erosion: int = 3,
+) -> PupilMeasurement:
+    """The paper's per-eye chain on an aligned grey eye patch (H, W) uint8.
+
+    bilateral filter → erosion (a 3x3 minimum filter: removes glints and thin bright gaps, dark areas grow
+    slightly) → Otsu threshold computed only over the eye region (the ellipse inscribed in the patch) → dark
+    connected components → the blob that contains the darkest point of the (smoothed) eye region, NOT the largest
+    blob (which is often lashes or eyelid shadow) → darkness-weighted centroid and equivalent diameter.
+    """
+    import cv2
+
+    h, w = eye_gray.shape[:2]
+    img = cv2.bilateralFilter(np.ascontiguousarray(eye_gray), *bilateral)
+    if erosion > 1:
+        img = cv2.erode(img, np.ones((erosion, erosion), np.uint8))
+    yy, xx = np.mgrid[0:h, 0:w]
+    region = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2 <= 1.0
+    vals = img[region]
+    if vals.size < 4 or int(vals.max()) - int(vals.min()) < 8:
+        return PupilMeasurement()  # flat patch: closed eye or nothing to see
+    thr, _ = cv2.threshold(vals.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = ((img <= thr) & region).astype(np.uint8)
+    smooth = cv2.GaussianBlur(img, (0, 0), max(1.0, w / 24.0)).astype(np.float32)
+    smooth[~region] = np.inf
+    dy, dx = np.unravel_index(int(np.argmin(smooth)), smooth.shape)
+    n, labels = cv2.connectedComponents(dark, connectivity=8)
+    label = labels[dy, dx]
+    if label == 0:  # the darkest smoothed point fell between blobs: take the blob nearest to it
+        if n <= 1:
+            return PupilMeasurement()
+        ys, xs = np.nonzero(labels)
+        j = int(np.argmin((ys - dy) ** 2 + (xs - dx) ** 2))
+        label = labels[ys[j], xs[j]]
+    blob = labels == label
+    weight = (float(thr) + 1.0 - img.astype(np.float32)) * blob
+    total = float(weight.sum())
+    if total <= 0:
+        return PupilMeasurement()
+    cx, cy = float((weight * xx).sum() / total), float((weight * yy).sum() / total)
+    area = float(blob.sum())
+    return PupilMeasurement(
+        x=float(np.clip(2.0 * (cx + 0.5) / w - 1.0, -1, 1)),
+        y=float(np.clip(2.0 * (cy + 0.5) / h - 1.0, -1, 1)),
+        diameter=2.0 * np.sqrt(area / np.pi) / w,
+        area=area,
+        found=True,
+    )
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    """Median-based SD of the finite entries, sqrt(median(x²) - median(x)²) (Engbert & Kliegl)."""
+    x = x[np.isfinite(x)]
+    return float(np.sqrt(max(np.median(x**2) - np.median(x) ** 2, 0.0))) if len(x) else 0.0
+
+
+class VisualEyeMovementExtractor:
+    """Reads the canonical eye-movement series from the frames of a facial video.
+
+    Per frame: face + 5 landmarks (``backend``) → similarity alignment of the landmarks to a 5-point face template
+    (removes head translation, roll and scale) → for each eye an aligned patch of ``eye_patch`` pixels covering
+    ``eye_box`` inter-ocular distances around the template's eye position → :func:`measure_pupil`. Then:
+
+    - pupils (ch 0, 1): dark-blob diameter / inter-ocular distance; ch 0 is the subject's LEFT eye, i.e. the
+      image-right eye of a non-mirrored camera (as the tracker's "left").
+    - gaze (ch 2, 3): mean over the found eyes of the pupil-centre offset inside the aligned eye box, [-1, 1],
+      +x image-right, +y image-down. Because the box is placed by the whole 5-point face frame, head motion is
+      removed; because it is expressed in the box, the scale of the face is too.
+    - behaviour (ch 4): blink where the blob area of both found eyes drops below ``blink_ratio`` x the clip's
+      median (or no blob at all with a face present); saccade where the gaze velocity exceeds an adaptive
+      threshold (``saccade_lambda`` median-based SDs, at least ``min_saccade_speed`` box half-widths per second);
+      else fixation.
+    - blinks are valid rows whose pupil/gaze values are interpolated across; frames without a face are
+      interpolated and invalid.
+
+    Args:
+        backend: a :class:`FaceLandmarkBackend` (default :class:`MTCNNBackend`, built on first use).
+        eye_box: (width, height) of an eye box in inter-ocular distances.
+        eye_patch: (width, height) in pixels of the aligned eye patch.
+        blink_ratio, saccade_lambda, min_saccade_speed: behaviour classification parameters.
+        normalize: apply :func:`normalize_eye_movements` (default) or return raw values.
+    """
+
+    def __init__(
+        self,
+        backend: Optional[FaceLandmarkBackend] = None,
+        eye_box: tuple = (0.6, 0.36),
+        eye_patch: tuple = (48, 29),
+        blink_ratio: float = 0.35,
+        saccade_lambda: float = 6.0,
+        min_saccade_speed: float = 2.0,
+        normalize: bool = True,
+    ):
+        self._backend = backend
+        self.eye_box = tuple(float(v) for v in eye_box)
+        self.eye_patch = tuple(int(v) for v in eye_patch)
+        self.blink_ratio = float(blink_ratio)
+        self.saccade_lambda = float(saccade_lambda)
+        self.min_saccade_speed = float(min_saccade_speed)
+        self.normalize = normalize
+
+    @property
+    def backend(self) -> FaceLandmarkBackend:
+        if self._backend is None:
+            self._backend = MTCNNBackend()
+        return self._backend
+
+    def detect_faces(self, frames: Sequence[np.ndarray]) -> FaceTrack:
+        """Run the backend once over the clip (reusable for face crops: pass it back as ``faces=``)."""
+        return FaceTrack(*self.backend.detect(list(frames)))
+
+    def _eye_patches(self, frame_gray: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray]:
+        """The two aligned grey eye patches, subject's left eye (image-right, template index 1) first."""
+        import cv2
+
+        to_face = _similarity_transform(landmarks.astype(np.float64), _FACE_TEMPLATE)
+        pw, ph = self.eye_patch
+        bw, bh = self.eye_box
+        patches = []
+        for k in (1, 0):
+            ex, ey = _FACE_TEMPLATE[k]
+            # face coords -> patch pixels: translate the box corner to 0 and scale the box to the patch
+            scale = np.array([[pw / bw, 0.0], [0.0, ph / bh]])
+            a = scale @ to_face[:, :2]
+            b = scale @ (to_face[:, 2] - np.array([ex - bw / 2, ey - bh / 2]))
+            m = np.concatenate([a, b[:, None]], axis=1)
+            patches.append(cv2.warpAffine(frame_gray, m, (pw, ph), flags=cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_REPLICATE))
+        return patches
+
+    def measure(self, frames: Sequence[np.ndarray], faces: FaceTrack) -> np.ndarray:
+        """Per-frame raw measurements (N, 2, 4): per eye (subject left, right) ``x, y, diameter, area``; NaN (and
+        area 0) where there is no face or no blob."""
+        import cv2
+
+        out = np.full((len(frames), 2, 4), np.nan, np.float64)
+        found = faces.found
+        for i, frame in enumerate(frames):
+            if not found[i]:
+                continue
+            gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+            for e, patch in enumerate(self._eye_patches(gray, faces.landmarks[i])):
+                m = measure_pupil(patch)
+                out[i, e] = (m.x, m.y, m.diameter * self.eye_box[0], m.area)  # diameter / inter-ocular distance
+        return out
+
+    def classify(self, raw: np.ndarray, face: np.ndarray, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Turn raw per-eye measurements (N, 2, 4) into raw canonical values (N, 5) and the validity mask (N,)."""
+        n = len(raw)
+        area = np.nan_to_num(raw[..., 3], nan=0.0)
+        area[~face] = np.nan
+        ref = np.nanmedian(np.where(area > 0, area, np.nan), axis=0) if (area > 0).any() else np.array([1.0, 1.0])
+        ref = np.where(np.isfinite(ref), ref, np.nanmax(ref) if np.isfinite(ref).any() else 1.0)
+        with np.errstate(invalid="ignore"):
+            ratio = area / ref[None, :]
+        blink = face & np.all(np.nan_to_num(ratio, nan=0.0) < self.blink_ratio, axis=1)
+        open_eye = face[:, None] & ~blink[:, None] & np.isfinite(raw[..., 0])
+        values = np.full((n, NUM_EYE_MOVEMENT_CHANNELS), np.nan)
+        values[:, 0] = np.where(open_eye[:, 0], raw[:, 0, 2], np.nan)
+        values[:, 1] = np.where(open_eye[:, 1], raw[:, 1, 2], np.nan)
+        with np.errstate(invalid="ignore"), warnings_ignored():
+            values[:, 2] = np.nanmean(np.where(open_eye, raw[..., 0], np.nan), axis=1)
+            values[:, 3] = np.nanmean(np.where(open_eye, raw[..., 1], np.nan), axis=1)
+        valid = face.copy()
+        # fill blinks and frames without a usable eye by interpolation over time
+        filled = values.copy()
+        idx = np.arange(n)
+        for c in range(4):
+            good = np.isfinite(values[:, c])
+            filled[:, c] = np.interp(idx, idx[good], values[good, c]) if good.any() else 0.0
+        # saccades from the gaze velocity (box half-widths per second)
+        behaviour = np.full(n, FIXATION, np.float64)
+        if n > 2:
+            dt = np.gradient(times_s)
+            vx, vy = np.gradient(filled[:, 2]) / dt, np.gradient(filled[:, 3]) / dt
+            seen = np.isfinite(values[:, 2]) & valid
+            sx, sy = _robust_sd(vx[seen]), _robust_sd(vy[seen])
+            tx = max(self.saccade_lambda * sx, self.min_saccade_speed)
+            ty = max(self.saccade_lambda * sy, self.min_saccade_speed)
+            behaviour[seen & (np.hypot(vx / tx, vy / ty) > 1.0)] = SACCADE
+        behaviour[blink] = BLINK
+        filled[:, BEHAVIOUR_CHANNEL] = behaviour
+        return filled, valid
+
+    def __call__(self, frames, fps: Optional[float] = None, faces=None, allow_no_face: bool = False,
+                 source: str = "<frames>") -> EyeMovementSeries:
+        """Extract the series from RGB frames (T, H, W, 3) uint8; see :func:`extract_eye_movements`."""
+        frames = list(frames) if not isinstance(frames, np.ndarray) else list(frames)
+        if not frames:
+            raise ValueError(f"{source}: no frames to extract eye movements from")
+        for f in frames[:1]:
+            if np.asarray(f).ndim != 3 or np.asarray(f).shape[2] != 3:
+                raise ValueError(f"{source}: frames must be RGB arrays (H, W, 3), got shape {np.asarray(f).shape}")
+        frames = [np.asarray(f, dtype=np.uint8) for f in frames]
+        fps = float(fps) if fps else 25.0
+        times = np.arange(len(frames), dtype=np.float64) / fps
+        if faces is None:
+            faces = self.detect_faces(frames)
+        elif not isinstance(faces, FaceTrack):
+            faces = FaceTrack(faces[0], faces[1], faces[2] if len(faces) > 2 else None)
+        if len(faces) != len(frames):
+            raise ValueError(f"{source}: faces has {len(faces)} rows for {len(frames)} frames")
+        found = faces.found
+        if not found.any():
+            if not allow_no_face:
+                raise ValueError(
+                    f"{source}: no face found in any of its {len(frames)} frames (pass allow_no_face=True for an "
+                    "all-invalid series)"
+                )
+            values = np.zeros((len(frames), NUM_EYE_MOVEMENT_CHANNELS), np.float32)
+            return EyeMovementSeries(values, np.zeros(len(frames), bool), times, True,
+                                     {"source": source, "fps": fps, "faces": faces})
+        raw = self.measure(frames, faces)
+        values, valid = self.classify(raw, found, times)
+        series = EyeMovementSeries(values.astype(np.float32), valid, times, normalized=False,
+                                   metadata={"source": source, "fps": fps, "faces": faces})
+        return series.normalize() if self.normalize else series
+
+
+class warnings_ignored:
+    """Context manager silencing RuntimeWarnings (all-NaN means) without importing warnings at module level."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def detect_faces(frames_or_video, backend: Optional[FaceLandmarkBackend] = None) -> FaceTrack:
+    """Faces and 5 landmarks of every frame (one detection pass, reusable by the video processor for face crops
+    and by :func:`extract_eye_movements` through ``faces=``)."""
+    frames, _, _ = _load_frames(frames_or_video, None)
+    return FaceTrack(*(backend or MTCNNBackend()).detect(frames))
+
+
+def _load_frames(frames_or_video, fps: Optional[float]) -> tuple[list, float, str]:
+    import os
+
+    if isinstance(frames_or_video, (str, os.PathLike)):
+        frames, stream_fps = read_video_frames(frames_or_video)
+        return list(frames), float(fps or stream_fps), str(frames_or_video)
+    frames = frames_or_video
+    if hasattr(frames, "numpy") and not isinstance(frames, np.ndarray):
+        frames = frames.numpy()
+    return list(frames), float(fps or 25.0), "<frames>"
+
+
+def extract_eye_movements(
+    frames_or_video,
+    fps: Optional[float] = None,
+    backend: Optional[FaceLandmarkBackend] = None,
+    faces=None,
+    allow_no_face: bool = False,
+    extractor: Optional[VisualEyeMovementExtractor] = None,
+    **extractor_kwargs,
+) -> EyeMovementSeries:
+    """Read the canonical eye-movement series from a facial video (one row per input frame).
+
+    Args:
+        frames_or_video: RGB frames (T, H, W, 3) uint8 (array or list) or a video file path (decoded with PyAV).
+        fps: frame rate; default the video stream's rate, or 25 for frames.
+        backend: face/landmark backend (default :class:`MTCNNBackend`).
+        faces: precomputed detections for these frames — a :class:`FaceTrack` or ``(boxes (T,4), landmarks
+            (T,5,2)[, probs (T,)])`` — to reuse one detection pass (see :func:`detect_faces`).
+        allow_no_face: return an all-invalid series instead of raising when no frame has a face.
+        extractor: a configured :class:`VisualEyeMovementExtractor` (else one is built from ``backend`` and
+            ``extractor_kwargs``).
+    Returns:
+        :class:`EyeMovementSeries` with ``values`` (T, 5) float32 normalised, ``valid`` (T,) bool (False where no
+        face), ``times_s`` (T,) = frame index / fps; ``metadata["faces"]`` holds the :class:`FaceTrack`.
+    Raises:
+        ValueError: naming the input when it cannot be decoded, is empty, or has no face in any frame (unless
+            ``allow_no_face``).
+    """
+    frames, fps, source = _load_frames(frames_or_video, fps)
+    extractor = extractor or VisualEyeMovementExtractor(backend=backend, **extractor_kwargs)
+    return extractor(frames, fps=fps, faces=faces, allow_no_face=allow_no_face, source=source)
