@@ -31,6 +31,7 @@ from .eye_movement_mert import EyeMovementSeries, NUM_EYE_MOVEMENT_CHANNELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FACE_BOX_MODES = ("union", "smooth")
+CALL_TIME_KWARGS = ("eye_movements", "face_box", "sampling_seed", "return_face_boxes", "return_eye_series")
 
 
 class MERTVideosKwargs(VideosKwargs, total=False):
@@ -47,6 +48,8 @@ class MERTVideosKwargs(VideosKwargs, total=False):
     allow_no_face: Optional[bool]
     default_fps: Optional[float]
     eye_movements: Optional[Any]
+    face_box: Optional[Any]
+    sampling_seed: Optional[int]
     return_face_boxes: Optional[bool]
     return_eye_series: Optional[bool]
 
@@ -329,6 +332,9 @@ class MERTVideoProcessor(BaseVideoProcessor):
     Call-time only:
         eye_movements: high-quality eye movements to use INSTEAD of visual extraction, one per video: an
             `EyeTrackingRecording`, an `EyeMovementSeries`, or an array (N, 5) of canonical values.
+        face_box: a known square face box (x0, y0, x1, y1) per video (e.g. from the preprocessing cache): used for
+            every frame, and face detection is skipped unless eye movements are extracted.
+        sampling_seed (`int`): seed of the random frame choice of `do_train_sampling` (reproducible training).
         return_face_boxes (`bool`): also return `face_boxes` (B, T, 4) in frame pixels (NaN where none was used).
         return_eye_series (`bool`): also return `eye_series`, the per-frame `EyeMovementSeries` before resampling.
     """
@@ -357,13 +363,11 @@ class MERTVideoProcessor(BaseVideoProcessor):
     default_fps = 25.0
 
     def __init__(self, **kwargs):
-        kwargs.pop("eye_movements", None)
-        kwargs.pop("return_face_boxes", None)
-        kwargs.pop("return_eye_series", None)
+        for key in CALL_TIME_KWARGS:
+            kwargs.pop(key, None)
         super().__init__(**kwargs)
-        self.eye_movements = None
-        self.return_face_boxes = None
-        self.return_eye_series = None
+        for key in CALL_TIME_KWARGS:
+            setattr(self, key, None)
         if self.face_box_mode not in FACE_BOX_MODES:
             raise ValueError(f"face_box_mode must be one of {FACE_BOX_MODES}, got {self.face_box_mode!r}")
         self._face_backend = None
@@ -371,7 +375,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
 
     def to_dict(self) -> dict:
         output = super().to_dict()
-        for key in ("_face_backend", "_eye_extractor", "eye_movements", "return_face_boxes", "return_eye_series"):
+        for key in ("_face_backend", "_eye_extractor", *CALL_TIME_KWARGS):
             output.pop(key, None)
         return output
 
@@ -381,7 +385,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
         if self._face_backend is None:
             from .eye_movement_mert import MTCNNBackend
 
-            self._face_backend = MTCNNBackend(detection_size=self.face_detection_size)
+            self._face_backend = MTCNNBackend(detect_size=self.face_detection_size)
         return self._face_backend
 
     @face_backend.setter
@@ -415,7 +419,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
         if unknown:
             raise TypeError(f"MERTVideoProcessor got unexpected keyword arguments {sorted(unknown)}")
         options = {key: kwargs.get(key, getattr(self, key, None)) for key in self.valid_kwargs.__annotations__}
-        for key in ("eye_movements", "return_face_boxes", "return_eye_series"):
+        for key in CALL_TIME_KWARGS:
             options[key] = kwargs.get(key)
         return_tensors = kwargs.get("return_tensors")
 
@@ -425,10 +429,20 @@ class MERTVideoProcessor(BaseVideoProcessor):
             eye_movements = [eye_movements]
         if eye_movements is not None and len(eye_movements) != len(videos):
             raise ValueError(f"got {len(eye_movements)} eye-movement inputs for {len(videos)} videos")
+        face_box = options["face_box"]
+        if face_box is not None:
+            face_box = np.asarray(face_box, dtype=np.float32).reshape(-1, 4)
+            if len(face_box) != len(videos):
+                raise ValueError(f"got {len(face_box)} face boxes for {len(videos)} videos")
 
         pixel_values, eye_values, eye_masks, boxes, series = [], [], [], [], []
         for i, video in enumerate(videos):
-            result = self._process_one(video, options, None if eye_movements is None else eye_movements[i])
+            result = self._process_one(
+                video,
+                options,
+                eye_movements=None if eye_movements is None else eye_movements[i],
+                face_box=None if face_box is None else face_box[i],
+            )
             pixel_values.append(result["pixel_values"])
             eye_values.append(result["eye_movement_values"])
             eye_masks.append(result["eye_movement_mask"])
@@ -465,15 +479,16 @@ class MERTVideoProcessor(BaseVideoProcessor):
             return [list(videos)]  # a list of frames is one video
         raise ValueError(f"unsupported video input of type {type(videos).__name__}")
 
-    def _process_one(self, video, options: dict, eye_movements=None) -> dict:
+    def _process_one(self, video, options: dict, eye_movements=None, face_box=None) -> dict:
         num_frames = int(options["num_frames"])
         train = bool(options["do_train_sampling"])
+        rng = np.random.default_rng(options["sampling_seed"])
         extract_eyes = bool(options["do_extract_eye_movements"]) and eye_movements is None
         eye_count = options["eye_frames"]
         plan = {}
 
         def indices_fn(total):
-            plan["model"] = sample_segment_indices(total, num_frames, train=train)
+            plan["model"] = sample_segment_indices(total, num_frames, train=train, rng=rng)
             plan["eyes"] = eye_frame_indices(total, eye_count) if extract_eyes else np.array([], dtype=int)
             return np.union1d(plan["model"], plan["eyes"])
 
@@ -482,8 +497,9 @@ class MERTVideoProcessor(BaseVideoProcessor):
             indices_fn(decoded.num_frames)
         model_idx, eye_idx = plan["model"], plan["eyes"]
 
-        # Faces: one detection pass over every frame we use
-        needed = np.union1d(model_idx, eye_idx) if options["do_face_crop"] or extract_eyes else np.array([], int)
+        # Faces: one detection pass over every frame we use (none when the caller knows the face box)
+        crop_faces = options["do_face_crop"] and face_box is None
+        needed = np.union1d(model_idx, eye_idx) if crop_faces or extract_eyes else np.array([], int)
         detections = {}
         if len(needed):
             det_boxes, det_landmarks, _ = self.face_backend.detect([decoded.frames[i] for i in needed])
@@ -497,7 +513,9 @@ class MERTVideoProcessor(BaseVideoProcessor):
 
         # Pixel values
         crop_boxes = None
-        if options["do_face_crop"] and any_face:
+        if options["do_face_crop"] and face_box is not None:
+            crop_boxes = np.repeat(face_box[None], num_frames, axis=0)
+        elif options["do_face_crop"] and any_face:
             crop_boxes = clip_face_boxes(
                 np.stack([detections[int(i)][0] for i in model_idx]), float(options["face_margin"]),
                 options["face_box_mode"],
@@ -523,8 +541,11 @@ class MERTVideoProcessor(BaseVideoProcessor):
             series = self._series_from_user(eye_movements)
         elif extract_eyes and any_face:
             eye_frames = [decoded.frames[int(i)] for i in eye_idx]
-            faces = (np.stack([detections[int(i)][0] for i in eye_idx]), np.stack([detections[int(i)][1] for i in eye_idx]))
-            series = self.eye_extractor(eye_frames, times_s=eye_idx / decoded.fps, faces=faces)
+            faces = tuple(np.stack([detections[int(i)][k] for i in eye_idx]) for k in (0, 1))
+            # the eye frames are evenly spaced: their own rate is the video's rate over the spacing
+            span = (eye_idx[-1] - eye_idx[0]) / decoded.fps if len(eye_idx) > 1 else 0.0
+            eye_fps = (len(eye_idx) - 1) / span if span > 0 else decoded.fps
+            series = self.eye_extractor(eye_frames, fps=eye_fps, faces=faces, source=decoded.name)
         if series is not None and len(series):
             resampled = series.normalize().resample(length)
             values, mask = resampled.values, resampled.valid
