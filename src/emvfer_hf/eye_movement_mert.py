@@ -525,8 +525,8 @@ def measure_pupil(
     """The paper's per-eye chain on an aligned grey eye patch (H, W) uint8.
 
     bilateral filter → erosion (a 3x3 minimum filter: removes glints and thin bright gaps, dark areas grow
-    slightly) → Otsu threshold computed only over the eye region (the ellipse inscribed in the patch) → dark
-    connected components → the blob that contains the darkest point of the (smoothed) eye region, NOT the largest
+    slightly) → Otsu threshold computed only over the eye region (the ellipse inscribed in the patch) → dark mask,
+    opened with a small disc so that thin lashes and lid lines detach from the round iris → connected components → the blob that contains the darkest point of the (smoothed) eye region, NOT the largest
     blob (which is often lashes or eyelid shadow) → darkness-weighted centroid and equivalent diameter.
     """
     import cv2
@@ -543,7 +543,8 @@ def measure_pupil(
     thr, _ = cv2.threshold(vals.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     dark = ((img <= thr) & region).astype(np.uint8)
     smooth = cv2.GaussianBlur(img, (0, 0), max(1.0, w / 24.0)).astype(np.float32)
-    smooth[~region] = np.inf
+    inner = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2 <= 0.75  # no border hits
+    smooth[~inner] = np.inf
     dy, dx = np.unravel_index(int(np.argmin(smooth)), smooth.shape)
     n, labels = cv2.connectedComponents(dark, connectivity=8)
     label = labels[dy, dx]
@@ -553,7 +554,18 @@ def measure_pupil(
         ys, xs = np.nonzero(labels)
         j = int(np.argmin((ys - dy) ** 2 + (xs - dx) ** 2))
         label = labels[ys[j], xs[j]]
-    blob = labels == label
+    blob = (labels == label).astype(np.uint8)
+    # the round iris/pupil is where the blob is thickest near the darkest point: its inscribed circle (distance
+    # transform maximum within w/6 of that point) gives centre and radius; lashes or lid shadow merged into the
+    # blob lie outside 1.3 radii and are cut off
+    dist = cv2.distanceTransform(blob, cv2.DIST_L2, 3)
+    near = ((xx - dx) ** 2 + (yy - dy) ** 2) <= (w / 6.0) ** 2
+    dist_near = np.where(near, dist, 0)
+    cy0, cx0 = np.unravel_index(int(np.argmax(dist_near)), dist.shape)
+    radius = float(dist_near[cy0, cx0])
+    if radius <= 0:
+        return PupilMeasurement()
+    blob = (blob > 0) & (((xx - cx0) ** 2 + (yy - cy0) ** 2) <= (1.3 * radius + 1.0) ** 2)
     weight = (float(thr) + 1.0 - img.astype(np.float32)) * blob
     total = float(weight.sum())
     if total <= 0:
