@@ -18,7 +18,6 @@ from emvfer_hf.eye_movement_mert import (
     extract_eye_movements,
     eye_movement_prior,
     measure_pupil,
-    normalize_eye_movements,
     read_video_frames,
 )
 from emvfer_hf.eyetracking import read_tobii_tsv

@@ -25,6 +25,8 @@ shipped as remote code next to a checkpoint.
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence, Union
 
@@ -473,8 +475,6 @@ def read_video_frames(path, max_frames: Optional[int] = None) -> tuple[np.ndarra
     import av
 
     path = str(path)
-    import os
-
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such video file")
     try:
@@ -691,7 +691,8 @@ class VisualEyeMovementExtractor:
         values = np.full((n, NUM_EYE_MOVEMENT_CHANNELS), np.nan)
         values[:, 0] = np.where(open_eye[:, 0], raw[:, 0, 2], np.nan)
         values[:, 1] = np.where(open_eye[:, 1], raw[:, 1, 2], np.nan)
-        with np.errstate(invalid="ignore"), warnings_ignored():
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # frames where neither eye was found
             values[:, 2] = np.nanmean(np.where(open_eye, raw[..., 0], np.nan), axis=1)
             values[:, 3] = np.nanmean(np.where(open_eye, raw[..., 1], np.nan), axis=1)
         valid = face.copy()
@@ -718,7 +719,7 @@ class VisualEyeMovementExtractor:
     def __call__(self, frames, fps: Optional[float] = None, faces=None, allow_no_face: bool = False,
                  source: str = "<frames>") -> EyeMovementSeries:
         """Extract the series from RGB frames (T, H, W, 3) uint8; see :func:`extract_eye_movements`."""
-        frames = list(frames) if not isinstance(frames, np.ndarray) else list(frames)
+        frames = list(frames)
         if not frames:
             raise ValueError(f"{source}: no frames to extract eye movements from")
         for f in frames[:1]:
@@ -750,20 +751,6 @@ class VisualEyeMovementExtractor:
         return series.normalize() if self.normalize else series
 
 
-class warnings_ignored:
-    """Context manager silencing RuntimeWarnings (all-NaN means) without importing warnings at module level."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
-
-
 def detect_faces(frames_or_video, backend: Optional[FaceLandmarkBackend] = None) -> FaceTrack:
     """Faces and 5 landmarks of every frame (one detection pass, reusable by the video processor for face crops
     and by :func:`extract_eye_movements` through ``faces=``)."""
@@ -772,8 +759,6 @@ def detect_faces(frames_or_video, backend: Optional[FaceLandmarkBackend] = None)
 
 
 def _load_frames(frames_or_video, fps: Optional[float]) -> tuple[list, float, str]:
-    import os
-
     if isinstance(frames_or_video, (str, os.PathLike)):
         frames, stream_fps = read_video_frames(frames_or_video)
         return list(frames), float(fps or stream_fps), str(frames_or_video)

@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ..eye_movement_mert import _robust_sd
 from .recording import EVENT_COLUMNS, EyeTrackingRecording, empty_events
 
 
@@ -37,12 +38,6 @@ def _smooth(x: np.ndarray, ok: np.ndarray, window: int) -> np.ndarray:
         seg = pd.Series(x[a : b + 1])
         out[a : b + 1] = seg.rolling(window, center=True, min_periods=1).median().to_numpy()
     return out
-
-
-def _robust_sd(x: np.ndarray) -> float:
-    """Engbert & Kliegl's median-based SD: sqrt(median(x²) - median(x)²)."""
-    x = x[np.isfinite(x)]
-    return float(np.sqrt(max(np.median(x**2) - np.median(x) ** 2, 0.0))) if len(x) else 0.0
 
 
 def detect_events(
