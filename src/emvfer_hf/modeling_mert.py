@@ -199,9 +199,17 @@ class MERTCrossModalGate(nn.Module):
         self.gate = nn.Parameter(torch.zeros(dim))
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """(N, S, D) tokens and (N, D_context) context → the (N, S, D) update."""
-        fused = self.alpha * hidden_states + self.context_projection(context)[:, None, :]
-        return self.gate * self.up(self.act(self.down(fused)))
+        """(N, S, D) tokens and (N, D_context) context → the (N, S, D) update gate ⊙ up(GELU(down(α·F ⊕ c))).
+
+        Computed without any (N, S, D) intermediate (only the update itself is written): `down` is linear, so
+        down(α·F ⊕ c) = α·(F W_downᵀ) ⊕ down(c) is formed at the bottleneck width, and the gate is folded into `up`'s
+        weights, gate ⊙ (x W_upᵀ + b_up) = x (gate ⊙ W_up)ᵀ + gate ⊙ b_up. Same function as the literal formula.
+        """
+        context = self.down(self.context_projection(context))[:, None, :]  # (N, 1, bottleneck): down(c)
+        projected = nn.functional.linear(hidden_states, self.down.weight)  # (N, S, bottleneck): F W_downᵀ
+        bottleneck = self.act(torch.addcmul(context, projected, self.alpha))  # GELU(α·F W_downᵀ + down(c))
+        gated_weight = self.gate[:, None] * self.up.weight  # (D, bottleneck)
+        return nn.functional.linear(bottleneck, gated_weight, self.gate * self.up.bias)  # (N, S, D)
 
 
 class MERTFusionLayer(nn.Module):
@@ -214,11 +222,13 @@ class MERTFusionLayer(nn.Module):
         self.eye_gate = MERTCrossModalGate(eye_dim, video_dim, config.fusion_bottleneck_size)
 
     def forward(self, video: torch.Tensor, eye: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """video (B·T, S_v, D_v), eye (B, S_e, D_e) → the fused pair, same shapes."""
+        """video (B·T, S_v, D_v), eye (B, S_e, D_e) → the fused pair, same shapes (`num_frames` = T, implied by B)."""
         batch_size = eye.shape[0]
-        video_context = video.reshape(batch_size, -1, video.shape[-1]).mean(dim=1)  # GAP(F_V) over frames+tokens
-        eye_context = eye.mean(dim=1)  # GAP(F_E)
-        new_video = video + self.video_gate(video, eye_context.repeat_interleave(num_frames, dim=0))
+        clip_video = video.reshape(batch_size, -1, video.shape[-1])  # (B, T·S_v, D_v), a view: all tokens of a clip
+        video_context = clip_video.mean(dim=1)  # GAP(F_V) over frames+tokens, (B, D_v)
+        eye_context = eye.mean(dim=1)  # GAP(F_E), (B, D_e)
+        # G_V is token-wise, so it runs on the clip view: GAP(F_E) broadcasts over every token of every frame.
+        new_video = video + self.video_gate(clip_video, eye_context).view_as(video)
         new_eye = eye + self.eye_gate(eye, video_context)
         return new_video, new_eye
 
