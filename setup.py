@@ -44,6 +44,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
+    package_data={"emvfer_hf": ["training/*.md"]},
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras,

@@ -1,0 +1,32 @@
+#!/usr/bin/env python
+"""Stage 2 of EM-VFER: PEML fine-tuning of a pre-trained MERT with the VISUAL eye-movement signal.
+
+Both encoders are frozen; prompts (eye prompts scaled by the instruction weight W), fusion, head and the progressive
+level heads train (eqs. [8]-[12]). Evaluates with the dataset's official metrics and saves model + processor + model
+card to --output_dir (default emvfer-<dataset>).
+
+    accelerate launch examples/finetune_peml.py                           # the bundled sample data (DFEW layout)
+    accelerate launch examples/finetune_peml.py --dataset dfew --data_dir DFEW/ --fold 1 \
+        --model_name_or_path emvfer-emer
+    accelerate launch examples/finetune_peml.py --dataset casme2 --data_dir CASME2/ --protocol loso
+"""
+
+import argparse
+
+from emvfer_hf.training import add_training_arguments, run_finetune
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_arguments(parser)
+    parser.set_defaults(num_train_epochs=8, per_device_train_batch_size=4, per_device_eval_batch_size=4,
+                        learning_rate=1e-3)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    run_finetune(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

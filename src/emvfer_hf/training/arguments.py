@@ -1,0 +1,103 @@
+"""The command-line flags shared by `examples/pretrain_mert.py` and `examples/finetune_peml.py`, following the
+conventions of transformers' `*_no_trainer.py` examples."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+DATASET_CHOICES = ("emer", "dfew", "mafw", "affwild2", "casme2", "casme3")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Flags of one training run (model, data, optimisation, checkpointing, tracking, Hub)."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASET_CHOICES, default=None,
+                      help="benchmark layout of --data_dir (default: the bundled sample data)")
+    data.add_argument("--data_dir", default=None,
+                      help="dataset root; without it the bundled sample data is generated and used")
+    data.add_argument("--fold", type=int, default=1, help="fold of 5-fold protocols (DFEW, MAFW, EMER)")
+    data.add_argument("--protocol", default=None,
+                      help="label protocol (CASME: 3class/5class/4class/7class; EMER: 7class/3class) or 'loso'")
+    data.add_argument("--test_subject", default=None, help="LOSO: the held-out subject (default: every subject)")
+    data.add_argument("--max_train_samples", type=int, default=None)
+    data.add_argument("--max_eval_samples", type=int, default=None)
+    data.add_argument("--cache_dir", default=None, help="preprocessing cache (faces + visual eye series)")
+    data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model_name_or_path", default=None, help="checkpoint folder or Hub id")
+    model.add_argument("--config_overrides", default=None,
+                       help='comma-separated MERTConfig overrides, e.g. "num_hidden_layers=2,hidden_size=64"')
+    model.add_argument("--ignore_mismatched_sizes", action="store_true",
+                       help="re-initialise the classifier and level heads when the label set differs")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--per_device_train_batch_size", type=int, default=8)
+    opt.add_argument("--per_device_eval_batch_size", type=int, default=8)
+    opt.add_argument("--learning_rate", type=float, default=1e-4)
+    opt.add_argument("--weight_decay", type=float, default=1e-2)
+    opt.add_argument("--num_train_epochs", type=int, default=3)
+    opt.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
+    opt.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    opt.add_argument("--lr_scheduler_type", default="cosine")
+    opt.add_argument("--num_warmup_steps", type=int, default=0)
+    opt.add_argument("--seed", type=int, default=42)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output_dir", default=None, help="default: emvfer-<dataset>")
+    run.add_argument("--checkpointing_steps", default=None, help="an integer (every N steps) or 'epoch'")
+    run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
+    run.add_argument("--with_tracking", action="store_true")
+    run.add_argument("--report_to", default="all")
+    run.add_argument("--push_to_hub", action="store_true")
+    run.add_argument("--hub_model_id", default=None, help="default: <your namespace>/<output_dir name>")
+    run.add_argument("--hub_token", default=None)
+    return parser
+
+
+def parse_config_overrides(text: str | None) -> dict:
+    """`"a=1,b=0.5,c=true,d=[1,2]"` → `{"a": 1, "b": 0.5, "c": True, "d": [1, 2]}`."""
+    import json
+
+    overrides = {}
+    for item in _split_top_level(text or ""):
+        if "=" not in item:
+            raise ValueError(f"--config_overrides: {item!r} is not key=value")
+        key, value = (part.strip() for part in item.split("=", 1))
+        try:
+            overrides[key] = json.loads(value.lower() if value.lower() in ("true", "false", "null") else value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char == "["
+        depth -= char == "]"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [p for p in parts + [current] if p.strip()]
+
+
+def resolve_output_dir(args) -> Path:
+    """`--output_dir`, defaulting to `emvfer-<dataset>`; checks that it is writable before any training starts."""
+    name = args.output_dir or f"emvfer-{args.dataset or 'sample'}"
+    path = Path(name)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"--output_dir {path}: not writable ({error.strerror or error})") from error
+    if not os.access(path, os.W_OK):
+        raise SystemExit(f"--output_dir {path}: not writable")
+    args.output_dir = str(path)
+    return path

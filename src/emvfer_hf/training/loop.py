@@ -1,0 +1,212 @@
+"""The one training loop both stages share (Accelerate at the seams, as in transformers' `*_no_trainer.py` examples)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .data import collate_clips
+
+logger = logging.getLogger(__name__)
+
+NO_DECAY_NAMES = ("bias", "norm", "prompts", "position_embeddings", "cls_token", "missing_embedding", "alpha", "gate")
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A random permutation per epoch, seeded by `(seed, epoch)`: the same order in every process and after a resume."""
+
+    def __init__(self, num_samples: int, seed: int):
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def build_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases, norms, prompts, embeddings, α and gates."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if any(key in name.lower() for key in NO_DECAY_NAMES) else decay).append(parameter)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameter in this stage")
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate)
+
+
+def make_dataloader(dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0):
+    sampler = EpochShuffleSampler(len(dataset), seed) if shuffle else None
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_clips, num_workers=num_workers
+    )
+
+
+@torch.no_grad()
+def predict(model, dataloader, accelerator: Accelerator, desc: str = "evaluating") -> dict:
+    """Run `model` over `dataloader` and gather, over all processes and without duplicates, `logits` (N, C),
+    `labels` (N,), `indices` (N,) (row numbers in the dataset) and `instruction_weights` (N,) (NaN without a prior)."""
+    model.eval()
+    gathered = {"logits": [], "labels": [], "indices": [], "instruction_weights": []}
+    for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+        labels, indices = batch.pop("labels"), batch.pop("index")
+        outputs = model(**batch)
+        weights = outputs.instruction_weights
+        if weights is None:
+            weights = torch.full_like(labels, float("nan"), dtype=torch.float32)
+        values = accelerator.gather_for_metrics((outputs.logits.float(), labels, indices, weights.float()))
+        for key, value in zip(gathered, values):
+            gathered[key].append(value.cpu())
+    return {key: torch.cat(values).numpy() for key, values in gathered.items()}
+
+
+def _latest_checkpoint(output_dir: Path) -> Optional[Path]:
+    candidates = [p for p in output_dir.glob("*") if p.is_dir() and re.fullmatch(r"(step|epoch)_\d+", p.name)]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def train(
+    args,
+    model,
+    train_dataset,
+    eval_dataset=None,
+    compute_metrics=None,
+    accelerator: Optional[Accelerator] = None,
+) -> tuple[Accelerator, torch.nn.Module, dict]:
+    """Train `model` on `train_dataset` (a `ClipDataset`) with the flags of `add_training_arguments`.
+
+    Evaluates on `eval_dataset` after each epoch with `compute_metrics(predictions_dict) -> dict`, saves Accelerate
+    states every `--checkpointing_steps`, resumes from `--resume_from_checkpoint` (skipping the batches already
+    seen), and returns `(accelerator, unwrapped_model, history)`: `train_loss` per step, `eval` metrics per epoch,
+    and `predictions` (see `predict`) of the last evaluation, gathered from every process.
+    """
+    accelerator = accelerator or Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=args.report_to if args.with_tracking else None,
+        project_dir=args.output_dir,
+    )
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+
+    train_loader = make_dataloader(train_dataset, args.per_device_train_batch_size, True, args.seed, args.num_workers)
+    eval_loader = (
+        make_dataloader(eval_dataset, args.per_device_eval_batch_size, False, args.seed, args.num_workers)
+        if eval_dataset is not None and len(eval_dataset)
+        else None
+    )
+    sampler = train_loader.sampler  # kept (inside the batch sampler) by accelerator.prepare: set_epoch reaches it
+    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
+
+    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=args.num_warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if eval_loader is not None:
+        eval_loader = accelerator.prepare(eval_loader)
+
+    checkpointing_steps = args.checkpointing_steps
+    if checkpointing_steps is not None and str(checkpointing_steps).isdigit():
+        checkpointing_steps = int(checkpointing_steps)
+    if args.with_tracking:
+        hparams = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers(Path(args.output_dir).name, hparams)
+
+    completed_steps, starting_epoch, resume_batches = 0, 0, 0
+    if args.resume_from_checkpoint:
+        path = Path(args.resume_from_checkpoint)
+        if args.resume_from_checkpoint == "latest":
+            path = _latest_checkpoint(output_dir)
+            if path is None:
+                raise ValueError(f"--resume_from_checkpoint latest: no step_N/epoch_N folder in {output_dir}")
+        if not path.is_dir():
+            raise ValueError(f"--resume_from_checkpoint: {path} is not a checkpoint folder")
+        accelerator.print(f"Resumed from checkpoint: {path}")
+        accelerator.load_state(str(path))
+        kind, number = path.name.split("_")
+        if kind == "epoch":
+            starting_epoch, completed_steps = int(number) + 1, (int(number) + 1) * steps_per_epoch
+        else:
+            completed_steps = int(number)
+            starting_epoch = completed_steps // steps_per_epoch
+            resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
+
+    history = {"train_loss": [], "eval": []}
+    progress = tqdm(range(max_train_steps), disable=not accelerator.is_local_main_process, desc="training")
+    progress.update(completed_steps)
+    for epoch in range(starting_epoch, num_epochs):
+        model.train()
+        train_dataset.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        loader = train_loader
+        if epoch == starting_epoch and resume_batches:
+            loader = accelerator.skip_first_batches(train_loader, resume_batches)
+        for batch in loader:
+            batch.pop("index")
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                completed_steps += 1
+                progress.update(1)
+                step_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+                history["train_loss"].append(step_loss)
+                progress.set_postfix(loss=f"{step_loss:.4f}")
+                if args.with_tracking:
+                    accelerator.log({"train_loss": step_loss, "lr": scheduler.get_last_lr()[0]}, step=completed_steps)
+                if isinstance(checkpointing_steps, int) and completed_steps % checkpointing_steps == 0:
+                    accelerator.save_state(str(output_dir / f"step_{completed_steps}"))
+            if completed_steps >= max_train_steps:
+                break
+        if eval_loader is not None:
+            history["predictions"] = predict(model, eval_loader, accelerator)
+            metrics = compute_metrics(history["predictions"]) if compute_metrics is not None else {}
+            metrics["epoch"] = epoch
+            history["eval"].append(metrics)
+            accelerator.print(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"))
+            if args.with_tracking:
+                accelerator.log({f"eval_{k}": v for k, v in metrics.items()}, step=completed_steps)
+        if checkpointing_steps == "epoch":
+            accelerator.save_state(str(output_dir / f"epoch_{epoch}"))
+        if completed_steps >= max_train_steps:
+            break
+    progress.close()
+    accelerator.wait_for_everyone()
+    if args.with_tracking:
+        accelerator.end_training()
+    return accelerator, accelerator.unwrap_model(model), history
+
+
+def save_json(path, payload) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(payload, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    return path
+
+
+def predictions_to_labels(predictions: dict) -> tuple[np.ndarray, np.ndarray]:
+    return predictions["labels"], predictions["logits"].argmax(-1)

@@ -1,0 +1,73 @@
+"""Model cards of fine-tuned checkpoints: huggingface_hub `ModelCard` with a `model-index` of the eval results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
+
+DATASET_NAMES = {
+    "emer": "EMER", "dfew": "DFEW", "mafw": "MAFW", "affwild2": "Aff-Wild2", "casme2": "CASME II",
+    "casme3": "CAS(ME)^3",
+}  # fmt: skip
+METRIC_NAMES = {"war": "WAR (accuracy)", "uar": "UAR (mean class recall)", "uf1": "UF1 (macro F1)"}
+
+
+def model_card_data(model, results: dict):
+    """`ModelCardData` with `pipeline_tag: video-classification` and a model-index entry per reported metric."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    dataset = results.get("dataset", "sample")
+    dataset_name = DATASET_NAMES.get(dataset, dataset)
+    split = "test" if results.get("protocol") != "loso" else "loso"
+    eval_results = [
+        EvalResult(
+            task_type="video-classification", dataset_type=dataset, dataset_name=dataset_name, dataset_split=split,
+            metric_type=key, metric_name=METRIC_NAMES[key], metric_value=round(100 * float(value), 2),
+        )  # fmt: skip
+        for key, value in results.get("metrics", {}).items()
+        if key in METRIC_NAMES
+    ]
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="video-classification",
+        license="apache-2.0",
+        tags=["emvfer", "mert", "facial-expression-recognition", "eye-movement", "video-classification"],
+        datasets=[dataset_name],
+        metrics=sorted({r.metric_type for r in eval_results}),
+        model_name=Path(results.get("output_dir", "emvfer")).name,
+        eval_results=eval_results or None,
+        base_model=results.get("base_model") if "/" in str(results.get("base_model", "")) else None,
+    )
+
+
+def write_model_card(output_dir, model, results: dict):
+    """Render `model_card_template.md` into `<output_dir>/README.md` and return the `ModelCard`."""
+    from huggingface_hub import ModelCard
+
+    output_dir = Path(output_dir)
+    results = {**results, "output_dir": str(output_dir)}
+    config = model.config
+    metrics = results.get("metrics", {})
+    metrics_table = "\n".join(
+        f"| {METRIC_NAMES.get(k, k)} | {100 * float(v):.2f} |" for k, v in metrics.items() if isinstance(v, float)
+    )
+    card = ModelCard.from_template(
+        model_card_data(model, results),
+        template_path=str(TEMPLATE_PATH),
+        model_id=output_dir.name,
+        dataset_name=DATASET_NAMES.get(results.get("dataset"), results.get("dataset", "")),
+        protocol=f"fold {results['fold']}" if results.get("fold") and results.get("protocol") != "loso" else "LOSO",
+        labels=", ".join(config.id2label[i] for i in range(config.num_labels)),
+        metrics_table=metrics_table or "| — | — |",
+        num_samples=results.get("num_samples", "—"),
+        base_model=results.get("base_model", "—"),
+        command=results.get("command", "—"),
+        num_frames=config.num_frames,
+        image_size=config.image_size,
+        eye_sequence_length=config.eye_sequence_length,
+        trainable=f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M",
+        total=f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M",
+    )
+    card.save(output_dir / "README.md")
+    return card

@@ -1,0 +1,444 @@
+"""The two stages of EM-VFER and the evaluation, as functions of parsed command-line flags.
+
+`examples/pretrain_mert.py`, `examples/finetune_peml.py` and `examples/evaluate.py` are thin wrappers around
+`run_pretrain`, `run_finetune` and `run_evaluate`; tests call these directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..configuration_mert import MERTConfig
+from ..metrics import classification_metrics, confusion_matrix, fold_summary, save_confusion_matrix
+from ..modeling_mert import MERTForVideoClassification
+from ..video_processing_mert import MERTVideoProcessor
+from .arguments import parse_config_overrides, resolve_output_dir
+from .data import ClipDataset, build_clip_cache, tracker_series
+from .loop import make_dataloader, predict, save_json, train
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_DATA_DIR = Path("sample_data")
+# The bundled sample data: small enough that write → pre-train → fine-tune → evaluate runs in minutes on 2 cores.
+SAMPLE_DATA_OPTIONS = dict(clips_per_class=6, num_frames=16, resolution=128, noise=0.1, seed=0)
+SAMPLE_MODEL_CONFIG = dict(
+    num_frames=8, image_size=64, patch_size=16, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=128, eye_sequence_length=64, fusion_bottleneck_size=16, head_hidden_size=32,
+    num_prompt_tokens=4,
+)  # fmt: skip
+SAMPLE_PROCESSOR_OPTIONS = dict(eye_frames=16, face_detection_size=160)
+MICRO_EXPRESSION_DATASETS = ("casme2", "casme3")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Data
+def ensure_sample_data(name: str, root: Optional[Path] = None, main_process_first=None) -> Path:
+    """The bundled sample data of `name` under `sample_data/<name>` (generated once, on the main process first)."""
+    from ..data.sample_data import MANIFEST, make_sample_dataset
+
+    root = Path(root or SAMPLE_DATA_DIR / name)
+    context = main_process_first() if main_process_first is not None else _nullcontext()
+    with context:
+        if not (root / MANIFEST).exists():
+            logger.info("writing the %s sample data to %s", name, root)
+            make_sample_dataset(name, root, **SAMPLE_DATA_OPTIONS)
+    return root
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def load_splits(name: str, root: Path, args) -> tuple:
+    """`(train, test)` `datasets.Dataset`s of one fold of benchmark `name` (for LOSO: `(all, None)`)."""
+    from ..data import loaders
+
+    protocol = args.protocol if args.protocol not in (None, "loso") else None
+    if name in ("dfew", "mafw"):
+        splits = loaders.load_benchmark(name, root, fold=args.fold)
+    elif name == "emer":
+        splits = loaders.load_emer(root, fold=args.fold, **({"protocol": protocol} if protocol else {}))
+    elif name == "affwild2":
+        train = loaders.load_affwild2(root, split="train")
+        test = loaders.load_affwild2(root, split="validation")
+        return next(iter(train.values())), next(iter(test.values()))
+    else:
+        splits = loaders.load_benchmark(name, root, protocol=protocol or "3class", test_subject=args.test_subject)
+    if "all" in splits:
+        return splits["all"], None
+    return splits["train"], splits["test"]
+
+
+def _limit(dataset, count: Optional[int]):
+    return dataset if dataset is None or count is None else dataset.select(range(min(count, len(dataset))))
+
+
+def label_names_of(dataset) -> list[str]:
+    return list(dataset.features["label"].names)
+
+
+def metrics_for(label_names):
+    """`compute_metrics(predictions) -> dict` with the official scalar metrics over the dataset's classes."""
+
+    def compute(predictions: dict) -> dict:
+        y_true, y_pred = predictions["labels"], predictions["logits"].argmax(-1)
+        return classification_metrics(y_true, y_pred, num_classes=len(label_names))
+
+    return compute
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Models
+def _sample_or_paper_config(args, label_names: list[str], sample: bool) -> MERTConfig:
+    base = dict(SAMPLE_MODEL_CONFIG) if sample else {}
+    base.update(parse_config_overrides(args.config_overrides))
+    return MERTConfig(
+        **base,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+    )
+
+
+def processor_for(config: MERTConfig, sample: bool) -> MERTVideoProcessor:
+    """A processor matching `config` (frames, crop size, eye steps)."""
+    options = dict(SAMPLE_PROCESSOR_OPTIONS) if sample else {}
+    return MERTVideoProcessor(
+        num_frames=config.num_frames,
+        size={"height": config.image_size, "width": config.image_size},
+        eye_sequence_length=config.eye_sequence_length,
+        **options,
+    )
+
+
+def _load_processor(path, config: MERTConfig, sample: bool) -> MERTVideoProcessor:
+    from transformers import AutoVideoProcessor
+
+    try:
+        return AutoVideoProcessor.from_pretrained(path)
+    except (OSError, ValueError):
+        return processor_for(config, sample)
+
+
+def align_labels(model: MERTForVideoClassification, label_names: list[str], ignore_mismatched_sizes: bool) -> None:
+    """Make the classifier and level heads of `model` predict `label_names`, in that order.
+
+    Same names in another order: the rows of the heads are permuted (nothing learnt is lost). Other names: with
+    `ignore_mismatched_sizes` the heads are re-initialised, otherwise a `ValueError` explains the choice.
+    """
+    current = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if current == list(label_names):
+        return
+    heads = [model.classifier, *model.level_heads()]
+    if sorted(current) == sorted(label_names):
+        order = torch.tensor([current.index(name) for name in label_names])
+        with torch.no_grad():
+            for head in heads:
+                head.weight.copy_(head.weight[order])
+                head.bias.copy_(head.bias[order])
+    elif not ignore_mismatched_sizes:
+        raise ValueError(
+            f"the checkpoint predicts {current} but the dataset has labels {list(label_names)}; pass "
+            "--ignore_mismatched_sizes to re-initialise the classifier and the level heads for the new labels"
+        )
+    elif len(current) == len(label_names):  # same size: from_pretrained kept the old heads, re-initialise them
+        with torch.no_grad():
+            for head in heads:
+                torch.nn.init.trunc_normal_(head.weight, std=model.config.initializer_range)
+                torch.nn.init.zeros_(head.bias)
+    model.config.id2label = dict(enumerate(label_names))
+    model.config.label2id = {name: i for i, name in enumerate(label_names)}
+
+
+def load_for_finetuning(path, label_names: list[str], ignore_mismatched_sizes: bool) -> MERTForVideoClassification:
+    """A pre-trained MERT ready for PEML on `label_names`; errors before any training when it cannot be."""
+    from transformers import AutoConfig
+
+    import emvfer_hf  # noqa: F401  (Auto registration)
+
+    path = str(path)
+    if not Path(path).exists() and "/" not in path:
+        raise ValueError(
+            f"--model_name_or_path {path}: no such checkpoint folder; pre-train one first "
+            "(accelerate launch examples/pretrain_mert.py) or pass a folder / Hub id"
+        )
+    config = AutoConfig.from_pretrained(path)
+    if getattr(config, "model_type", None) != "mert":
+        raise ValueError(f"{path} is a {config.model_type!r} checkpoint, not a pre-trained MERT (model_type 'mert')")
+    kwargs = {}
+    if config.num_labels != len(label_names):
+        if not ignore_mismatched_sizes:
+            raise ValueError(
+                f"{path} has {config.num_labels} labels but the dataset has {len(label_names)} {list(label_names)}; "
+                "pass --ignore_mismatched_sizes to re-initialise the classifier and the level heads"
+            )
+        kwargs = dict(num_labels=len(label_names), ignore_mismatched_sizes=True)
+    model = MERTForVideoClassification.from_pretrained(path, **kwargs)
+    if not model.has_eye_prior:
+        raise ValueError(
+            f"{path} has no eye-movement prior Ē, which PEML needs for its instruction weights; it is stored by "
+            "examples/pretrain_mert.py (or set it with model.set_eye_prior_from_series(high_quality_series))"
+        )
+    align_labels(model, label_names, ignore_mismatched_sizes)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Results
+def _command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def write_results(output_dir: Path, predictions: dict, label_names: list[str], extra: dict) -> dict:
+    """results.json (metrics, per-class confusion matrix) and confusion_matrix.png in `output_dir`."""
+    y_true, y_pred = predictions["labels"], predictions["logits"].argmax(-1)
+    metrics = classification_metrics(y_true, y_pred, num_classes=len(label_names))
+    matrix = confusion_matrix(y_true, y_pred, num_classes=len(label_names))
+    save_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png")
+    weights = predictions["instruction_weights"]
+    payload = {
+        **extra,
+        "metrics": metrics,
+        "num_samples": int(len(y_true)),
+        "confusion_matrix": matrix.tolist(),
+        "label_names": list(label_names),
+        "mean_instruction_weight": None if np.isnan(weights).all() else float(np.nanmean(weights)),
+    }
+    save_json(output_dir / "results.json", payload)
+    return payload
+
+
+def format_metrics_table(rows: list[tuple[str, dict]], keys=("war", "uar", "uf1", "macro_f1")) -> str:
+    """A markdown table: one row per (name, metrics) pair, values in percent."""
+    lines = ["| | " + " | ".join(k.upper() for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, metrics in rows:
+        cells = []
+        for k in keys:
+            value = metrics.get(k)
+            if isinstance(value, dict):
+                cells.append(f"{100 * value['mean']:.2f} ± {100 * value['std']:.2f}")
+            else:
+                cells.append("—" if value is None else f"{100 * value:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Stage 1: pre-training on EMER with the eye-tracker signal
+def run_pretrain(args) -> dict:
+    """EMER pre-training (CE [2]); stores the prior Ē of the training recordings in the model; saves model +
+    processor. Returns the results dict (also written to `<output_dir>/results.json`)."""
+    from accelerate import Accelerator
+
+    args.dataset = args.dataset or "emer"
+    if args.dataset != "emer":
+        raise ValueError("pre-training needs eye-tracker recordings: --dataset emer (EMER layout)")
+    output_dir = resolve_output_dir(args)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=args.report_to if args.with_tracking else None,
+        project_dir=str(output_dir),
+    )
+    sample = args.data_dir is None
+    root = Path(args.data_dir) if args.data_dir else ensure_sample_data("emer", None, accelerator.main_process_first)
+    train_set, test_set = load_splits("emer", root, args)
+    train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
+    label_names = label_names_of(train_set)
+
+    if args.model_name_or_path:
+        model = _pretraining_model_from(args, label_names)
+    else:
+        model = MERTForVideoClassification(_sample_or_paper_config(args, label_names, sample))
+    if getattr(args, "train_video_encoder", None) is not None:
+        model.config.train_video_encoder = args.train_video_encoder
+    model.set_training_stage("pretrain")
+    processor = (
+        _load_processor(args.model_name_or_path, model.config, sample)
+        if args.model_name_or_path
+        else processor_for(model.config, sample)
+    )
+    cache = build_clip_cache(
+        [train_set, test_set], processor, extract_eyes=False, accelerator=accelerator, cache_dir=args.cache_dir
+    )
+    train_data = ClipDataset(train_set, processor, "tracker", train=True, clip_cache=cache, seed=args.seed)
+    test_data = ClipDataset(test_set, processor, "tracker", clip_cache=cache) if test_set is not None else None
+    accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
+
+    # The prior Ē (and Σ) of the high-quality training recordings, stored in the model [9]-[11]
+    series = [tracker_series(path) for path in train_set["eye_tracking"] if path]
+    model.set_eye_prior_from_series(series)
+
+    results = {"stage": "pretrain", "dataset": "emer", "fold": args.fold, "train_loss": history["train_loss"],
+               "eval_history": history["eval"], "command": _command_line()}  # fmt: skip
+    if accelerator.is_main_process:
+        model.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+        if "predictions" in history:
+            results = write_results(output_dir, history["predictions"], label_names, results)
+        else:
+            save_json(output_dir / "results.json", results)
+        accelerator.print(f"pre-trained MERT saved to {output_dir}")
+    return results
+
+
+def _pretraining_model_from(args, label_names) -> MERTForVideoClassification:
+    """A MERT checkpoint (continued pre-training) or any ViT checkpoint (initialises the video encoder)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(args.model_name_or_path)
+    if config.model_type == "mert":
+        model = MERTForVideoClassification.from_pretrained(args.model_name_or_path)
+        align_labels(model, label_names, args.ignore_mismatched_sizes)
+        return model
+    overrides = parse_config_overrides(args.config_overrides)
+    return MERTForVideoClassification.from_vision_pretrained(
+        args.model_name_or_path, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)}, **overrides,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Stage 2: PEML fine-tuning with the visual eye-movement signal
+def run_finetune(args) -> dict:
+    """PEML fine-tuning of a pre-trained MERT on one fold (or every LOSO fold) of a benchmark; evaluation with the
+    dataset's official metrics; saves model + processor + model card (+ Hub push)."""
+    from accelerate import Accelerator
+
+    args.dataset = args.dataset or "dfew"
+    output_dir = resolve_output_dir(args)
+    args.model_name_or_path = args.model_name_or_path or "emvfer-emer"
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=args.report_to if args.with_tracking else None,
+        project_dir=str(output_dir),
+    )
+    sample = args.data_dir is None
+    root = Path(args.data_dir) if args.data_dir else ensure_sample_data(args.dataset, None, accelerator.main_process_first)
+    train_set, test_set = load_splits(args.dataset, root, args)
+    label_names = label_names_of(train_set)
+    # every check that can fail happens before training starts
+    model = load_for_finetuning(args.model_name_or_path, label_names, args.ignore_mismatched_sizes)
+    processor = _load_processor(args.model_name_or_path, model.config, sample)
+
+    if test_set is None:  # LOSO: one fresh fine-tuning per held-out subject, metrics on the concatenation
+        return _run_loso(args, accelerator, train_set, label_names, processor, output_dir)
+
+    train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
+    model.set_training_stage("peml")
+    cache = build_clip_cache([train_set, test_set], processor, extract_eyes=True, accelerator=accelerator,
+                             cache_dir=args.cache_dir)  # fmt: skip
+    train_data = ClipDataset(train_set, processor, "visual", train=True, clip_cache=cache, seed=args.seed)
+    test_data = ClipDataset(test_set, processor, "visual", clip_cache=cache)
+    accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
+    predictions = history["predictions"]
+    results = {"stage": "peml", "dataset": args.dataset, "fold": args.fold, "base_model": args.model_name_or_path,
+               "train_loss": history["train_loss"], "eval_history": history["eval"], "command": _command_line()}  # fmt: skip
+    if accelerator.is_main_process:
+        results = write_results(output_dir, predictions, label_names, results)
+        _save_release(model, processor, output_dir, args, results)
+    return results
+
+
+def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Path) -> dict:
+    from ..data.loaders import loso_splits
+
+    cache = build_clip_cache([all_set], processor, extract_eyes=True, accelerator=accelerator, cache_dir=args.cache_dir)
+    gathered, per_subject = [], {}
+    for subject, splits in loso_splits(all_set):
+        model = load_for_finetuning(args.model_name_or_path, label_names, args.ignore_mismatched_sizes)
+        model.set_training_stage("peml")
+        train_data = ClipDataset(splits["train"], processor, "visual", train=True, clip_cache=cache, seed=args.seed)
+        test_data = ClipDataset(splits["test"], processor, "visual", clip_cache=cache)
+        accelerator.free_memory()
+        accelerator, model, history = train(args, model, train_data, test_data, None, accelerator)
+        predictions = history["predictions"]
+        gathered.append(predictions)
+        per_subject[subject] = int(len(predictions["labels"]))
+    merged = {k: np.concatenate([p[k] for p in gathered]) for k in gathered[0]}
+    results = {"stage": "peml", "dataset": args.dataset, "protocol": "loso", "subjects": per_subject,
+               "base_model": args.model_name_or_path, "command": _command_line()}  # fmt: skip
+    if accelerator.is_main_process:
+        results = write_results(output_dir, merged, label_names, results)
+        _save_release(model, processor, output_dir, args, results)  # the last subject's model, as a usable checkpoint
+    return results
+
+
+def _save_release(model, processor, output_dir: Path, args, results: dict) -> None:
+    from .hub import push_folder_to_hub
+    from .model_card import write_model_card
+
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    write_model_card(output_dir, model, results)
+    print(f"fine-tuned MERT saved to {output_dir}: " + "  ".join(
+        f"{k.upper()} {100 * v:.2f}" for k, v in results["metrics"].items() if k in ("war", "uar", "uf1")
+    ))  # fmt: skip
+    if args.push_to_hub:
+        push_folder_to_hub(output_dir, args.hub_model_id, token=args.hub_token)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Evaluation of saved checkpoints
+def run_evaluate(args) -> dict:
+    """Evaluate one checkpoint per fold (or one for all folds) on a benchmark: per-fold metrics, mean ± std, or LOSO
+    on the concatenated predictions; confusion-matrix PNG and results JSON in `--output_dir`."""
+    from accelerate import Accelerator
+
+    import emvfer_hf  # noqa: F401
+    from transformers import AutoModelForVideoClassification
+
+    args.dataset = args.dataset or "dfew"
+    args.model_name_or_path = args.model_name_or_path or f"emvfer-{args.dataset}"
+    folds = args.folds or [args.fold]
+    if args.output_dir is None:
+        args.output_dir = str(Path(args.model_name_or_path.format(fold=folds[0])) / "evaluation")
+    output_dir = resolve_output_dir(args)
+    accelerator = Accelerator()
+    sample = args.data_dir is None
+    root = Path(args.data_dir) if args.data_dir else ensure_sample_data(args.dataset, None, accelerator.main_process_first)
+    rows, per_fold, gathered = [], [], []
+    label_names = None
+    for fold in folds:
+        args.fold = fold
+        path = args.model_name_or_path.format(fold=fold)
+        train_set, test_set = load_splits(args.dataset, root, args)
+        evaluation_set = _limit(test_set if test_set is not None else train_set, args.max_eval_samples)
+        label_names = label_names_of(evaluation_set)
+        model = AutoModelForVideoClassification.from_pretrained(path)
+        align_labels(model, label_names, ignore_mismatched_sizes=False)
+        processor = _load_processor(path, model.config, sample)
+        eye_source = args.eye_source
+        cache = build_clip_cache([evaluation_set], processor, extract_eyes=eye_source == "visual",
+                                 accelerator=accelerator, cache_dir=args.cache_dir)  # fmt: skip
+        data = ClipDataset(evaluation_set, processor, eye_source, clip_cache=cache)
+        model = accelerator.prepare(model)
+        loader = make_dataloader(data, args.per_device_eval_batch_size, False, args.seed, args.num_workers)
+        predictions = predict(model, accelerator.prepare(loader), accelerator)
+        metrics = metrics_for(label_names)(predictions)
+        rows.append((f"fold {fold}", metrics))
+        per_fold.append(metrics)
+        gathered.append(predictions)
+    merged = {k: np.concatenate([p[k] for p in gathered]) for k in gathered[0]}
+    extra = {"dataset": args.dataset, "folds": folds, "checkpoints": args.model_name_or_path,
+             "eye_source": args.eye_source, "per_fold": per_fold}  # fmt: skip
+    if len(folds) > 1:
+        extra["summary"] = fold_summary(per_fold)
+        rows.append(("mean ± std", extra["summary"]))
+    results = write_results(output_dir, merged, label_names, extra) if accelerator.is_main_process else extra
+    table = format_metrics_table(rows)
+    if accelerator.is_main_process:
+        (output_dir / "results.md").write_text(table + "\n")
+        accelerator.print(table)
+        accelerator.print(f"confusion matrix: {output_dir / 'confusion_matrix.png'}")
+    return results
