@@ -11,3 +11,10 @@ from .annotations import (
     read_mafw_split,
 )
 from .labels import LABELS, label_names
+from .loaders import load_affwild2, load_benchmark, load_casme2, load_casme3, load_dfew, load_emer, load_mafw, loso_splits
+from .sample_data import (
+    add_sample_data_arguments,
+    load_sample_eye_series,
+    make_sample_dataset,
+    run_sample_data,
+)
