@@ -41,14 +41,16 @@ def main():
     import cv2
     import torch
 
-    from emvfer_hf.eye_movement_mert import MTCNNBackend, VisualEyeMovementExtractor, read_video_frames
+    from emvfer_hf.eye_movement_mert import MTCNNBackend, VisualEyeMovementExtractor
+    from emvfer_hf.video_processing_mert import decode_video
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "eye_extraction.json"))
     args = ap.parse_args()
 
-    frames, fps = read_video_frames(_video())
+    decoded = decode_video(_video())
+    frames, fps = [decoded.frames[i] for i in sorted(decoded.frames)], decoded.fps
     sizes = {"176x144": list(frames), "1280x720": [cv2.resize(f, (1280, 720), interpolation=cv2.INTER_CUBIC)
                                                     for f in frames]}
     results = {}

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emvfer_hf.video_processing_mert import decode_video
+
 from emvfer_hf import eye_movement_mert as em
 from emvfer_hf.eye_movement_mert import (
     EyeMovementSeries,
@@ -18,7 +20,6 @@ from emvfer_hf.eye_movement_mert import (
     extract_eye_movements,
     eye_movement_prior,
     measure_pupil,
-    read_video_frames,
 )
 from emvfer_hf.eyetracking import read_tobii_tsv
 
@@ -43,7 +44,8 @@ def backend():
 @pytest.fixture(scope="module")
 def carphone(backend):
     path = _carphone_path()
-    frames, fps = read_video_frames(path)
+    decoded = decode_video(path)
+    frames, fps = np.stack([decoded.frames[i] for i in sorted(decoded.frames)]), decoded.fps
     faces = FaceTrack(*backend.detect(list(frames)))
     return path, frames, fps, faces
 
@@ -172,8 +174,8 @@ def test_bad_video_inputs(tmp_path):
     bad.write_bytes(b"\x00\x01garbage" * 100)
     with pytest.raises(ValueError, match="broken.mp4"):
         extract_eye_movements(str(bad))
-    with pytest.raises(ValueError, match="nothere.mp4"):
-        read_video_frames(tmp_path / "nothere.mp4")
+    with pytest.raises(FileNotFoundError, match="nothere.mp4"):
+        extract_eye_movements(str(tmp_path / "nothere.mp4"))
     with pytest.raises(ValueError, match="no frames"):
         extract_eye_movements(np.zeros((0, 32, 32, 3), np.uint8))
 

@@ -459,51 +459,6 @@ class MTCNNBackend(FaceLandmarkBackend):
         return out_b, out_l, out_p
 
 
-# ------------------------------------------------------------------------------------------------ decoding
-def read_video_frames(path, max_frames: Optional[int] = None) -> tuple[np.ndarray, float]:
-    """Decode a video file with PyAV into RGB frames.
-
-    Args:
-        path: the video file.
-        max_frames: stop after this many frames.
-    Returns:
-        ``(frames, fps)``: (T, H, W, 3) uint8 and the stream's average rate (25 when the container has none).
-    Raises:
-        ValueError: naming the file when it is missing, undecodable, or holds no video frame (containers that
-            report 0 frames are decoded anyway).
-    """
-    import av
-
-    path = str(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such video file")
-    try:
-        container = av.open(path)
-    except Exception as e:  # av.error.InvalidDataError & co
-        raise ValueError(f"{path}: unreadable video ({type(e).__name__}: {e})") from None
-    frames = []
-    try:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else 25.0
-        try:
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-        except Exception as e:
-            if not frames:
-                raise ValueError(f"{path}: unreadable video ({type(e).__name__}: {e})") from None
-            # a truncated file: keep the frames decoded so far
-    finally:
-        container.close()
-    if not frames:
-        raise ValueError(f"{path}: the video holds no decodable frame")
-    return np.stack(frames), (fps if fps > 0 else 25.0)
-
-
 # ------------------------------------------------------------------------------------------------ the pupil chain
 @dataclass
 class PupilMeasurement:
@@ -760,8 +715,11 @@ def detect_faces(frames_or_video, backend: Optional[FaceLandmarkBackend] = None)
 
 def _load_frames(frames_or_video, fps: Optional[float]) -> tuple[list, float, str]:
     if isinstance(frames_or_video, (str, os.PathLike)):
-        frames, stream_fps = read_video_frames(frames_or_video)
-        return list(frames), float(fps or stream_fps), str(frames_or_video)
+        from .video_processing_mert import decode_video  # the one decoder (PyAV, frame folders, images)
+
+        decoded = decode_video(frames_or_video)
+        frames = [decoded.frames[i] for i in sorted(decoded.frames)]
+        return frames, float(fps or decoded.fps), str(frames_or_video)
     frames = frames_or_video
     if hasattr(frames, "numpy") and not isinstance(frames, np.ndarray):
         frames = frames.numpy()
