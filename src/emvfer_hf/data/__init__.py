@@ -18,3 +18,4 @@ from .sample_data import (
     make_sample_dataset,
     run_sample_data,
 )
+from .cache import PreprocessingCache, make_compute_fn, media_fingerprint, preprocess_dataset

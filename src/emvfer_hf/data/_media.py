@@ -1,20 +1,14 @@
-"""Media writers of the sample-data generator: mp4 via PyAV, jpg frame folders via OpenCV, and the Tobii Pro Lab
-TSV export of a recording.
-
-The TSV writer prefers the project's one writer ``emvfer_hf.eyetracking.write_tobii_tsv`` and falls back to a
-minimal private writer of the same (newer, unit-suffixed) Pro Lab style (DATASETS.md §7) while that is absent.
+"""Media helpers of the sample-data generator and the preprocessing cache: mp4 via PyAV, jpg frame folders via
+OpenCV, and decoding of either back to frames. (Tobii TSVs are written by ``emvfer_hf.eyetracking.write_tobii_tsv``.)
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
-
-EYE_MOVEMENT_TYPE_NAMES = {0: "Fixation", 1: "Saccade", 2: "EyesNotFound"}
-
 
 def write_mp4(path: os.PathLike, frames: Sequence[np.ndarray], fps: float = 15.0, crf: int = 17) -> Path:
     """Encode BGR uint8 frames (H, W, 3; even H and W) as H.264 mp4 (mpeg4 if libx264 is unavailable)."""
@@ -49,52 +43,6 @@ def write_jpgs(folder: os.PathLike, frames: Sequence[np.ndarray], names: Sequenc
         if not cv2.imwrite(str(folder / name), frame, [cv2.IMWRITE_JPEG_QUALITY, quality]):
             raise OSError(f"could not write {folder / name}")
     return folder
-
-
-def _write_tobii_tsv_private(
-    path, timestamps_ms, gaze_x_px, gaze_y_px, pupil_left_mm, pupil_right_mm, valid_left, valid_right,
-    eye_movement_type=None, participant: str = "P01", resolution: Tuple[int, int] = (1920, 1080),
-) -> Path:
-    """Minimal Tobii Pro Lab "Data export" TSV (newer header style); invalid eyes leave gaze/pupil cells empty."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = [
-        "Recording timestamp [ms]", "Sensor", "Participant name", "Recording resolution width",
-        "Recording resolution height", "Gaze point X [DACS px]", "Gaze point Y [DACS px]",
-        "Pupil diameter left [mm]", "Pupil diameter right [mm]", "Validity left", "Validity right",
-        "Eye movement type",
-    ]
-    n = len(timestamps_ms)
-    types = eye_movement_type if eye_movement_type is not None else ["Unclassified"] * n
-    lines = ["\t".join(header)]
-    for i in range(n):
-        vl, vr = bool(valid_left[i]), bool(valid_right[i])
-        any_valid = vl or vr
-        lines.append("\t".join([
-            f"{timestamps_ms[i]:.3f}", "Eye Tracker", participant, str(resolution[0]), str(resolution[1]),
-            f"{gaze_x_px[i]:.1f}" if any_valid else "", f"{gaze_y_px[i]:.1f}" if any_valid else "",
-            f"{pupil_left_mm[i]:.3f}" if vl else "", f"{pupil_right_mm[i]:.3f}" if vr else "",
-            "Valid" if vl else "Invalid", "Valid" if vr else "Invalid", str(types[i]),
-        ]))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def write_tobii_tsv(path, *args, **kwargs) -> Path:
-    """Write a Tobii Pro Lab TSV with the project's writer when present, else with the private fallback."""
-    try:
-        from emvfer_hf.eyetracking import write_tobii_tsv as project_writer
-    except ImportError:
-        project_writer = None
-    if project_writer is not None:
-        project_writer(path, *args, **kwargs)
-        return Path(path)
-    return _write_tobii_tsv_private(path, *args, **kwargs)
-
-
-def behaviour_to_tobii(codes: np.ndarray) -> list:
-    """Canonical behaviour codes (fixation 0 / saccade 1 / blink 2) → Pro Lab ``Eye movement type`` values."""
-    return [EYE_MOVEMENT_TYPE_NAMES[int(c)] for c in np.asarray(codes).round().astype(int)]
 
 
 def read_video_frames(path: os.PathLike, indices: Optional[Sequence[int]] = None) -> np.ndarray:

@@ -62,12 +62,12 @@ def _find_column(df: pd.DataFrame, candidates, path: Path, required: bool = True
 
 
 def _finish(df: pd.DataFrame, names, path: Path) -> pd.DataFrame:
+    if df.empty:
+        raise ValueError(f"{path}: no samples (empty file, or every row excluded by the protocol)")
     df = df.reset_index(drop=True)
     df["label"] = [names.index(n) for n in df["label_name"]]
     df.attrs["class_names"] = tuple(names)
     df.attrs["source"] = str(path)
-    if df.empty:
-        raise ValueError(f"{path}: no samples after parsing")
     return df
 
 

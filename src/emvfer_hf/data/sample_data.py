@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from ..eye_movement_mert import BLINK, FIXATION, SACCADE, EyeMovementSeries
-from ._media import behaviour_to_tobii, write_jpgs, write_mp4, write_tobii_tsv
+from ..eyetracking import write_tobii_tsv
+from ._media import write_jpgs, write_mp4
 from ._utils import PathLike
 from .labels import LABELS
 
@@ -444,7 +445,7 @@ def _make_emer(root, w: _Writer, cpc, num_frames, size, noise, seed):
         write_tobii_tsv(
             root / "eye_movement data" / f"{clip_id}.tsv", s.times_s * 1000.0,
             (noisy[:, 2] + 1) / 2 * DISPLAY_RESOLUTION[0], (noisy[:, 3] + 1) / 2 * DISPLAY_RESOLUTION[1],
-            noisy[:, 0], noisy[:, 1], ~blink, ~blink, eye_movement_type=behaviour_to_tobii(s.values[:, 4]),
+            noisy[:, 0], noisy[:, 1], ~blink, ~blink, eye_movement_type=s.values[:, 4].astype(int),
             participant=f"P{k + 1:02d}", resolution=DISPLAY_RESOLUTION,
         )
         fold = _fold_of(k, names.index(name))

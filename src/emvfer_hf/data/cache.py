@@ -1,0 +1,191 @@
+"""Preprocessing cache: run face detection and visual eye-movement extraction ONCE per clip, not every epoch.
+
+:func:`preprocess_dataset` is a ``datasets.map`` step (multi-process with ``num_proc``) that adds, per clip,
+
+- ``frame_indices`` (T,) — the sampled frame positions (0-based, natural frame order),
+- ``face_boxes`` (T, 4) — ``x1, y1, x2, y2`` per sampled frame (NaN where no face was found),
+- ``eye_movements`` (L, 5), ``eye_valid`` (L,), ``eye_times_s`` (L,) — the visual canonical eye series,
+- ``preprocess_key`` — the cache key,
+
+computed by an injected ``compute_fn(video_path) -> dict`` with those keys (:func:`make_compute_fn` builds the
+default one on the project's MTCNN backend and visual extractor). Results are stored as one compressed ``.npz``
+per clip under ``cache_dir/<key[:2]>/<key>.npz``, keyed by the media's CONTENT AND MTIME (size, mtime_ns and a
+hash of the first and last 64 KiB of every file; a frame folder hashes all its frames' names, sizes and mtimes) and
+by the ``version`` of the compute function: a changed file (or changed settings) is recomputed, an unchanged one is
+read back, also across dataset reloads and processes.
+
+Disk cost (measured on the sample data): a 16-frame clip (16 boxes, 16-step eye series) takes about 1.7 KB
+(compressed npz incl. container overhead), i.e. about 1.7 MB per 1,000 clips; the eye series grows with the clip
+length (one row per frame, ~24 bytes), so 300-frame videos take about 6–8 KB, i.e. 6–8 MB per 1,000 clips.
+``datasets`` additionally keeps the mapped Arrow table in its own cache (the same arrays uncompressed, of the same
+order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import datasets
+import numpy as np
+
+from ._utils import PathLike, list_frames
+
+logger = logging.getLogger(__name__)
+
+CACHE_FIELDS = ("frame_indices", "face_boxes", "eye_movements", "eye_valid", "eye_times_s")
+_EDGE = 64 * 1024
+ComputeFn = Callable[[str], Dict[str, np.ndarray]]
+
+
+def _file_digest(h, path: Path, content: bool) -> None:
+    st = path.stat()
+    h.update(f"{path.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    if content:
+        with open(path, "rb") as f:
+            h.update(f.read(_EDGE))
+            if st.st_size > 2 * _EDGE:
+                f.seek(-_EDGE, os.SEEK_END)
+                h.update(f.read(_EDGE))
+
+
+def media_fingerprint(path: PathLike, version: str = "") -> str:
+    """Hex key of a video file or frame folder: content (edges of the file) + size + mtime, and ``version``."""
+    path = Path(path)
+    h = hashlib.sha1(f"v={version}|".encode())
+    if path.is_dir():
+        files = list_frames(path)
+        if not files:
+            raise FileNotFoundError(f"preprocessing cache: frame folder {path} holds no image")
+        for f in files:
+            _file_digest(h, f, content=False)
+        _file_digest(h, files[len(files) // 2], content=True)
+    elif path.is_file():
+        _file_digest(h, path, content=True)
+    else:
+        raise FileNotFoundError(f"preprocessing cache: {path} does not exist")
+    return h.hexdigest()
+
+
+class PreprocessingCache:
+    """Compute-or-load of per-clip preprocessing results, one ``.npz`` per clip under ``cache_dir``.
+
+    Args:
+        cache_dir: folder of the cache (created).
+        compute_fn: ``compute_fn(video_path) -> dict`` returning (at least) :data:`CACHE_FIELDS`.
+        version: tag of the compute function's settings; part of every key.
+    """
+
+    def __init__(self, cache_dir: PathLike, compute_fn: ComputeFn, version: str = "1"):
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.compute_fn = compute_fn
+        self.version = str(version)
+
+    def path_for(self, key: str) -> Path:
+        return self.cache_dir / key[:2] / f"{key}.npz"
+
+    def __call__(self, video_path: PathLike) -> Dict[str, np.ndarray]:
+        key = media_fingerprint(video_path, self.version)
+        path = self.path_for(key)
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    out = {k: z[k] for k in z.files}
+                out["preprocess_key"] = key
+                return out
+            except (OSError, ValueError) as err:  # a truncated file: recompute
+                logger.warning("preprocessing cache: unreadable %s (%s); recomputing", path, err)
+        result = self.compute_fn(str(video_path))
+        missing = [k for k in CACHE_FIELDS if k not in result]
+        if missing:
+            raise KeyError(f"compute_fn({video_path}) did not return {missing}")
+        arrays = {k: np.asarray(v) for k, v in result.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")  # atomic across processes
+        os.close(fd)
+        np.savez_compressed(tmp, **arrays)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        arrays["preprocess_key"] = key
+        return arrays
+
+
+CACHE_FEATURES = {
+    "preprocess_key": datasets.Value("string"),
+    "frame_indices": datasets.Sequence(datasets.Value("int32")),
+    "face_boxes": datasets.Sequence(datasets.Sequence(datasets.Value("float32"), length=4)),
+    "eye_movements": datasets.Sequence(datasets.Sequence(datasets.Value("float32"), length=5)),
+    "eye_valid": datasets.Sequence(datasets.Value("bool")),
+    "eye_times_s": datasets.Sequence(datasets.Value("float32")),
+}
+
+
+def _map_row(example, cache: PreprocessingCache, video_column: str):
+    out = cache(example[video_column])
+    return {
+        "preprocess_key": str(out["preprocess_key"]),
+        "frame_indices": np.asarray(out["frame_indices"], np.int32).reshape(-1),
+        "face_boxes": np.asarray(out["face_boxes"], np.float32).reshape(-1, 4),
+        "eye_movements": np.asarray(out["eye_movements"], np.float32).reshape(-1, 5),
+        "eye_valid": np.asarray(out["eye_valid"], bool).reshape(-1),
+        "eye_times_s": np.asarray(out["eye_times_s"], np.float32).reshape(-1),
+    }
+
+
+def preprocess_dataset(
+    dataset: datasets.Dataset,
+    compute_fn: ComputeFn,
+    cache_dir: PathLike,
+    num_proc: Optional[int] = None,
+    video_column: str = "video",
+    version: str = "1",
+) -> datasets.Dataset:
+    """Add the cached preprocessing columns to ``dataset`` (see the module docstring).
+
+    Args:
+        dataset: a split from one of the loaders (needs ``video_column``).
+        compute_fn: ``compute_fn(video_path) -> dict`` (picklable for ``num_proc > 1``: a module-level function or
+            a :func:`functools.partial` of one).
+        cache_dir: the per-clip ``.npz`` store.
+        num_proc: worker processes of ``datasets.map``.
+        version: change it when ``compute_fn``'s settings change.
+    """
+    if isinstance(dataset, datasets.DatasetDict):
+        return datasets.DatasetDict({k: preprocess_dataset(v, compute_fn, cache_dir, num_proc, video_column, version)
+                                     for k, v in dataset.items()})
+    if video_column not in dataset.column_names:
+        raise ValueError(f"preprocess_dataset: no {video_column!r} column in {dataset.column_names}")
+    cache = PreprocessingCache(cache_dir, compute_fn, version)
+    features = dataset.features.copy()
+    features.update(CACHE_FEATURES)
+    return dataset.map(
+        _map_row, fn_kwargs={"cache": cache, "video_column": video_column}, num_proc=num_proc, features=features,
+        desc="preprocessing (faces, eye movements)", load_from_cache_file=False,
+    )
+
+
+def make_compute_fn(num_frames: int = 16, backend=None) -> ComputeFn:
+    """The default ``compute_fn``: decode the clip, detect faces once on every frame
+    (:func:`emvfer_hf.eye_movement_mert.detect_faces`, MTCNN), extract the visual eye series (one row per frame)
+    from the same detections (:func:`emvfer_hf.eye_movement_mert.extract_eye_movements`) and keep the face boxes
+    of ``num_frames`` uniformly sampled frames."""
+    import functools
+
+    return functools.partial(_default_compute, num_frames=num_frames, backend=backend)
+
+
+def _default_compute(video_path: str, num_frames: int = 16, backend=None) -> Dict[str, np.ndarray]:
+    from ..eye_movement_mert import detect_faces, extract_eye_movements
+    from ._media import read_video_frames
+
+    frames = read_video_frames(video_path)
+    idx = np.linspace(0, len(frames) - 1, min(num_frames, len(frames))).round().astype(np.int32)
+    track = detect_faces(list(frames), backend=backend)  # every frame: the eye series needs them all
+    series = extract_eye_movements(list(frames), backend=backend, faces=track, allow_no_face=True)
+    return {"frame_indices": idx, "face_boxes": track.boxes[idx], "eye_movements": series.values,
+            "eye_valid": series.valid, "eye_times_s": series.times_s}
