@@ -6,7 +6,12 @@ import time
 import numpy as np
 import pytest
 
-from emvfer_hf.data import load_emer, make_sample_dataset, media_fingerprint, preprocess_dataset
+from emvfer_hf.data import (
+    load_emer,
+    make_sample_dataset,
+    media_fingerprint,
+    preprocess_dataset,
+)
 from emvfer_hf.data.cache import PreprocessingCache
 
 

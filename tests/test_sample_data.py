@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emvfer_hf.data import LABELS, add_sample_data_arguments, load_sample_eye_series, make_sample_dataset, run_sample_data
+from emvfer_hf.data import (
+    LABELS,
+    add_sample_data_arguments,
+    load_sample_eye_series,
+    make_sample_dataset,
+    run_sample_data,
+)
 from emvfer_hf.data._media import read_video_frames
 from emvfer_hf.data.sample_data import (
     BLINK,
@@ -90,8 +96,8 @@ def test_deterministic_in_seed(tmp_path):
 
 def test_frame_names_and_spreadsheets(tmp_path):
     dfew = make_sample_dataset("dfew", tmp_path / "dfew", **SMALL)
-    clip = sorted((dfew / "Clip" / "clip_224x224").iterdir())[0]
-    assert sorted(p.name for p in clip.iterdir())[0] == f"{clip.name}_00001.jpg"
+    clip = min((dfew / "Clip" / "clip_224x224").iterdir())
+    assert min(p.name for p in clip.iterdir()) == f"{clip.name}_00001.jpg"
     tim = dfew / "Clip" / "clip_224x224_16f" / clip.name
     assert {p.name for p in tim.iterdir()} == {f"{clip.name}_{i}.jpg" for i in range(1, 17)}
     assert (dfew / "EmoLabel_DataSplit" / "train(single-labeled)" / "set_5.csv").read_text().startswith(

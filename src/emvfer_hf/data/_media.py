@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+
 def write_mp4(path: os.PathLike, frames: Sequence[np.ndarray], fps: float = 15.0, crf: int = 17) -> Path:
     """Encode BGR uint8 frames (H, W, 3; even H and W) as H.264 mp4 (mpeg4 if libx264 is unavailable)."""
     import av

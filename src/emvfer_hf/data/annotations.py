@@ -16,7 +16,13 @@ from typing import Optional
 import pandas as pd
 
 from ._utils import PathLike, require_file
-from .labels import CASME2_GROUPS, CASME3_GROUPS, EMER_7_TO_3, LABELS, normalize_label_string
+from .labels import (
+    CASME2_GROUPS,
+    CASME3_GROUPS,
+    EMER_7_TO_3,
+    LABELS,
+    normalize_label_string,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +180,40 @@ def read_affwild2_labels(txt_path: PathLike) -> pd.DataFrame:
     return df
 
 
+def _micro_rows(df: pd.DataFrame, path: Path, cols: dict, groups: dict, subject_fn) -> list:
+    """Rows of a micro-expression sheet (CASME II coding sheet, CAS(ME)^3 label sheet).
+
+    ``cols`` maps ``subject, filename, onset, apex, offset, emotion`` and the optional ``action_units``,
+    ``objective_class`` to the sheet's column names (None = absent). Emotions are lower-cased and grouped by
+    ``groups`` (None = excluded by the protocol); a non-numeric apex (``/``) becomes -1, an offset of 0 or a
+    non-numeric one -1 (unknown); an apex outside [onset, offset] is kept as annotated.
+    """
+    rows, outside = [], 0
+    for i, rec in enumerate(df.to_dict("records"), start=2):
+        if pd.isna(rec[cols["subject"]]) and pd.isna(rec[cols["emotion"]]):
+            continue
+        emotion = str(rec[cols["emotion"]]).strip().lower()
+        if emotion not in groups:
+            raise ValueError(f"{path}: row {i}: unknown emotion {rec[cols['emotion']]!r}; "
+                             f"expected one of {sorted(groups)}")
+        if groups[emotion] is None:
+            continue
+        onset = _to_int(rec[cols["onset"]], path, cols["onset"], i)
+        apex = _to_int(rec[cols["apex"]], path, cols["apex"], i, default=-1)
+        offset = _to_int(rec[cols["offset"]], path, cols["offset"], i, default=0) or -1
+        outside += offset > 0 and apex >= 0 and not onset <= apex <= offset
+        row = {"subject": subject_fn(rec[cols["subject"]], path, i), "filename": str(rec[cols["filename"]]).strip(),
+               "onset": onset, "apex": apex, "offset": offset}
+        for key in ("action_units", "objective_class"):
+            if key in cols:
+                c = cols[key]
+                row[key] = "" if c is None or pd.isna(rec[c]) else str(rec[c]).strip()
+        rows.append({**row, "emotion": emotion, "label_name": groups[emotion]})
+    if outside:
+        logger.info("%s: %d samples have their apex outside [onset, offset] (kept as annotated)", path, outside)
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------------- CASME II
 def _casme2_subject(value, path: Path, row: int) -> str:
     s = str(value).strip()
@@ -212,34 +252,15 @@ def read_casme2_labels(path: PathLike, protocol: str = "3class") -> pd.DataFrame
         df.columns = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
                       "Estimated Emotion"] + [f"extra{i}" for i in range(df.shape[1] - 7)]
     df = df.loc[:, [c for c in df.columns if not str(c).startswith("Unnamed")]]
-    c_sub = _find_column(df, ["Subject"], path)
-    c_file = _find_column(df, ["Filename"], path)
-    c_on, c_apex, c_off = (_find_column(df, [n], path) for n in ("OnsetFrame", "ApexFrame", "OffsetFrame"))
-    c_emo = _find_column(df, ["Estimated Emotion", "Emotion"], path)
-    c_au = _find_column(df, ["Action Units", "AU"], path, required=False)
-    groups = CASME2_GROUPS[protocol]
+    cols = {
+        "subject": _find_column(df, ["Subject"], path), "filename": _find_column(df, ["Filename"], path),
+        **{k: _find_column(df, [n], path) for k, n in (("onset", "OnsetFrame"), ("apex", "ApexFrame"),
+                                                         ("offset", "OffsetFrame"))},
+        "emotion": _find_column(df, ["Estimated Emotion", "Emotion"], path),
+        "action_units": _find_column(df, ["Action Units", "AU"], path, required=False),
+    }
+    rows = _micro_rows(df, path, cols, CASME2_GROUPS[protocol], _casme2_subject)
     names = LABELS[f"casme2_{protocol}"]
-    rows = []
-    for i, rec in enumerate(df.to_dict("records"), start=2):
-        if pd.isna(rec[c_sub]) and pd.isna(rec[c_file]):
-            continue
-        emotion = str(rec[c_emo]).strip().lower()
-        if emotion not in groups:
-            raise ValueError(f"{path}: row {i}: unknown emotion {rec[c_emo]!r}; expected one of {sorted(groups)}")
-        if groups[emotion] is None:
-            continue
-        onset = _to_int(rec[c_on], path, "OnsetFrame", i)
-        offset = _to_int(rec[c_off], path, "OffsetFrame", i, default=-1)
-        rows.append({
-            "subject": _casme2_subject(rec[c_sub], path, i),
-            "filename": str(rec[c_file]).strip(),
-            "onset": onset,
-            "apex": _to_int(rec[c_apex], path, "ApexFrame", i, default=-1),
-            "offset": offset,
-            "action_units": "" if c_au is None or pd.isna(rec[c_au]) else str(rec[c_au]).strip(),
-            "emotion": emotion,
-            "label_name": groups[emotion],
-        })
     return _finish(pd.DataFrame(rows), names, path)
 
 
@@ -289,38 +310,15 @@ def read_casme3_labels(xlsx_path: PathLike, protocol: str = "3class") -> pd.Data
             raise ValueError(f"{path}: no sheet with an 'emotion' column (sheets: {list(sheets)})")
     else:
         df = _read_table(path)
-    c_sub, c_file = _find_column(df, ["Subject"], path), _find_column(df, ["Filename"], path)
-    c_on, c_apex, c_off = (_find_column(df, [n, n + "Frame"], path) for n in ("Onset", "Apex", "Offset"))
-    c_emo = _find_column(df, ["emotion"], path)
-    c_au = _find_column(df, ["AU", "Action Units"], path, required=False)
-    c_obj = _find_column(df, ["Objective class"], path, required=False)
-    groups = CASME3_GROUPS[protocol]
+    cols = {
+        "subject": _find_column(df, ["Subject"], path), "filename": _find_column(df, ["Filename"], path),
+        **{k: _find_column(df, [k, k + "Frame"], path) for k in ("onset", "apex", "offset")},
+        "emotion": _find_column(df, ["emotion"], path),
+        "action_units": _find_column(df, ["AU", "Action Units"], path, required=False),
+        "objective_class": _find_column(df, ["Objective class"], path, required=False),
+    }
+    rows = _micro_rows(df, path, cols, CASME3_GROUPS[protocol], lambda v, *_: str(v).strip())
     names = LABELS[f"casme3_{protocol}"]
-    rows, outside = [], 0
-    for i, rec in enumerate(df.to_dict("records"), start=2):
-        if pd.isna(rec[c_sub]) and pd.isna(rec[c_emo]):
-            continue
-        emotion = str(rec[c_emo]).strip().lower()
-        if emotion not in groups:
-            raise ValueError(f"{path}: row {i}: unknown emotion {rec[c_emo]!r}; expected one of {sorted(groups)}")
-        if groups[emotion] is None:
-            continue
-        onset = _to_int(rec[c_on], path, "Onset", i)
-        apex = _to_int(rec[c_apex], path, "Apex", i, default=-1)
-        offset = _to_int(rec[c_off], path, "Offset", i, default=0) or -1
-        if offset > 0 and apex >= 0 and not onset <= apex <= offset:
-            outside += 1
-        rows.append({
-            "subject": str(rec[c_sub]).strip(),
-            "filename": str(rec[c_file]).strip(),
-            "onset": onset, "apex": apex, "offset": offset,
-            "action_units": "" if c_au is None or pd.isna(rec[c_au]) else str(rec[c_au]).strip(),
-            "objective_class": "" if c_obj is None or pd.isna(rec[c_obj]) else str(rec[c_obj]).strip(),
-            "emotion": emotion,
-            "label_name": groups[emotion],
-        })
-    if outside:
-        logger.info("%s: %d samples have their apex outside [onset, offset] (kept as annotated)", path, outside)
     return _finish(pd.DataFrame(rows), names, path)
 
 

@@ -406,6 +406,13 @@ def _fill_frame_range(rows: List[dict]) -> None:
             r["apex"] = (r["onset"] + r["offset"]) // 2
 
 
+def _micro_dataset(df, resolve, annotation, missing: str, test_subject: Optional[str], what: str):
+    """Resolve the media of a micro-expression sheet, fill unknown frame ranges, split for LOSO."""
+    rows = _resolve_rows(df, resolve, annotation, missing)
+    _fill_frame_range(rows)
+    return _loso_dict(rows, _micro_features(df.attrs["class_names"]), test_subject, what)
+
+
 def _loso_dict(rows: List[dict], features, test_subject: Optional[str], what: str) -> datasets.DatasetDict:
     if test_subject is None:
         return datasets.DatasetDict({"all": _to_dataset(rows, features, what)})
@@ -453,10 +460,7 @@ def load_casme2(
                 return hit
         return None
 
-    rows = _resolve_rows(df, resolve, annotation, missing)
-    _fill_frame_range(rows)
-    features = _micro_features(df.attrs["class_names"])
-    return _loso_dict(rows, features, test_subject, f"CASME II {protocol} ({annotation})")
+    return _micro_dataset(df, resolve, annotation, missing, test_subject, f"CASME II {protocol} ({annotation})")
 
 
 def load_casme3(
@@ -494,10 +498,7 @@ def load_casme3(
             hit = find_path(seq_root, [rec["subject"], rec["filename"], "color"], kind="dir")
         return hit
 
-    rows = _resolve_rows(df, resolve, annotation, missing)
-    _fill_frame_range(rows)
-    features = _micro_features(df.attrs["class_names"])
-    return _loso_dict(rows, features, test_subject, f"CAS(ME)^3 {protocol} ({annotation})")
+    return _micro_dataset(df, resolve, annotation, missing, test_subject, f"CAS(ME)^3 {protocol} ({annotation})")
 
 
 # ------------------------------------------------------------------------------------------------------ protocols

@@ -531,7 +531,7 @@ def _make_affwild2(root, w: _Writer, cpc, num_frames, size, noise, seed):
         plan = [plan[j] for j in order]
         for v in range(0, len(plan), segs_per_video):
             name = next(video_names)
-            frames, crops, labels, series_vals, frame_vals = [], [], [], [], []
+            frames, crops, labels, series_vals = [], [], [], []
             for j, cls in enumerate(plan[v:v + segs_per_video]):
                 idx += 1
                 rng = _rng_for(seed, "affwild2", idx)
