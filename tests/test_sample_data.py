@@ -15,7 +15,7 @@ from emvfer_hf.data import (
     make_sample_dataset,
     run_sample_data,
 )
-from emvfer_hf.data._media import read_video_frames
+from emvfer_hf.video_processing_mert import decode_video
 from emvfer_hf.data.sample_data import (
     BLINK,
     CLASS_STYLES,
@@ -78,7 +78,8 @@ def test_emer_layout_tsv_and_ground_truth(emer_root):
     assert np.abs(rec.pupil_left[ok] - gt.values[ok, 0]).max() < 0.2  # mm, tracker noise only
     gx, gy = rec.gaze_normalized()
     assert np.nanmax(np.abs(gx - gt.values[:, 2])) < 0.05
-    frames = read_video_frames(root / "face video" / f"{clip_id}.mp4")
+    decoded = decode_video(root / "face video" / f"{clip_id}.mp4")
+    frames = np.stack([decoded.frames[i] for i in sorted(decoded.frames)])
     assert frames.shape == (16, 128, 128, 3)
 
 
@@ -126,7 +127,8 @@ def test_mtcnn_finds_the_rendered_faces(emer_root):
     mtcnn = MTCNN(device="cpu")
     probs = []
     for video in sorted((Path(emer_root) / "face video").glob("*.mp4"))[:7]:
-        frames = read_video_frames(video, [2, 12])
+        decoded = decode_video(video, indices_fn=lambda n: [2, 12])
+        frames = [decoded.frames[2], decoded.frames[12]]
         _, p = mtcnn.detect([Image.fromarray(f) for f in frames])
         probs += [0.0 if q[0] is None else float(q[0]) for q in p]
     assert np.mean(np.array(probs) >= 0.85) >= 0.7, probs

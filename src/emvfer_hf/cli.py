@@ -108,6 +108,18 @@ def run_eyes(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# emvfer sample-data
+def _add_sample_data(subparsers) -> None:
+    from .data.sample_data import add_sample_data_arguments, run_sample_data
+
+    p = subparsers.add_parser(
+        "sample-data", help="write small datasets in the exact on-disk layouts of the six benchmarks"
+    )
+    add_sample_data_arguments(p)
+    p.set_defaults(func=run_sample_data)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emvfer", description="EM-VFER: eye-movement-instructed video facial expression recognition"
@@ -115,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command")
     _add_predict(subparsers)
     _add_eyes(subparsers)
+    _add_sample_data(subparsers)
     return parser
 
 

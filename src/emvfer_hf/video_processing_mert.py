@@ -31,7 +31,9 @@ from .eye_movement_mert import EyeMovementSeries, NUM_EYE_MOVEMENT_CHANNELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FACE_BOX_MODES = ("union", "smooth")
-CALL_TIME_KWARGS = ("eye_movements", "face_box", "sampling_seed", "return_face_boxes", "return_eye_series")
+CALL_TIME_KWARGS = (
+    "eye_movements", "face_box", "sampling_seed", "return_face_boxes", "return_frame_indices", "return_eye_series",
+)  # fmt: skip
 
 
 class MERTVideosKwargs(VideosKwargs, total=False):
@@ -51,6 +53,7 @@ class MERTVideosKwargs(VideosKwargs, total=False):
     face_box: Optional[Any]
     sampling_seed: Optional[int]
     return_face_boxes: Optional[bool]
+    return_frame_indices: Optional[bool]
     return_eye_series: Optional[bool]
 
 
@@ -67,9 +70,12 @@ class DecodedVideo:
     name: str
 
 
-def _natural_key(path: Path):
+def natural_frame_key(path) -> tuple:
+    """Sort key of a frame file: the LAST integer of its stem (`00001_12.jpg` → 12, `img46.jpg` → 46), then the
+    name. Frame files of DFEW, CASME II and CAS(ME)^3 are not zero-padded consistently: a lexicographic sort is wrong."""
+    path = Path(path)
     numbers = re.findall(r"\d+", path.stem)
-    return (int(numbers[-1]) if numbers else -1, path.name)
+    return (int(numbers[-1]) if numbers else -1, path.stem)
 
 
 def _to_rgb_uint8(frame: np.ndarray, name: str) -> np.ndarray:
@@ -95,7 +101,7 @@ def list_frame_files(folder: Union[str, Path]) -> list[Path]:
     """The image files of a frame folder, sorted naturally by the last integer in their names (DATASETS.md:
     DFEW `00001_1.jpg … 00001_16.jpg`, CASME II `img46.jpg`, Aff-Wild2 `00001.jpg`)."""
     folder = Path(folder)
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_frame_key)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -336,6 +342,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             every frame, and face detection is skipped unless eye movements are extracted.
         sampling_seed (`int`): seed of the random frame choice of `do_train_sampling` (reproducible training).
         return_face_boxes (`bool`): also return `face_boxes` (B, T, 4) in frame pixels (NaN where none was used).
+        return_frame_indices (`bool`): also return `frame_indices` (B, T), the sampled frames (0-based).
         return_eye_series (`bool`): also return `eye_series`, the per-frame `EyeMovementSeries` before resampling.
     """
 
@@ -435,7 +442,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             if len(face_box) != len(videos):
                 raise ValueError(f"got {len(face_box)} face boxes for {len(videos)} videos")
 
-        pixel_values, eye_values, eye_masks, boxes, series = [], [], [], [], []
+        pixel_values, eye_values, eye_masks, boxes, indices, series = [], [], [], [], [], []
         for i, video in enumerate(videos):
             result = self._process_one(
                 video,
@@ -447,6 +454,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             eye_values.append(result["eye_movement_values"])
             eye_masks.append(result["eye_movement_mask"])
             boxes.append(result["face_boxes"])
+            indices.append(result["frame_indices"])
             series.append(result["eye_series"])
 
         data = {
@@ -456,6 +464,8 @@ class MERTVideoProcessor(BaseVideoProcessor):
         }
         if options["return_face_boxes"]:
             data["face_boxes"] = np.stack(boxes)
+        if options["return_frame_indices"]:
+            data["frame_indices"] = np.stack(indices)
         skip = None
         if options["return_eye_series"]:
             data["eye_series"] = series
@@ -559,6 +569,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             "eye_movement_values": values.astype(np.float32),
             "eye_movement_mask": mask.astype(bool),
             "face_boxes": face_boxes,
+            "frame_indices": np.asarray(model_idx, dtype=np.int64),
             "eye_series": series,
         }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -46,22 +46,3 @@ def write_jpgs(folder: os.PathLike, frames: Sequence[np.ndarray], names: Sequenc
     return folder
 
 
-def read_video_frames(path: os.PathLike, indices: Optional[Sequence[int]] = None) -> np.ndarray:
-    """Decode a video file or a frame folder to RGB uint8 (T, H, W, 3) (all frames, or those at ``indices``,
-    0-based positions in natural frame order)."""
-    import cv2
-
-    from ._utils import list_frames
-
-    path = Path(path)
-    if path.is_dir():
-        files = list_frames(path)
-        pick = files if indices is None else [files[i] for i in indices]
-        return np.stack([cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in pick])
-    import av
-
-    with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    if indices is not None:
-        frames = [frames[i] for i in indices]
-    return np.stack(frames)

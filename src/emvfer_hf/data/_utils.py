@@ -4,37 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
+
+from ..video_processing_mert import IMAGE_EXTENSIONS, list_frame_files as list_frames, natural_frame_key  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-_INT_RE = re.compile(r"(\d+)")
-
-
-def natural_key(path: PathLike):
-    """Sort key: the LAST integer in the file stem (``00001_12.jpg`` → 12, ``img46.jpg`` → 46), then the name.
-
-    Frame files of DFEW, CASME II and CAS(ME)^3 are not zero-padded consistently, so a lexicographic sort is wrong.
-    """
-    stem = Path(path).stem
-    nums = _INT_RE.findall(stem)
-    return (int(nums[-1]) if nums else -1, stem)
 
 
 def frame_number(path: PathLike) -> int:
     """The frame index encoded in a frame file name (the last integer of the stem), or -1."""
-    return natural_key(path)[0]
-
-
-def list_frames(folder: PathLike) -> List[Path]:
-    """The image files of a frame folder, naturally sorted by their last integer."""
-    folder = Path(folder)
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
+    return natural_frame_key(path)[0]
 
 
 def require_dir(path: PathLike, what: str) -> Path:

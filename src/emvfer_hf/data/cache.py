@@ -169,23 +169,32 @@ def preprocess_dataset(
     )
 
 
-def make_compute_fn(num_frames: int = 16, backend=None) -> ComputeFn:
-    """The default ``compute_fn``: decode the clip, detect faces once on every frame
-    (:func:`emvfer_hf.eye_movement_mert.detect_faces`, MTCNN), extract the visual eye series (one row per frame)
-    from the same detections (:func:`emvfer_hf.eye_movement_mert.extract_eye_movements`) and keep the face boxes
-    of ``num_frames`` uniformly sampled frames."""
+def make_compute_fn(processor, extract_eyes: bool = True) -> ComputeFn:
+    """The ``compute_fn`` of the project: ONE pass of a :class:`~emvfer_hf.MERTVideoProcessor` over the clip
+    (decoding, MTCNN faces on the sampled and the eye frames, the visual eye series from the same detections).
+    Clips without a face are kept (central crops, an all-invalid eye series) with a warning."""
     import functools
 
-    return functools.partial(_default_compute, num_frames=num_frames, backend=backend)
+    return functools.partial(_processor_compute, processor=processor, extract_eyes=extract_eyes)
 
 
-def _default_compute(video_path: str, num_frames: int = 16, backend=None) -> Dict[str, np.ndarray]:
-    from ..eye_movement_mert import detect_faces, extract_eye_movements
-    from ._media import read_video_frames
+def compute_fn_version(processor, extract_eyes: bool = True) -> str:
+    """A ``version`` tag that changes whenever the processor's settings do (so the cache is recomputed)."""
+    text = processor.to_json_string() + str(bool(extract_eyes))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
-    frames = read_video_frames(video_path)
-    idx = np.linspace(0, len(frames) - 1, min(num_frames, len(frames))).round().astype(np.int32)
-    track = detect_faces(list(frames), backend=backend)  # every frame: the eye series needs them all
-    series = extract_eye_movements(list(frames), backend=backend, faces=track, allow_no_face=True)
-    return {"frame_indices": idx, "face_boxes": track.boxes[idx], "eye_movements": series.values,
-            "eye_valid": series.valid, "eye_times_s": series.times_s}
+
+def _processor_compute(video_path: str, processor, extract_eyes: bool = True) -> Dict[str, np.ndarray]:
+    out = processor(
+        video_path, return_face_boxes=True, return_frame_indices=True, return_eye_series=extract_eyes,
+        do_extract_eye_movements=extract_eyes, allow_no_face=True,
+    )  # fmt: skip
+    series = out["eye_series"][0] if extract_eyes else None
+    if not np.isfinite(out["face_boxes"][0]).all() or (extract_eyes and (series is None or not series.valid.any())):
+        logger.warning("%s: no face found; the clip is used with central crops and no eye signal", video_path)
+    if series is None:
+        values, valid, times = np.zeros((0, 5), np.float32), np.zeros(0, bool), np.zeros(0, np.float32)
+    else:
+        values, valid, times = series.values, series.valid, series.times_s
+    return {"frame_indices": out["frame_indices"][0], "face_boxes": out["face_boxes"][0], "eye_movements": values,
+            "eye_valid": valid, "eye_times_s": times}

@@ -23,11 +23,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--test_subject", default=None, help="LOSO: the held-out subject (default: every subject)")
     data.add_argument("--max_train_samples", type=int, default=None)
     data.add_argument("--max_eval_samples", type=int, default=None)
-    data.add_argument("--cache_dir", default=None, help="preprocessing cache (faces + visual eye series)")
+    data.add_argument("--cache_dir", default=None,
+                      help="preprocessing cache of faces + visual eye series (default: $EMVFER_CACHE or "
+                      "~/.cache/emvfer/preprocessing)")
+    data.add_argument("--preprocessing_num_workers", type=int, default=None,
+                      help="processes for the one-time face + eye-movement preprocessing")
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model_name_or_path", default=None, help="checkpoint folder or Hub id")
+    model.add_argument("--model_size", choices=("small", "paper"), default=None,
+                       help="size of a model built from scratch and its processor (default: small on the sample "
+                       "data, the paper configuration on a real dataset)")
     model.add_argument("--config_overrides", default=None,
                        help='comma-separated MERTConfig overrides, e.g. "num_hidden_layers=2,hidden_size=64"')
     model.add_argument("--ignore_mismatched_sizes", action="store_true",

@@ -10,13 +10,12 @@ Where each clip's eye-movement series comes from is the only difference between 
 
 from __future__ import annotations
 
-import logging
-from typing import Callable, Optional
+import contextlib
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
-
-logger = logging.getLogger(__name__)
 
 EYE_SOURCES = ("tracker", "visual", "none")
 
@@ -37,8 +36,8 @@ class ClipDataset(torch.utils.data.Dataset):
         eye_source: "tracker", "visual" or "none" (see the module docstring).
         train: sample a random frame within each segment (seeded by `seed`, the epoch and the index, so a resumed
             run sees the same frames as an uninterrupted one).
-        clip_cache: optional `clip_cache(video_path) -> dict` with `face_box` (4,) and `eye_series`
-            (`EyeMovementSeries`), so that face detection and eye extraction do not run every epoch.
+    Rows preprocessed by `preprocess_splits` carry `face_boxes` and the visual eye series (`eye_movements`,
+    `eye_valid`, `eye_times_s`): then no face detection or eye extraction runs while training.
         seed: base seed of the training-time sampling.
     Items: `pixel_values` (T, 3, H, W), `eye_movement_values` (L, 5), `eye_movement_mask` (L,), `labels` (), `index` ().
     """
@@ -49,7 +48,6 @@ class ClipDataset(torch.utils.data.Dataset):
         processor,
         eye_source: str = "visual",
         train: bool = False,
-        clip_cache: Optional[Callable[[str], dict]] = None,
         seed: int = 0,
     ):
         if eye_source not in EYE_SOURCES:
@@ -60,7 +58,6 @@ class ClipDataset(torch.utils.data.Dataset):
         self.processor = processor
         self.eye_source = eye_source
         self.train = train
-        self.clip_cache = clip_cache
         self.seed = seed
         self.epoch = 0
 
@@ -78,8 +75,11 @@ class ClipDataset(torch.utils.data.Dataset):
             if not row.get("eye_tracking"):
                 raise ValueError(f"clip {row.get('clip_id', index)!r} has no eye-tracker recording")
             return tracker_series(row["eye_tracking"])
-        if self.eye_source == "visual" and self.clip_cache is not None:
-            return self.clip_cache(row["video"])["eye_series"]
+        if self.eye_source == "visual" and "eye_movements" in row:
+            from ..eye_movement_mert import EyeMovementSeries
+
+            values = np.asarray(row["eye_movements"], np.float32).reshape(-1, 5)
+            return EyeMovementSeries(values, np.asarray(row["eye_valid"], bool), np.asarray(row["eye_times_s"]))
         return None
 
     def __getitem__(self, index: int) -> dict:
@@ -90,9 +90,9 @@ class ClipDataset(torch.utils.data.Dataset):
             kwargs["eye_movements"] = series
         elif self.eye_source == "none":
             kwargs["do_extract_eye_movements"] = False
-        if self.clip_cache is not None:
-            box = self.clip_cache(row["video"]).get("face_box")
-            if box is not None and np.isfinite(box).all():
+        if row.get("face_boxes"):
+            box = np.asarray(row["face_boxes"][0], np.float32)  # the clip's square box ("union" mode)
+            if np.isfinite(box).all():
                 kwargs["face_box"] = box
         if self.train:
             kwargs["do_train_sampling"] = True
@@ -109,27 +109,25 @@ def collate_clips(items: list[dict]) -> dict:
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
-def clip_features(processor, video, extract_eyes: bool = True) -> dict:
-    """What training needs to know of a clip once, from ONE processor pass: the square `face_box` (4,) of the clip
-    (NaN when no face was found) and, with `extract_eyes`, its visual `eye_series` (`EyeMovementSeries`)."""
-    out = processor(
-        video, return_face_boxes=True, return_eye_series=extract_eyes, do_extract_eye_movements=extract_eyes,
-        allow_no_face=True,
-    )  # fmt: skip
-    series = out["eye_series"][0] if extract_eyes else None
-    if extract_eyes and (series is None or not series.valid.any()):
-        logger.warning("%s: no face found; the clip trains with centre crops and no eye signal", video)
-    return {"face_box": np.asarray(out["face_boxes"][0][0], dtype=np.float32), "eye_series": series}
+
+def default_cache_dir() -> Path:
+    """Where the preprocessing cache lives unless `--cache_dir` says otherwise: `$EMVFER_CACHE` or
+    `~/.cache/emvfer/preprocessing`."""
+    return Path(os.environ.get("EMVFER_CACHE", Path.home() / ".cache" / "emvfer")) / "preprocessing"
 
 
-def build_clip_cache(splits, processor, extract_eyes: bool, accelerator=None, cache_dir=None) -> Callable[[str], dict]:
-    """Compute `clip_features` once for every clip of `splits` (datasets with a `video` column) and return the
-    lookup `video -> features` used by `ClipDataset`, so face detection and eye extraction never run per epoch."""
-    from tqdm.auto import tqdm
+def preprocess_splits(splits, processor, extract_eyes: bool, cache_dir=None, num_proc=None, accelerator=None):
+    """Add the cached per-clip preprocessing (face boxes, sampled frames and, with `extract_eyes`, the visual eye
+    series) to each split (`None` stays `None`): face detection and eye extraction run once per clip, ever, not once
+    per epoch (`emvfer_hf.data.preprocess_dataset`, keyed by file content/mtime and the processor's settings)."""
+    from ..data.cache import compute_fn_version, make_compute_fn, preprocess_dataset
 
-    videos = sorted({video for split in splits if split is not None for video in split["video"]})
-    disable = accelerator is not None and not accelerator.is_local_main_process
-    table = {}
-    for video in tqdm(videos, desc="faces + eye movements" if extract_eyes else "faces", disable=disable):
-        table[video] = clip_features(processor, video, extract_eyes)
-    return table.__getitem__
+    compute_fn = make_compute_fn(processor, extract_eyes)
+    version = compute_fn_version(processor, extract_eyes)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    context = accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext()
+    with context:
+        return [
+            None if split is None else preprocess_dataset(split, compute_fn, cache_dir, num_proc, version=version)
+            for split in splits
+        ]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import sys
@@ -20,14 +21,13 @@ from ..metrics import classification_metrics, confusion_matrix, fold_summary, sa
 from ..modeling_mert import MERTForVideoClassification
 from ..video_processing_mert import MERTVideoProcessor
 from .arguments import parse_config_overrides, resolve_output_dir
-from .data import ClipDataset, build_clip_cache, tracker_series
+from .data import ClipDataset, preprocess_splits, tracker_series
 from .loop import make_dataloader, predict, save_json, train
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_DATA_DIR = Path("sample_data")
-# The bundled sample data: small enough that write → pre-train → fine-tune → evaluate runs in minutes on 2 cores.
-SAMPLE_DATA_OPTIONS = dict(clips_per_class=6, num_frames=16, resolution=128, noise=0.1, seed=0)
+SAMPLE_DATA_DIR = Path("sample_data")  # where `emvfer sample-data` writes by default
+# `--model_size small` (the default on the bundled sample data): a MERT that trains in minutes on 2 CPU cores.
 SAMPLE_MODEL_CONFIG = dict(
     num_frames=8, image_size=64, patch_size=16, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
     intermediate_size=128, eye_sequence_length=64, fusion_bottleneck_size=16, head_hidden_size=32,
@@ -41,23 +41,15 @@ MICRO_EXPRESSION_DATASETS = ("casme2", "casme3")
 # Data
 def ensure_sample_data(name: str, root: Optional[Path] = None, main_process_first=None) -> Path:
     """The bundled sample data of `name` under `sample_data/<name>` (generated once, on the main process first)."""
-    from ..data.sample_data import MANIFEST, make_sample_dataset
+    from ..data.sample_data import FOLDER_NAMES, MANIFEST, make_sample_dataset
 
-    root = Path(root or SAMPLE_DATA_DIR / name)
-    context = main_process_first() if main_process_first is not None else _nullcontext()
+    root = Path(root or SAMPLE_DATA_DIR / FOLDER_NAMES[name])
+    context = main_process_first() if main_process_first is not None else contextlib.nullcontext()
     with context:
         if not (root / MANIFEST).exists():
             logger.info("writing the %s sample data to %s", name, root)
-            make_sample_dataset(name, root, **SAMPLE_DATA_OPTIONS)
+            make_sample_dataset(name, root)  # the defaults of `emvfer sample-data`
     return root
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def load_splits(name: str, root: Path, args) -> tuple:
@@ -78,6 +70,11 @@ def load_splits(name: str, root: Path, args) -> tuple:
     if "all" in splits:
         return splits["all"], None
     return splits["train"], splits["test"]
+
+
+def is_small(args) -> bool:
+    """`--model_size`, defaulting to "small" on the bundled sample data and "paper" on a real dataset."""
+    return (getattr(args, "model_size", None) or ("small" if args.data_dir is None else "paper")) == "small"
 
 
 def _limit(dataset, count: Optional[int]):
@@ -250,7 +247,7 @@ def run_pretrain(args) -> dict:
         log_with=args.report_to if args.with_tracking else None,
         project_dir=str(output_dir),
     )
-    sample = args.data_dir is None
+    sample = is_small(args)
     root = Path(args.data_dir) if args.data_dir else ensure_sample_data("emer", None, accelerator.main_process_first)
     train_set, test_set = load_splits("emer", root, args)
     train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
@@ -268,11 +265,11 @@ def run_pretrain(args) -> dict:
         if args.model_name_or_path
         else processor_for(model.config, sample)
     )
-    cache = build_clip_cache(
-        [train_set, test_set], processor, extract_eyes=False, accelerator=accelerator, cache_dir=args.cache_dir
+    train_set, test_set = preprocess_splits(
+        [train_set, test_set], processor, False, args.cache_dir, args.preprocessing_num_workers, accelerator
     )
-    train_data = ClipDataset(train_set, processor, "tracker", train=True, clip_cache=cache, seed=args.seed)
-    test_data = ClipDataset(test_set, processor, "tracker", clip_cache=cache) if test_set is not None else None
+    train_data = ClipDataset(train_set, processor, "tracker", train=True, seed=args.seed)
+    test_data = ClipDataset(test_set, processor, "tracker") if test_set is not None else None
     accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
 
     # The prior Ē (and Σ) of the high-quality training recordings, stored in the model [9]-[11]
@@ -323,7 +320,7 @@ def run_finetune(args) -> dict:
         log_with=args.report_to if args.with_tracking else None,
         project_dir=str(output_dir),
     )
-    sample = args.data_dir is None
+    sample = is_small(args)
     root = Path(args.data_dir) if args.data_dir else ensure_sample_data(args.dataset, None, accelerator.main_process_first)
     train_set, test_set = load_splits(args.dataset, root, args)
     label_names = label_names_of(train_set)
@@ -336,10 +333,11 @@ def run_finetune(args) -> dict:
 
     train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
     model.set_training_stage("peml")
-    cache = build_clip_cache([train_set, test_set], processor, extract_eyes=True, accelerator=accelerator,
-                             cache_dir=args.cache_dir)  # fmt: skip
-    train_data = ClipDataset(train_set, processor, "visual", train=True, clip_cache=cache, seed=args.seed)
-    test_data = ClipDataset(test_set, processor, "visual", clip_cache=cache)
+    train_set, test_set = preprocess_splits(
+        [train_set, test_set], processor, True, args.cache_dir, args.preprocessing_num_workers, accelerator
+    )
+    train_data = ClipDataset(train_set, processor, "visual", train=True, seed=args.seed)
+    test_data = ClipDataset(test_set, processor, "visual")
     accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
     predictions = history["predictions"]
     results = {"stage": "peml", "dataset": args.dataset, "fold": args.fold, "base_model": args.model_name_or_path,
@@ -353,13 +351,14 @@ def run_finetune(args) -> dict:
 def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Path) -> dict:
     from ..data.loaders import loso_splits
 
-    cache = build_clip_cache([all_set], processor, extract_eyes=True, accelerator=accelerator, cache_dir=args.cache_dir)
+    (all_set,) = preprocess_splits([all_set], processor, True, args.cache_dir, args.preprocessing_num_workers,
+                                   accelerator)  # fmt: skip
     gathered, per_subject = [], {}
     for subject, splits in loso_splits(all_set):
         model = load_for_finetuning(args.model_name_or_path, label_names, args.ignore_mismatched_sizes)
         model.set_training_stage("peml")
-        train_data = ClipDataset(splits["train"], processor, "visual", train=True, clip_cache=cache, seed=args.seed)
-        test_data = ClipDataset(splits["test"], processor, "visual", clip_cache=cache)
+        train_data = ClipDataset(splits["train"], processor, "visual", train=True, seed=args.seed)
+        test_data = ClipDataset(splits["test"], processor, "visual")
         accelerator.free_memory()
         accelerator, model, history = train(args, model, train_data, test_data, None, accelerator)
         predictions = history["predictions"]
@@ -405,7 +404,7 @@ def run_evaluate(args) -> dict:
         args.output_dir = str(Path(args.model_name_or_path.format(fold=folds[0])) / "evaluation")
     output_dir = resolve_output_dir(args)
     accelerator = Accelerator()
-    sample = args.data_dir is None
+    sample = is_small(args)
     root = Path(args.data_dir) if args.data_dir else ensure_sample_data(args.dataset, None, accelerator.main_process_first)
     rows, per_fold, gathered = [], [], []
     label_names = None
@@ -419,9 +418,9 @@ def run_evaluate(args) -> dict:
         align_labels(model, label_names, ignore_mismatched_sizes=False)
         processor = _load_processor(path, model.config, sample)
         eye_source = args.eye_source
-        cache = build_clip_cache([evaluation_set], processor, extract_eyes=eye_source == "visual",
-                                 accelerator=accelerator, cache_dir=args.cache_dir)  # fmt: skip
-        data = ClipDataset(evaluation_set, processor, eye_source, clip_cache=cache)
+        (evaluation_set,) = preprocess_splits([evaluation_set], processor, eye_source == "visual", args.cache_dir,
+                                              args.preprocessing_num_workers, accelerator)  # fmt: skip
+        data = ClipDataset(evaluation_set, processor, eye_source)
         model = accelerator.prepare(model)
         loader = make_dataloader(data, args.per_device_eval_batch_size, False, args.seed, args.num_workers)
         predictions = predict(model, accelerator.prepare(loader), accelerator)
