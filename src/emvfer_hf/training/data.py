@@ -64,7 +64,9 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def set_epoch(self, epoch: int) -> None:
+    def sample_for_epoch(self, epoch: int) -> None:
+        """Seed the training-time frame sampling with this epoch (not named `set_epoch`: Accelerate calls that with
+        its own loader iteration count, which a resumed run does not share)."""
         self.epoch = epoch
 
     def eye_series(self, index: int):

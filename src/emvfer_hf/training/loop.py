@@ -24,12 +24,16 @@ NO_DECAY_NAMES = ("bias", "norm", "prompts", "position_embeddings", "cls_token",
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):
-    """A random permutation per epoch, seeded by `(seed, epoch)`: the same order in every process and after a resume."""
+    """A random permutation per epoch, seeded by `(seed, epoch)`: the same order in every process and after a resume.
+
+    The epoch is set by the loop with `shuffle_for_epoch` (deliberately not `set_epoch`, which Accelerate's data
+    loaders call with their own iteration count — a count that a resumed run, which skipped batches with another
+    loader, does not share)."""
 
     def __init__(self, num_samples: int, seed: int):
         self.num_samples, self.seed, self.epoch = num_samples, seed, 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def shuffle_for_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
@@ -111,7 +115,7 @@ def train(
         if eval_dataset is not None and len(eval_dataset)
         else None
     )
-    sampler = train_loader.sampler  # kept (inside the batch sampler) by accelerator.prepare: set_epoch reaches it
+    sampler = train_loader.sampler  # kept (inside the batch sampler) by accelerator.prepare
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
 
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
@@ -158,8 +162,8 @@ def train(
     progress.update(completed_steps)
     for epoch in range(starting_epoch, num_epochs):
         model.train()
-        train_dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch)
+        train_dataset.sample_for_epoch(epoch)
+        sampler.shuffle_for_epoch(epoch)
         loader = train_loader
         if epoch == starting_epoch and resume_batches:
             loader = accelerator.skip_first_batches(train_loader, resume_batches)

@@ -1,0 +1,202 @@
+"""The example scripts end to end on sample data (tiny MERT): pre-training → PEML → evaluation, 2-process CPU
+Accelerate, resume, Hub capture, and the errors that must come before any training starts."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForVideoClassification, pipeline
+
+from emvfer_hf import MERTConfig, MERTForVideoClassification
+from emvfer_hf.data.sample_data import make_sample_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_OVERRIDES = (
+    "num_frames=4,image_size=32,patch_size=16,hidden_size=32,num_hidden_layers=2,num_attention_heads=2,"
+    "intermediate_size=37,eye_sequence_length=16,fusion_bottleneck_size=8,head_hidden_size=16,num_prompt_tokens=3"
+)
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    options = dict(clips_per_class=2, num_frames=8, resolution=112, seed=0)
+    make_sample_dataset("emer", root / "EMER", **options)
+    make_sample_dataset("dfew", root / "DFEW", **options)
+    return root
+
+
+def common_args(workdir, out, *extra):
+    return [
+        "--output_dir", str(out), "--cache_dir", str(workdir / "cache"), "--model_size", "small",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--seed", "0", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pretrained(workdir):
+    out = workdir / "emvfer-emer"
+    load_example("pretrain_mert").main(
+        ["--data_dir", str(workdir / "EMER"), "--config_overrides", TINY_OVERRIDES, "--num_train_epochs", "1",
+         "--learning_rate", "3e-4", *common_args(workdir, out)]
+    )  # fmt: skip
+    return out
+
+
+def finetune(workdir, out, *extra, model=None):
+    return load_example("finetune_peml").main(
+        ["--dataset", "dfew", "--data_dir", str(workdir / "DFEW"), "--model_name_or_path", str(model),
+         *common_args(workdir, out, *extra)]
+    )  # fmt: skip
+
+
+def test_pretraining_saves_model_processor_and_prior(pretrained):
+    names = {p.name for p in pretrained.iterdir()}
+    assert {"config.json", "model.safetensors", "video_preprocessor_config.json", "results.json"} <= names
+    model = MERTForVideoClassification.from_pretrained(pretrained)
+    assert model.has_eye_prior and model.mert.eye_prior_mean.abs().sum() > 0  # Ē of the training recordings
+    assert torch.linalg.eigvalsh(model.mert.eye_prior_covariance).min() > 0
+    results = json.loads((pretrained / "results.json").read_text())
+    assert results["stage"] == "pretrain" and len(results["train_loss"]) > 0
+    assert set(results["metrics"]) >= {"war", "uar"}
+
+
+def test_finetune_evaluate_and_pipeline(workdir, pretrained):
+    out = workdir / "emvfer-dfew"
+    finetune(workdir, out, "--num_train_epochs", "1", "--learning_rate", "5e-4", model=pretrained)
+    results = json.loads((out / "results.json").read_text())
+    assert results["stage"] == "peml" and results["num_samples"] > 0
+    assert {"war", "uar", "uf1", "macro_f1", "weighted_f1"} <= set(results["metrics"])
+    assert results["mean_instruction_weight"] is not None
+    assert (out / "confusion_matrix.png").stat().st_size > 1000
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: video-classification" in card and "model-index" in card and "PEML" in card
+    model = AutoModelForVideoClassification.from_pretrained(out)
+    assert model.training_stage == "peml" and model.config.id2label[0] == "happiness"  # DFEW's order
+
+    clip = sorted((workdir / "DFEW" / "Clip" / "clip_224x224").iterdir())[0]
+    predictions = pipeline("video-classification", model=str(out))(str(clip), top_k=2)
+    assert len(predictions) == 2 and predictions[0]["label"] in model.config.label2id
+
+    evaluation = workdir / "evaluation"
+    load_example("evaluate").main(
+        ["--dataset", "dfew", "--data_dir", str(workdir / "DFEW"), "--model_name_or_path", str(out),
+         "--output_dir", str(evaluation), "--cache_dir", str(workdir / "cache")]
+    )  # fmt: skip
+    assert "| fold 1 |" in (evaluation / "results.md").read_text()
+    evaluated = json.loads((evaluation / "results.json").read_text())
+    assert evaluated["metrics"]["war"] == pytest.approx(results["metrics"]["war"])  # same model, same clips
+
+
+def test_resume_gives_the_same_weights(workdir, pretrained):
+    full = workdir / "run-full"
+    args = ("--max_train_steps", "4", "--learning_rate", "5e-4")
+    finetune(workdir, full, *args, "--checkpointing_steps", "2", model=pretrained)
+    assert (full / "step_2").is_dir() and (full / "step_4").is_dir()
+    resumed = workdir / "run-resumed"  # as if the first run had been killed right after step_2
+    finetune(workdir, resumed, *args, "--resume_from_checkpoint", str(full / "step_2"), model=pretrained)
+    a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_two_process_cpu_run(workdir, pretrained):
+    out = workdir / "run-ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "examples" / "finetune_peml.py"),
+        "--dataset", "dfew", "--data_dir", str(workdir / "DFEW"), "--model_name_or_path", str(pretrained),
+        "--max_train_steps", "2", *common_args(workdir, out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    from emvfer_hf.data import load_dfew
+
+    assert results["num_samples"] == len(load_dfew(workdir / "DFEW", fold=1)["test"])  # gathered, no duplicates
+    assert sum(map(sum, results["confusion_matrix"])) == results["num_samples"]
+    assert AutoModelForVideoClassification.from_pretrained(out).training_stage == "peml"
+
+
+def test_push_to_hub_uploads_a_loadable_folder(workdir, pretrained, monkeypatch, tmp_path):
+    import shutil
+
+    from huggingface_hub import HfApi
+
+    captured = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        captured["repo_id"] = repo_id
+
+    def upload_folder(self, repo_id, folder_path, ignore_patterns=None, **kwargs):
+        target = tmp_path / "hub" / repo_id
+        shutil.copytree(folder_path, target, ignore=shutil.ignore_patterns(*(ignore_patterns or [])))
+        captured["folder"] = target
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(HfApi, "whoami", lambda self, *a, **k: {"name": "alice"})
+    out = workdir / "emvfer-pushed"
+    finetune(workdir, out, "--max_train_steps", "1", "--checkpointing_steps", "1", "--push_to_hub", model=pretrained)
+    assert captured["repo_id"] == "alice/emvfer-pushed"  # --hub_model_id defaults to <namespace>/<output_dir name>
+    folder = captured["folder"]
+    names = {p.name for p in folder.iterdir()}
+    assert {"README.md", "model.safetensors", "modeling_mert.py", "video_preprocessor_config.json"} <= names
+    assert not any(n.startswith("step_") for n in names)  # Accelerate states stay local
+    assert AutoModelForVideoClassification.from_pretrained(folder).has_eye_prior
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Errors before any training starts
+def test_checkpoint_without_prior_is_refused(workdir, tmp_path):
+    no_prior = tmp_path / "no-prior"
+    config = MERTConfig(num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, eye_sequence_length=16, head_hidden_size=16, num_labels=7)  # fmt: skip
+    MERTForVideoClassification(config).save_pretrained(no_prior)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="no eye-movement prior"):
+        finetune(workdir, out, "--max_train_steps", "1", model=no_prior)
+    assert not (out / "model.safetensors").exists()
+
+
+def test_label_mismatch_needs_ignore_mismatched_sizes(workdir, pretrained, tmp_path):
+    model = MERTForVideoClassification.from_pretrained(pretrained)
+    other = tmp_path / "three-labels"
+    config = model.config
+    config.num_labels, config.id2label = 3, {0: "positive", 1: "negative", 2: "neutral"}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    three = MERTForVideoClassification(config)
+    three.set_eye_prior(model.mert.eye_prior_mean, model.mert.eye_prior_covariance)
+    three.save_pretrained(other)
+    with pytest.raises(ValueError, match="--ignore_mismatched_sizes"):
+        finetune(workdir, tmp_path / "out", "--max_train_steps", "1", model=other)
+    finetune(workdir, tmp_path / "out", "--max_train_steps", "1", "--ignore_mismatched_sizes", model=other)
+    tuned = AutoModelForVideoClassification.from_pretrained(tmp_path / "out")
+    assert tuned.config.num_labels == 7 and tuned.level_head_1.out_features == 7
+
+
+def test_unwritable_output_and_missing_data(workdir, pretrained, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit, match="not writable"):
+        finetune(workdir, blocker / "out", "--max_train_steps", "1", model=pretrained)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_example("finetune_peml").main(
+            ["--dataset", "dfew", "--data_dir", str(tmp_path / "nowhere"), "--model_name_or_path", str(pretrained),
+             *common_args(workdir, tmp_path / "out2")]
+        )  # fmt: skip
