@@ -423,3 +423,21 @@ def test_bad_inputs_raise_clear_errors(tiny_config):
         model(pixel_values=pixel_values, eye_movement_values=eyes, labels=torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="eye prior mean must have shape"):
         model.set_eye_prior(torch.zeros(3, 5))
+
+
+def test_ablation_switches(tiny_config_kwargs):
+    """The PEML ablations of the study: W ≡ 1, no prompts, no level heads."""
+    config = MERTConfig(**{**tiny_config_kwargs, "use_instruction_weights": False})
+    model = peml_model(config).eval()
+    pixel_values, eyes = make_inputs(config)
+    out = model(pixel_values=pixel_values, eye_movement_values=eyes, output_hidden_states=True)
+    p = config.num_prompt_tokens
+    assert torch.allclose(out.eye_hidden_states[0][:, :p], model.mert.prompts.eye_prompts.expand(2, -1, -1))
+    no_prompts = peml_model(MERTConfig(**{**tiny_config_kwargs, "num_prompt_tokens": 0})).eval()
+    out = no_prompts(pixel_values=pixel_values, eye_movement_values=eyes, output_hidden_states=True)
+    assert out.hidden_states[0].shape[1] == 1 + config.num_patches
+    no_levels = peml_model(MERTConfig(**{**tiny_config_kwargs, "peml_levels": []})).eval()
+    out = no_levels(pixel_values=pixel_values, eye_movement_values=eyes, labels=torch.tensor([0, 1]))
+    assert out.level_logits == () and out.loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1])).item(), rel=1e-5
+    )

@@ -45,6 +45,8 @@ class MERTConfig(PreTrainedConfig):
         instruction_prior (`str`, defaults to "mean"): "mean" (W = 1 / (dist + eps)) or "multivariate_normal"
             (W = the normalised Gaussian density of E' under N(Ē, Σ), Table IX).
         instruction_eps (`float`, defaults to 1.0): eps of W = 1 / (dist + eps); bounds W by 1 / eps.
+        use_instruction_weights (`bool`, defaults to True): scale the eye prompts by W; False fixes W ≡ 1 (the
+            "without instruction weights" ablation).
         instruction_loss_weighting (`bool`, defaults to False): additionally weight the per-sample CE loss by the
             batch-normalised W (the paper's "reduce the impact of noisy samples" reading), PEML stage only.
     Stages (ARCHITECTURE §5.6):
@@ -92,6 +94,7 @@ class MERTConfig(PreTrainedConfig):
     instruction_distance: str = "euclidean"
     instruction_prior: str = "mean"
     instruction_eps: float = 1.0
+    use_instruction_weights: bool = True
     instruction_loss_weighting: bool = False
 
     training_stage: str = "pretrain"

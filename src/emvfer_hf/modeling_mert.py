@@ -563,7 +563,8 @@ class MERTModel(MERTPreTrainedModel):
                 self.instruction_weights(eye_movement_values, eye_movement_mask)  # raises the "no prior" error
             num_prompts = config.num_prompt_tokens
             video_prompts = self.prompts.video_prompts.expand(video.shape[0], -1, -1)
-            eye_prompts = self.prompts.eye_prompts * weights.to(dtype)[:, None, None]
+            prompt_scale = weights if config.use_instruction_weights else torch.ones_like(weights)  # W, or W ≡ 1
+            eye_prompts = self.prompts.eye_prompts * prompt_scale.to(dtype)[:, None, None]
             video = torch.cat([video_prompts, video], dim=1)
             eye = torch.cat([eye_prompts, eye], dim=1)
 

@@ -86,7 +86,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.dataset[index]
-        kwargs = {}
+        kwargs = {"allow_no_face": True}  # a clip without a detectable face still trains (central crops)
         series = self.eye_series(index)
         if series is not None:
             kwargs["eye_movements"] = series

@@ -165,10 +165,10 @@ def load_for_finetuning(path, label_names: list[str], ignore_mismatched_sizes: b
     import emvfer_hf  # noqa: F401  (Auto registration)
 
     path = str(path)
-    if not Path(path).exists() and "/" not in path:
+    if Path(path).is_dir() and not (Path(path) / "config.json").exists() or not Path(path).exists() and "/" not in path:
         raise ValueError(
-            f"--model_name_or_path {path}: no such checkpoint folder; pre-train one first "
-            "(accelerate launch examples/pretrain_mert.py) or pass a folder / Hub id"
+            f"--model_name_or_path {path}: not a checkpoint folder (no config.json); pre-train one first "
+            "(accelerate launch examples/pretrain_mert.py) or pass a checkpoint folder / Hub id"
         )
     config = AutoConfig.from_pretrained(path)
     if getattr(config, "model_type", None) != "mert":
