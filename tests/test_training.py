@@ -200,3 +200,13 @@ def test_unwritable_output_and_missing_data(workdir, pretrained, tmp_path):
             ["--dataset", "dfew", "--data_dir", str(tmp_path / "nowhere"), "--model_name_or_path", str(pretrained),
              *common_args(workdir, tmp_path / "out2")]
         )  # fmt: skip
+
+
+def test_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    kinds = {}
+    for path in sorted((REPO / "examples" / "accelerate_configs").glob("*.yaml")):
+        kinds[path.stem] = str(load_config_from_file(str(path)).distributed_type)
+    assert kinds == {"cpu": "DistributedType.NO", "deepspeed_zero2": "DistributedType.DEEPSPEED",
+                     "fsdp": "DistributedType.FSDP", "multi_gpu": "DistributedType.MULTI_GPU"}  # fmt: skip
