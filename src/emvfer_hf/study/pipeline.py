@@ -1,0 +1,185 @@
+"""`run_study(args)`: data → stage 1 per seed → every variant per seed → figures → `report.md`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+
+from ..metrics import save_confusion_matrix
+from ..training.data import ClipDataset, preprocess_splits
+from ..training.loop import save_json
+from ..training.stages import load_splits
+from . import figures as F
+from .report import claims_table, write_report
+from .runner import (
+    FIGURE_VARIANTS, GroundTruthEyeClips, evaluate_pretrained, figure_model_dirs, finalize_arguments, load_model,
+    make_context, prepare_data, pretrain_for_seed, settings_of, train_variant, training_namespace,
+)  # fmt: skip
+from .variants import TABLE_VI, VARIANTS, resolve_variants
+
+logger = logging.getLogger(__name__)
+
+FIGURE_FILES = (
+    *(f"confusion_{k}.png" for k in TABLE_VI),
+    "fig10_attention_rollout.png", "fig11_pca_fused_features.png", "fig12_lda_eye_features.png",
+    "fig13_eye_feature_distribution.png", "fig14_training_loss.png",
+)  # fmt: skip
+
+
+def run_study(args) -> dict:
+    """Run the whole study described by the flags of `add_study_arguments`; returns the results dict (also written to
+    `<output_dir>/results.json`, next to `report.md` and `figures/`)."""
+    start = time.time()
+    args = finalize_arguments(args)
+    variants = resolve_variants(args.variants)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    figures_dir = args.output_dir / "figures"
+    target_root, emer_root, is_sample = prepare_data(args)
+
+    records: dict[str, dict[int, dict]] = {v.key: {} for v in variants}
+    pretrain_eval, pretrained_dirs, ctx, emer_test = {}, {}, None, None
+    for seed in args.seeds:
+        settings = settings_of(args)
+        pretrained_dirs[seed] = pretrain_for_seed(args, seed, emer_root, settings)
+        if ctx is None:
+            ctx = make_context(args, target_root, emer_root, is_sample, pretrained_dirs[seed])
+            emer_test = _emer_test(args, ctx, emer_root)
+        if emer_test is not None:
+            pretrain_eval[seed] = evaluate_pretrained(ctx, pretrained_dirs[seed], emer_test)
+        for variant in variants:
+            keep = seed == args.seeds[0] and variant.key in FIGURE_VARIANTS
+            records[variant.key][seed] = train_variant(variant, seed, ctx, pretrained_dirs[seed], keep)
+
+    findings = make_figures(args, ctx, records, pretrained_dirs[args.seeds[0]], emer_test, figures_dir)
+    info = _report_info(args, ctx, records, start)
+    info["fig13_source"] = findings.pop("fig13_source")
+    write_report(args.output_dir / "report.md", info, records, pretrain_eval, findings)
+    _, claims = claims_table(records)
+    results = {"info": info, "claims": claims, "findings": findings, "pretrain_eval": pretrain_eval,
+               "records": records}  # fmt: skip
+    save_json(args.output_dir / "results.json", results)
+    print(f"report: {args.output_dir / 'report.md'}")
+    for row in claims:
+        print(f"  {row['verdict']:>28}  {row['claim']}")
+    return results
+
+
+def _emer_test(args, ctx, emer_root):
+    """The EMER test split, preprocessed with the visual eye series (for the stage-1 quality gap and Fig. 13)."""
+    if emer_root is None:
+        return None
+    _, test = load_splits("emer", emer_root, training_namespace(args, args.seeds[0], args.work_dir, dataset="emer"))
+    if test is None or not len(test):
+        return None
+    (test,) = preprocess_splits([test], ctx.processor, True, args.cache_dir, args.preprocessing_num_workers,
+                                ctx.accelerator)  # fmt: skip
+    return test
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Figures
+def make_figures(args, ctx, records, pretrained_dir: Path, emer_test, figures_dir: Path) -> dict:
+    """Every figure of the study; returns the findings quoted in the report."""
+    first = args.seeds[0]
+    findings = {}
+    for key in TABLE_VI:
+        if key in records:
+            save_confusion_matrix(np.array(records[key][first]["confusion_matrix"]), ctx.label_names,
+                                  figures_dir / f"confusion_{key}.png", title=f"{VARIANTS[key].name} (seed {first})")  # fmt: skip
+    dirs = figure_model_dirs(args, pretrained_dir)
+    models = {key: load_model(path) for key, path in dirs.items()}
+    every = datasets.concatenate_datasets([ctx.train_set, ctx.test_set])
+    split = np.r_[np.zeros(len(ctx.train_set), int), np.ones(len(ctx.test_set), int)]
+    bs = args.batch_size
+
+    visual = ClipDataset(every, ctx.processor, "visual")
+    feats = {key: F.clip_features(models[key], visual, bs) for key in ("emer_full_ft", "peml")}
+    feats["video_only"] = F.clip_features(models["video_only"], ClipDataset(every, ctx.processor, "none"), bs)
+    without, with_peml = "without PEML (full fine-tuning)", "with PEML"
+    findings["fig11"] = F.figure_feature_projection(
+        [("video only", feats["video_only"]), (without, feats["emer_full_ft"]), (with_peml, feats["peml"])],
+        ctx.label_names, "fused", "pca", figures_dir / "fig11_pca_fused_features.png", split,
+    )
+    findings["fig12"] = F.figure_feature_projection(
+        [(without, feats["emer_full_ft"]), (with_peml, feats["peml"])],
+        ctx.label_names, "eye", "lda", figures_dir / "fig12_lda_eye_features.png", split,
+    )
+
+    # Fig. 13: the same clips with high-quality and visual eye series
+    if ctx.is_sample:
+        hq_data, vis_data = GroundTruthEyeClips(every, ctx.processor, ctx.target_root), visual
+        source = "Clips of the target sample set with their generated (high-quality) series vs the visual one."
+    elif emer_test is not None:
+        hq_data, vis_data = ClipDataset(emer_test, ctx.processor, "tracker"), ClipDataset(emer_test, ctx.processor, "visual")
+        source = "EMER test clips with the eye-tracker series vs the visual one."
+    else:
+        hq_data = vis_data = None
+        source = ""
+    if hq_data is not None:
+        panels = [(title, F.clip_features(models[key], hq_data, bs), F.clip_features(models[key], vis_data, bs))
+                  for title, key in (("pre-trained (EMER)", "pretrained"), (without, "emer_full_ft"),
+                                     (with_peml, "peml"))]  # fmt: skip
+        findings["fig13"] = F.figure_eye_distribution(panels, figures_dir / "fig13_eye_feature_distribution.png",
+                                                      source)  # fmt: skip
+    findings["fig13_source"] = source
+
+    curves = {key: [r["train_loss"] for r in records[key].values()] for key in TABLE_VI if key in records}
+    findings["fig14"] = F.figure_loss_curves(curves, {k: VARIANTS[k].name for k in curves},
+                                             figures_dir / "fig14_training_loss.png")  # fmt: skip
+
+    # Fig. 10: rollout on a few test clips (classes with an eye-only partner first)
+    test_video = ClipDataset(ctx.test_set, ctx.processor, "none")
+    test_visual = ClipDataset(ctx.test_set, ctx.processor, "visual")
+    labels = np.array(ctx.test_set["label"])
+    order = sorted(range(len(labels)), key=lambda i: (ctx.groups is None or labels[i] not in ctx.groups, i))
+    rows = []
+    for i in order[: args.num_rollout_clips]:
+        maps = []
+        for title, key, data in (("video only", "video_only", test_video), ("PEML", "peml", test_visual)):
+            heat, face = F.attention_rollout(models[key], data[i])
+            maps.append((title, heat, face))
+        rows.append((f"{ctx.label_names[labels[i]]} (test clip {i})", maps))
+    findings["fig10"] = F.figure_attention_rollout(rows, figures_dir / "fig10_attention_rollout.png")
+    return findings
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+def _report_info(args, ctx, records, start: float) -> dict:
+    from ..configuration_mert import MERTConfig
+    from ..data.sample_data import eye_only_pairs
+
+    first = args.seeds[0]
+    config = MERTConfig.from_pretrained(figure_model_dirs(args, Path("."))["peml"])
+    target = (f"{args.dataset.upper()} sample data ({args.sample_clips_per_class} clips per class, generated)"
+              if not args.real_data else f"{args.dataset.upper()} at {args.data_dir}") + f", fold {args.fold}"  # fmt: skip
+    stage1 = ("an existing pre-trained MERT: " + str(args.pretrained_model) if args.pretrained_model else
+              f"EMER {'sample data' if not args.real_data else 'at ' + str(args.emer_dir)} with the eye-tracker "
+              f"series, {args.pretrain_steps} steps at lr {args.pretrain_learning_rate}")  # fmt: skip
+    model = (f"{args.model_size} preset — {config.num_hidden_layers} layers × {config.hidden_size} hidden "
+             f"({config.num_attention_heads} heads), {config.num_frames} frames of {config.image_size} px, "
+             f"{config.eye_sequence_length} eye steps, {config.num_prompt_tokens} prompt tokens, head "
+             f"{config.head_hidden_size}")  # fmt: skip
+    pairs = eye_only_pairs([n.lower() for n in ctx.label_names]) if ctx.groups else []
+    first_record = next(iter(records.values()))[first]
+    notes = []
+    if args.quick:
+        notes.append("`--quick`: a smoke run (tiny model, 2 steps) — the numbers mean nothing.")
+    return {
+        "title": f"{args.dataset.upper()} {'sample data' if ctx.is_sample else ''}".strip(),
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "minutes": (time.time() - start) / 60, "device": f"{os.cpu_count()} CPU cores, {platform.machine()}, torch {torch.__version__}",
+        "is_sample": ctx.is_sample, "num_train": len(ctx.train_set), "num_test": first_record["num_test"],
+        "label_names": list(ctx.label_names), "target": target, "stage1": stage1, "model": model,
+        "budget": f"{args.max_train_steps} steps, batch {args.batch_size}, AdamW lr {args.learning_rate} (cosine)",
+        "seeds": list(args.seeds), "eye_pairs": ", ".join(f"{a}/{b}" for a, b in pairs) or "none",
+        "notes": notes,
+    }  # fmt: skip

@@ -1,0 +1,135 @@
+"""The variants of the paper's study (EM-VFER Tables VI, IX, X and the PEML ablations) and the comparisons the report
+draws between them.
+
+Every variant is trained on the target dataset with the SAME budget (steps, learning rate, batch size); they differ in
+where the model starts, which training stage runs and which eye input it sees:
+
+- `init="scratch"`: a randomly initialised MERT of the pre-trained model's architecture (no EMER pre-training);
+- `init="pretrained"`: the EMER pre-trained MERT (stage 1, eye-tracker input), with `config` overrides applied;
+- `stage="pretrain"`: full training (everything but prompts and level heads; CE [2]) — "full fine-tuning";
+- `stage="peml"`: PEML fine-tuning (encoders frozen; prompts [8]-[11], fusion, head and level heads [12] train);
+- `eye_source`: "none" (no eye input: the video-only model) or "visual" (the low-quality series read from the video).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ..configuration_mert import MERTConfig
+
+
+def _no_overrides(config: MERTConfig) -> dict:
+    return {}
+
+
+def _equal_level_weights(config: MERTConfig) -> dict:
+    """Equal w^l at every level, with the same total as the progressive default 0.5·l/L (only the shape changes)."""
+    weights = config.resolved_peml_level_weights
+    return {"peml_level_weights": [sum(weights) / len(weights)] * len(weights)} if weights else {}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained model of the study.
+
+    Args:
+        key: short identifier (folder and figure names).
+        name: row label in the report.
+        init: "scratch" or "pretrained".
+        stage: "pretrain" (full training) or "peml".
+        eye_source: "none" or "visual" (see `emvfer_hf.training.data.ClipDataset`).
+        overrides: `config -> dict` of `MERTConfig` fields changed on the pre-trained model (the ablation switch).
+        description: what the variant tests, for the report.
+    """
+
+    key: str
+    name: str
+    init: str
+    stage: str
+    eye_source: str
+    description: str
+    overrides: Callable[[MERTConfig], dict] = field(default=_no_overrides, compare=False)
+
+
+VARIANTS: dict[str, Variant] = {
+    v.key: v
+    for v in (
+        # Table VI: the incremental ablation
+        Variant("video_only", "Video only", "scratch", "pretrain", "none",
+                "MERT trained from scratch on the target data without eye input (the eye encoder sees only "
+                "'missing' tokens)."),
+        Variant("visual_em", "+ low-quality visual EM", "scratch", "pretrain", "visual",
+                "The same, with the eye series read from the video (no EMER pre-training)."),
+        Variant("emer_full_ft", "+ EMER pre-training (full fine-tuning)", "pretrained", "pretrain", "visual",
+                "Start from the EMER pre-trained MERT (eye-tracker input) and fine-tune everything on the target "
+                "data with the visual eye series — no PEML."),
+        Variant("peml", "+ PEML fine-tuning (full EM-VFER)", "pretrained", "peml", "visual",
+                "Start from the EMER pre-trained MERT and run PEML: encoders frozen, prompts scaled by W(E', Ē), "
+                "progressive level losses. Also the reference row of Tables IX/X and of the PEML ablations."),
+        # Table IX: the prior Ē
+        Variant("prior_mvn", "Prior: multivariate normal", "pretrained", "peml", "visual",
+                "W from the Gaussian density of E' under N(Ē, Σ) instead of 1/(dist(E', Ē)+eps).",
+                lambda c: {"instruction_prior": "multivariate_normal"}),
+        # Table X: the distance in W
+        Variant("distance_cosine", "Distance: cosine", "pretrained", "peml", "visual",
+                "W = 1/((1 − cos(E', Ē)) + eps) instead of the Euclidean distance.",
+                lambda c: {"instruction_distance": "cosine"}),
+        # PEML parts
+        Variant("no_prompts", "PEML without prompts", "pretrained", "peml", "visual",
+                "No prompt tokens (input instruction off); level losses kept.",
+                lambda c: {"num_prompt_tokens": 0}),
+        Variant("no_instruction_weights", "PEML without instruction weights (W ≡ 1)", "pretrained", "peml", "visual",
+                "Prompts kept but the eye prompts are not scaled by W.",
+                lambda c: {"use_instruction_weights": False}),
+        Variant("no_level_losses", "PEML without level losses", "pretrained", "peml", "visual",
+                "Only the final head's CE (loss instruction [12] off).",
+                lambda c: {"peml_levels": []}),
+        Variant("equal_level_weights", "PEML with equal level weights", "pretrained", "peml", "visual",
+                "w^l equal at every level (same total) instead of growing with depth.",
+                _equal_level_weights),
+        Variant("loss_weighting", "PEML + W-weighted loss", "pretrained", "peml", "visual",
+                "The second reading of the paper: W also weights each sample's CE (batch-normalised).",
+                lambda c: {"instruction_loss_weighting": True}),
+    )
+}  # fmt: skip
+
+TABLE_VI = ("video_only", "visual_em", "emer_full_ft", "peml")
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "vi": ("Table VI — ablation of the two stages", TABLE_VI),
+    "ix": ("Table IX — the prior Ē of the instruction weight", ("peml", "prior_mvn")),
+    "x": ("Table X — the distance in W(E', Ē)", ("peml", "distance_cosine")),
+    "peml": ("PEML parts — each component removed or changed",
+             ("peml", "no_prompts", "no_instruction_weights", "no_level_losses", "equal_level_weights",
+              "loss_weighting")),
+}  # fmt: skip
+# The row labels of the reference "peml" in Tables IX and X
+REFERENCE_NAMES = {"ix": "Prior: mean (default)", "x": "Distance: Euclidean (default)", "peml": "Full PEML"}
+
+# (claim, better, worse): "better beats worse" is what the paper claims; the report checks it seed by seed.
+CLAIMS: tuple[tuple[str, str, str], ...] = (
+    ("Low-quality visual eye movements help over video only (Table VI, row 2)", "visual_em", "video_only"),
+    ("EMER pre-training helps over training from scratch (Table VI, row 3)", "emer_full_ft", "visual_em"),
+    ("PEML fine-tuning helps over full fine-tuning (Table VI, row 4)", "peml", "emer_full_ft"),
+    ("Full EM-VFER beats video only (Table VI, first vs last row)", "peml", "video_only"),
+    ("The mean prior beats the multivariate normal (Table IX)", "peml", "prior_mvn"),
+    ("The Euclidean distance beats the cosine one (Table X)", "peml", "distance_cosine"),
+    ("Prompts help (PEML without prompts is worse)", "peml", "no_prompts"),
+    ("Instruction weights help (W ≡ 1 is worse)", "peml", "no_instruction_weights"),
+    ("Level losses help (PEML without them is worse)", "peml", "no_level_losses"),
+    ("Progressive level weights beat equal ones", "peml", "equal_level_weights"),
+    ("Weighting the loss by W as well helps", "loss_weighting", "peml"),
+)
+# Models kept (first seed) for the figures
+FIGURE_VARIANTS = ("video_only", "emer_full_ft", "peml")
+
+
+def resolve_variants(keys: Optional[list[str]]) -> list[Variant]:
+    """The variants named by `keys` (all by default), in the study's order; the figures' models are always added."""
+    if not keys:
+        return list(VARIANTS.values())
+    unknown = sorted(set(keys) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    wanted = set(keys) | set(FIGURE_VARIANTS)
+    return [v for k, v in VARIANTS.items() if k in wanted]
