@@ -105,10 +105,14 @@ def _silhouette(features: np.ndarray, labels: np.ndarray) -> float:
 
 def linear_probe(train_x, train_y, test_x, test_y) -> float:
     """Accuracy on the test clips of an LDA classifier fitted on the training clips' features (NaN if not fittable)."""
+    import warnings
+
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     try:
-        lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(train_x, train_y)
+        with warnings.catch_warnings():  # classes with a single training clip (tiny runs) warn on every fit
+            warnings.simplefilter("ignore", UserWarning)
+            lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(train_x, train_y)
         return float((lda.predict(test_x) == test_y).mean())
     except (ValueError, np.linalg.LinAlgError):
         return float("nan")

@@ -159,7 +159,7 @@ def write_report(path: Path, info: dict, records: dict, pretrain_eval: dict, fin
         out += [f"## {title}", "",
                 variant_table(records, keys, is_sample, "peml", previous=False, reference_name=REFERENCE_NAMES[key]),
                 ""]  # fmt: skip
-    out += ["Variants: " + " ".join(f"*{VARIANTS[k].name}*: {VARIANTS[k].description}" for k in records), ""]
+    out += ["**Variants.**", ""] + [f"- *{VARIANTS[k].name}*: {VARIANTS[k].description}" for k in records] + [""]
 
     if pretrain_eval:
         tracker = fold_summary([e["tracker"] for e in pretrain_eval.values()])
