@@ -182,18 +182,19 @@ def write_report(path: Path, info: dict, records: dict, pretrain_eval: dict, fin
                 "Rollout of the video encoder's attention (middle frame) for the video-only and the PEML model. "
                 f"Share of the rollout mass on the eye band (patch rows at 20–55% of the face height): {shares}.",
                 "", "![attention rollout](figures/fig10_attention_rollout.png)", ""]  # fmt: skip
-    if "fig11" in f:
-        out += ["### Fused features F_V^L per class, with and without PEML (Fig. 11)", "",
-                "PCA of the final fused features [6] (averaged over frames) of all target clips. "
-                + "; ".join(f"{k}: silhouette {_fmt(v['silhouette'])}, linear-probe test acc. "
-                            f"{_fmt(v['linear_probe_acc'])}" for k, v in f["fig11"].items()) + ".",
-                "", "![PCA of fused features](figures/fig11_pca_fused_features.png)", ""]  # fmt: skip
-    if "fig12" in f:
-        out += ["### Eye features per class (Fig. 12)", "",
-                "LDA of the eye encoder's CLS (F_E^L) on the visual series of all target clips. "
-                + "; ".join(f"{k}: silhouette {_fmt(v['silhouette'])}, linear-probe test acc. "
-                            f"{_fmt(v['linear_probe_acc'])}" for k, v in f["fig12"].items()) + ".",
-                "", "![LDA of eye features](figures/fig12_lda_eye_features.png)", ""]  # fmt: skip
+    projections = (
+        ("fig11", "Fused features F_V^L per class, with and without PEML (Fig. 11)",
+         "PCA of the final fused features [6] (averaged over frames) of all target clips.",
+         "PCA of fused features", "fig11_pca_fused_features.png"),
+        ("fig12", "Eye features per class (Fig. 12)",
+         "LDA of the eye encoder's CLS (F_E^L) on the visual series of all target clips.",
+         "LDA of eye features", "fig12_lda_eye_features.png"),
+    )  # fmt: skip
+    for key, title, text, alt, file in projections:
+        if key in f:
+            numbers = "; ".join(f"{k}: silhouette {_fmt(v['silhouette'])}, linear-probe test acc. "
+                                f"{_fmt(v['linear_probe_acc'])}" for k, v in f[key].items())  # fmt: skip
+            out += [f"### {title}", "", f"{text} {numbers}.", "", f"![{alt}](figures/{file})", ""]
     if "fig13" in f:
         gaps = "; ".join(f"{k}: {_fmt(v['paired_gap'])}" for k, v in f["fig13"].items() if "paired_gap" in v)
         w = f["fig13"].get("instruction_weight")
