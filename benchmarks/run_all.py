@@ -1,7 +1,7 @@
 """Run every benchmark, write `benchmarks/results/*.json`, and regenerate the model-results section of
 `benchmarks/README.md` from all the result files present.
 
-    python benchmarks/run_all.py                    # everything on CPU, paper configuration (~15-20 min on 2 cores)
+    python benchmarks/run_all.py                    # everything on CPU, paper configuration (~11 min on 2 quiet cores)
     python benchmarks/run_all.py --quick            # one timed round each, batch 1 only: a fast smoke run
     python benchmarks/run_all.py --device cuda      # the GPU numbers (skipped cleanly when there is no GPU)
     python benchmarks/run_all.py --only cost forward
