@@ -99,10 +99,31 @@ def time_stages(video: Path, processor, model, reps: int) -> dict:
     return result
 
 
+def markdown(result: dict) -> str:
+    """The README table of one end-to-end result (seconds, medians)."""
+    lines = [
+        "| clip | decode | face | eyes | model | decode+face+eyes / model | whole pipeline call |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["clips"].items():
+        lines.append(
+            f"| {name} | {r['decode']['median_s']:.2f} s | {r['face']['median_s']:.2f} s | {r['eyes']['median_s']:.2f} s "
+            f"| {r['model']['median_s']:.2f} s | {r['preprocessing_over_model']:.2f} | "
+            f"{r['pipeline_total']['median_s']:.2f} s |"
+        )
+    first = next(iter(result["clips"].values()))
+    lines.append("")
+    lines.append(
+        f"{result['size']} configuration, {first['model_frames']} model frames, {first['eye_frames']} eye frames, "
+        f"median of {result['reps']} rounds after a warm-up round."
+    )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny model, one timed round, only the real clip")
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", "--repeats", dest="reps", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
 
