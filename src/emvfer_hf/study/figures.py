@@ -198,7 +198,7 @@ def figure_eye_distribution(panels: Sequence[tuple[str, dict, dict]], path: Path
         ax.hist(w_vis, bins=bins, alpha=0.6, label="visual", color="tab:orange")
         auc = float(roc_auc_score(np.r_[np.ones(len(w_hq)), np.zeros(len(w_vis))], np.r_[w_hq, w_vis]))
         findings["instruction_weight"] = {"mean_hq": float(w_hq.mean()), "mean_visual": float(w_vis.mean()), "auc": auc}
-        ax.set_title(f"W(E', Ē) under {panels[-1][0]}\nAUC(hq > visual) {auc:.2f}", fontsize=9)
+        ax.set_title(f"W(E', Ē) of the last model ({panels[-1][0]})\nAUC(hq > visual) {auc:.2f}", fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle(source_note, fontsize=8)
     _save(fig, path)

@@ -22,7 +22,7 @@ from . import figures as F
 from .report import claims_table, write_report
 from .runner import (
     FIGURE_VARIANTS, GroundTruthEyeClips, evaluate_pretrained, figure_model_dirs, finalize_arguments, load_model,
-    make_context, prepare_data, pretrain_for_seed, settings_of, train_variant, training_namespace,
+    make_context, prepare_data, pretrain_for_seed, train_variant, training_namespace,
 )  # fmt: skip
 from .variants import TABLE_VI, VARIANTS, resolve_variants
 
@@ -48,8 +48,7 @@ def run_study(args) -> dict:
     records: dict[str, dict[int, dict]] = {v.key: {} for v in variants}
     pretrain_eval, pretrained_dirs, ctx, emer_test = {}, {}, None, None
     for seed in args.seeds:
-        settings = settings_of(args)
-        pretrained_dirs[seed] = pretrain_for_seed(args, seed, emer_root, settings)
+        pretrained_dirs[seed] = pretrain_for_seed(args, seed, emer_root)
         if ctx is None:
             ctx = make_context(args, target_root, emer_root, is_sample, pretrained_dirs[seed])
             emer_test = _emer_test(args, ctx, emer_root)
@@ -173,6 +172,7 @@ def _report_info(args, ctx, records, start: float) -> dict:
     notes = []
     if args.quick:
         notes.append("`--quick`: a smoke run (tiny model, 2 steps) — the numbers mean nothing.")
+    notes += identical_prediction_notes(records)
     return {
         "title": f"{args.dataset.upper()} {'sample data' if ctx.is_sample else ''}".strip(),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -183,3 +183,22 @@ def _report_info(args, ctx, records, start: float) -> dict:
         "seeds": list(args.seeds), "eye_pairs": ", ".join(f"{a}/{b}" for a, b in pairs) or "none",
         "notes": notes,
     }  # fmt: skip
+
+
+def identical_prediction_notes(records: dict) -> list[str]:
+    """A note for every variant whose test predictions (confusion matrix) equal the reference PEML run's in every
+    seed: its switch changed no decision at this budget, so a "tie" there says nothing about the component."""
+    if "peml" not in records:
+        return []
+    same = [
+        VARIANTS[key].name for key, runs in records.items()
+        if key != "peml" and VARIANTS[key].stage == "peml" and all(
+            seed in records["peml"] and run["confusion_matrix"] == records["peml"][seed]["confusion_matrix"]
+            for seed, run in runs.items()
+        )
+    ]  # fmt: skip
+    if not same:
+        return []
+    return [f"Identical test predictions to the full PEML run in every seed: {', '.join(same)}. At this budget these "
+            "switches changed no test decision, so their ties are no evidence either way; a longer budget "
+            "(--max_train_steps) is needed to compare them."]  # fmt: skip

@@ -78,7 +78,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
     budget = parser.add_argument_group("budget (the same for every variant)")
     budget.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    budget.add_argument("--max_train_steps", type=int, default=120, help="training steps of every variant")
+    budget.add_argument("--max_train_steps", type=int, default=50, help="training steps of every variant")
     budget.add_argument("--pretrain_steps", type=int, default=200, help="stage-1 steps (once per seed)")
     budget.add_argument("--learning_rate", type=float, default=1e-3)
     budget.add_argument("--pretrain_learning_rate", type=float, default=1e-3)
@@ -115,12 +115,16 @@ def finalize_arguments(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def settings_of(args) -> dict:
-    """What a cached run depends on: a run is reused only when these are unchanged."""
-    keys = ("dataset", "data_dir", "emer_dir", "fold", "protocol", "test_subject", "sample_clips_per_class",
-            "sample_num_frames", "sample_resolution", "model_size", "config_overrides", "vision_model",
-            "pretrained_model", "max_train_steps", "pretrain_steps", "learning_rate", "pretrain_learning_rate",
-            "batch_size")  # fmt: skip
+PRETRAIN_SETTINGS = ("emer_dir", "data_dir", "sample_clips_per_class", "sample_num_frames", "sample_resolution",
+                     "model_size", "config_overrides", "vision_model", "pretrained_model", "pretrain_steps",
+                     "pretrain_learning_rate", "batch_size")  # fmt: skip
+VARIANT_SETTINGS = PRETRAIN_SETTINGS + ("dataset", "fold", "protocol", "test_subject", "max_train_steps",
+                                        "learning_rate")  # fmt: skip
+
+
+def settings_of(args, keys=VARIANT_SETTINGS) -> dict:
+    """What a cached run depends on (stage 1: `PRETRAIN_SETTINGS`; a variant: `VARIANT_SETTINGS`): a run is reused
+    only when these are unchanged."""
     return {k: str(getattr(args, k)) for k in keys}
 
 
@@ -236,10 +240,11 @@ def _stamp_matches(folder: Path, settings: dict) -> bool:
     return stamp.exists() and json.loads(stamp.read_text()) == settings
 
 
-def pretrain_for_seed(args, seed: int, emer_root: Optional[Path], settings: dict) -> Path:
+def pretrain_for_seed(args, seed: int, emer_root: Optional[Path]) -> Path:
     """The EMER pre-trained MERT of `seed` (stage 1 with the eye-tracker signal; prior Ē stored), trained once."""
     if args.pretrained_model:
         return Path(args.pretrained_model)
+    settings = settings_of(args, PRETRAIN_SETTINGS)
     out = args.work_dir / f"seed{seed}" / "pretrain"
     if not args.overwrite and (out / "model.safetensors").exists() and _stamp_matches(out, settings):
         logger.info("seed %d: reusing the pre-trained model in %s", seed, out)
