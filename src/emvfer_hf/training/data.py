@@ -11,6 +11,7 @@ Where each clip's eye-movement series comes from is the only difference between 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -20,8 +21,10 @@ import torch
 EYE_SOURCES = ("tracker", "visual", "none")
 
 
+@functools.lru_cache(maxsize=4096)
 def tracker_series(path: str):
-    """The canonical series of an eye-tracker recording (any format `read_eye_tracking` reads), whole recording."""
+    """The canonical series of an eye-tracker recording (any format `read_eye_tracking` reads), whole recording.
+    Memoised: a recording is parsed once per process, not once per epoch."""
     from ..eyetracking import read_eye_tracking
 
     return read_eye_tracking(path).to_series()
