@@ -39,6 +39,19 @@ MICRO_EXPRESSION_DATASETS = ("casme2", "casme3")
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Data
+def _accelerator(args, output_dir: Path):
+    """The run's `Accelerator`; seeds every RNG first, so the model's initialisation is reproducible too."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    set_seed(args.seed)
+    return Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=args.report_to if args.with_tracking else None,
+        project_dir=str(output_dir),
+    )
+
+
 def ensure_sample_data(name: str, root: Optional[Path] = None, main_process_first=None) -> Path:
     """The bundled sample data of `name` under `sample_data/<name>` (generated once, on the main process first)."""
     from ..data.sample_data import FOLDER_NAMES, MANIFEST, make_sample_dataset
@@ -236,17 +249,11 @@ def format_metrics_table(rows: list[tuple[str, dict]], keys=("war", "uar", "uf1"
 def run_pretrain(args) -> dict:
     """EMER pre-training (CE [2]); stores the prior Ē of the training recordings in the model; saves model +
     processor. Returns the results dict (also written to `<output_dir>/results.json`)."""
-    from accelerate import Accelerator
-
     args.dataset = args.dataset or "emer"
     if args.dataset != "emer":
         raise ValueError("pre-training needs eye-tracker recordings: --dataset emer (EMER layout)")
     output_dir = resolve_output_dir(args)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=args.report_to if args.with_tracking else None,
-        project_dir=str(output_dir),
-    )
+    accelerator = _accelerator(args, output_dir)
     sample = is_small(args)
     root = Path(args.data_dir) if args.data_dir else ensure_sample_data("emer", None, accelerator.main_process_first)
     train_set, test_set = load_splits("emer", root, args)
@@ -310,16 +317,10 @@ def _pretraining_model_from(args, label_names) -> MERTForVideoClassification:
 def run_finetune(args) -> dict:
     """PEML fine-tuning of a pre-trained MERT on one fold (or every LOSO fold) of a benchmark; evaluation with the
     dataset's official metrics; saves model + processor + model card (+ Hub push)."""
-    from accelerate import Accelerator
-
     args.dataset = args.dataset or "dfew"
     output_dir = resolve_output_dir(args)
     args.model_name_or_path = args.model_name_or_path or "emvfer-emer"
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=args.report_to if args.with_tracking else None,
-        project_dir=str(output_dir),
-    )
+    accelerator = _accelerator(args, output_dir)
     sample = is_small(args)
     root = Path(args.data_dir) if args.data_dir else ensure_sample_data(args.dataset, None, accelerator.main_process_first)
     train_set, test_set = load_splits(args.dataset, root, args)
