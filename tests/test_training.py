@@ -84,6 +84,7 @@ def test_finetune_evaluate_and_pipeline(workdir, pretrained):
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     card = (out / "README.md").read_text()
     assert "pipeline_tag: video-classification" in card and "model-index" in card and "PEML" in card
+    assert "DFEW sample data" in card and "synthetic" in card  # never passed off as the real benchmark
     model = AutoModelForVideoClassification.from_pretrained(out)
     assert model.training_stage == "peml" and model.config.id2label[0] == "happiness"  # DFEW's order
 

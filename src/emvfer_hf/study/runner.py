@@ -78,10 +78,10 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
     budget = parser.add_argument_group("budget (the same for every variant)")
     budget.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    budget.add_argument("--max_train_steps", type=int, default=50, help="training steps of every variant")
-    budget.add_argument("--pretrain_steps", type=int, default=200, help="stage-1 steps (once per seed)")
-    budget.add_argument("--learning_rate", type=float, default=1e-3)
-    budget.add_argument("--pretrain_learning_rate", type=float, default=1e-3)
+    budget.add_argument("--max_train_steps", type=int, default=300, help="training steps of every variant")
+    budget.add_argument("--pretrain_steps", type=int, default=400, help="stage-1 steps (once per seed)")
+    budget.add_argument("--learning_rate", type=float, default=3e-4)
+    budget.add_argument("--pretrain_learning_rate", type=float, default=3e-4)
     budget.add_argument("--batch_size", type=int, default=8)
     budget.add_argument("--variants", nargs="+", default=None, help="a subset of the variants (default: all)")
 

@@ -13,12 +13,17 @@ DATASET_NAMES = {
 METRIC_NAMES = {"war": "WAR (accuracy)", "uar": "UAR (mean class recall)", "uf1": "UF1 (macro F1)"}
 
 
+def _dataset_name(results: dict) -> str:
+    name = DATASET_NAMES.get(results.get("dataset"), results.get("dataset", ""))
+    return f"{name} sample data" if results.get("sample_data") else name
+
+
 def model_card_data(model, results: dict):
     """`ModelCardData` with `pipeline_tag: video-classification` and a model-index entry per reported metric."""
     from huggingface_hub import EvalResult, ModelCardData
 
     dataset = results.get("dataset", "sample")
-    dataset_name = DATASET_NAMES.get(dataset, dataset)
+    dataset_name = _dataset_name(results)
     split = "test" if results.get("protocol") != "loso" else "loso"
     eval_results = [
         EvalResult(
@@ -56,7 +61,14 @@ def write_model_card(output_dir, model, results: dict):
         model_card_data(model, results),
         template_path=str(TEMPLATE_PATH),
         model_id=output_dir.name,
-        dataset_name=DATASET_NAMES.get(results.get("dataset"), results.get("dataset", "")),
+        dataset_name=_dataset_name(results),
+        sample_note=(
+            "\n\n> **Sample data.** This checkpoint was trained on the bundled *synthetic* sample data (rendered faces "
+            "in the benchmark's layout, written by `emvfer sample-data`), not on the real benchmark: it demonstrates "
+            "the recipe, its numbers say nothing about real videos."
+            if results.get("sample_data")
+            else ""
+        ),
         protocol=f"fold {results['fold']}" if results.get("fold") and results.get("protocol") != "loso" else "LOSO",
         labels=", ".join(config.id2label[i] for i in range(config.num_labels)),
         metrics_table=metrics_table or "| — | — |",

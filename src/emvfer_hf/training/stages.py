@@ -85,6 +85,13 @@ def load_splits(name: str, root: Path, args) -> tuple:
     return splits["train"], splits["test"]
 
 
+def is_sample_data(root: Path) -> bool:
+    """Whether `root` was written by the sample-data generator (it leaves a manifest)."""
+    from ..data.sample_data import MANIFEST
+
+    return (Path(root) / MANIFEST).exists()
+
+
 def is_small(args) -> bool:
     """`--model_size`, defaulting to "small" on the bundled sample data and "paper" on a real dataset."""
     return (getattr(args, "model_size", None) or ("small" if args.data_dir is None else "paper")) == "small"
@@ -330,7 +337,7 @@ def run_finetune(args) -> dict:
     processor = _load_processor(args.model_name_or_path, model.config, sample)
 
     if test_set is None:  # LOSO: one fresh fine-tuning per held-out subject, metrics on the concatenation
-        return _run_loso(args, accelerator, train_set, label_names, processor, output_dir)
+        return _run_loso(args, accelerator, train_set, label_names, processor, output_dir, root)
 
     train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
     model.set_training_stage("peml")
@@ -342,6 +349,7 @@ def run_finetune(args) -> dict:
     accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
     predictions = history["predictions"]
     results = {"stage": "peml", "dataset": args.dataset, "fold": args.fold, "base_model": args.model_name_or_path,
+               "sample_data": is_sample_data(root),
                "train_loss": history["train_loss"], "eval_history": history["eval"], "command": _command_line()}  # fmt: skip
     if accelerator.is_main_process:
         results = write_results(output_dir, predictions, label_names, results)
@@ -349,7 +357,7 @@ def run_finetune(args) -> dict:
     return results
 
 
-def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Path) -> dict:
+def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Path, root: Path) -> dict:
     from ..data.loaders import loso_splits
 
     (all_set,) = preprocess_splits([all_set], processor, True, args.cache_dir, args.preprocessing_num_workers,
@@ -367,6 +375,7 @@ def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Pa
         per_subject[subject] = int(len(predictions["labels"]))
     merged = {k: np.concatenate([p[k] for p in gathered]) for k in gathered[0]}
     results = {"stage": "peml", "dataset": args.dataset, "protocol": "loso", "subjects": per_subject,
+               "sample_data": is_sample_data(root),
                "base_model": args.model_name_or_path, "command": _command_line()}  # fmt: skip
     if accelerator.is_main_process:
         results = write_results(output_dir, merged, label_names, results)
