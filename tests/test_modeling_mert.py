@@ -441,3 +441,17 @@ def test_ablation_switches(tiny_config_kwargs):
     assert out.level_logits == () and out.loss.item() == pytest.approx(
         torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1])).item(), rel=1e-5
     )
+
+
+def test_sdpa_by_default_eager_as_option(tiny_config, tmp_path):
+    model = MERTForVideoClassification(tiny_config).eval()
+    assert model.config._attn_implementation == "sdpa"
+    model.save_pretrained(tmp_path)
+    eager = MERTForVideoClassification.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert eager.config._attn_implementation == "eager"
+    assert eager.mert._video_vit_config._attn_implementation == "eager"
+    pixel_values, eyes = make_inputs(tiny_config)
+    torch.testing.assert_close(
+        eager(pixel_values=pixel_values, eye_movement_values=eyes).logits,
+        model(pixel_values=pixel_values, eye_movement_values=eyes).logits, rtol=1e-5, atol=1e-5,
+    )
