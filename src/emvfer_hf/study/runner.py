@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
 from ..configuration_mert import MERTConfig
 from ..data.sample_data import CLASS_STYLES, FOLDER_NAMES, MANIFEST, load_sample_eye_series, make_sample_dataset
