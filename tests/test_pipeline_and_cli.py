@@ -86,3 +86,8 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "emvfer_hf.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "predict" in result.stdout and "eyes" in result.stdout
+
+
+def test_cli_predict_with_a_bad_model_folder(carphone, tmp_path, capsys):
+    assert cli_main(["predict", str(carphone), "--model", str(tmp_path / "no-such-model")]) == 2
+    assert "no-such-model" in capsys.readouterr().err

@@ -151,3 +151,32 @@ def test_one_frame_grayscale_and_huge_inputs(carphone_frames, tiny_processor, tm
     out = tiny_processor(huge[None], return_face_boxes=True)
     box = out["face_boxes"][0, 0]
     assert 1000 < box[2] - box[0] < 4000  # the face found at full resolution
+
+
+class _FaceInSecondFrameOnly:
+    """A face backend that finds a face in the second frame it is given and nowhere else."""
+
+    def detect(self, frames):
+        n = len(frames)
+        boxes, landmarks = np.full((n, 4), np.nan, np.float32), np.full((n, 5, 2), np.nan, np.float32)
+        boxes[1] = [10, 10, 40, 40]
+        landmarks[1] = [[18, 20], [32, 20], [25, 27], [19, 33], [31, 33]]
+        return boxes, landmarks, np.where(np.isfinite(boxes[:, 0]), 1.0, np.nan)
+
+
+def test_face_only_outside_the_eye_frames_gives_an_invalid_eye_series():
+    processor = MERTVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, eye_sequence_length=16,
+                                   eye_frames=4)  # fmt: skip
+    processor.face_backend = _FaceInSecondFrameOnly()
+    frames = np.random.default_rng(0).integers(0, 255, (20, 48, 48, 3), dtype=np.uint8)
+    # frames used: model 2, 7, 12, 17 and eyes 0, 6, 13, 19 → the face is in frame 2, a model frame only
+    out = processor(frames, allow_no_face=True, return_face_boxes=True)
+    assert np.isfinite(out["face_boxes"]).all()  # crops around the face that was found
+    assert not out["eye_movement_mask"].any() and np.isfinite(out["eye_movement_values"]).all()
+
+
+def test_unsupported_standard_options_are_refused(tiny_processor):
+    frames = np.zeros((8, 32, 32, 3), np.uint8)
+    for kwargs in ({"do_sample_frames": False}, {"do_resize": False}, {"fps": 2}):
+        with pytest.raises(ValueError, match="not supported"):
+            tiny_processor(frames, **kwargs)

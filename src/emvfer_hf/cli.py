@@ -93,12 +93,9 @@ def _add_eyes(subparsers) -> None:
 
 def run_eyes(args) -> int:
     from .eye_movement_mert import extract_eye_movements
-    from .video_processing_mert import decode_video
     from .visualization import plot_eye_movements, write_eye_movements_csv
 
-    decoded = decode_video(args.video, default_fps=args.fps or 25.0)
-    frames = [decoded.frames[i] for i in sorted(decoded.frames)]
-    series = extract_eye_movements(frames, fps=args.fps or decoded.fps)
+    series = extract_eye_movements(args.video, fps=args.fps)
     write_eye_movements_csv(series, args.out)
     print(f"{args.out}: {len(series)} steps, {series.valid.mean():.0%} valid")
     if args.plot:
@@ -139,7 +136,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # bad inputs, missing files, a --model that is not a checkpoint
         print(f"emvfer {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -118,6 +118,8 @@ def _count_video_frames(path: str) -> int:
     import av
 
     with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: the file has no video stream")
         stream = container.streams.video[0]
         if stream.frames:
             return int(stream.frames)
@@ -186,8 +188,6 @@ def _decode_video_file(name: str, indices_fn, default_fps: float) -> DecodedVide
         frames: dict = {}
         decoded = 0
         with av.open(name) as container:
-            if not container.streams.video:
-                raise ValueError(f"{name}: the file has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or default_fps)
@@ -316,7 +316,8 @@ class MERTVideoProcessor(BaseVideoProcessor):
     (B, L, 5) and `eye_movement_mask` (B, L).
 
     Inputs: a video file path (anything FFmpeg reads: mp4, avi, mov, webm, …), a folder of frame images (the DFEW /
-    CASME layouts), an array or tensor (T, H, W, 3) (grayscale (T, H, W) too), or a list of these.
+    CASME layouts), an array or tensor (T, H, W, 3) (grayscale (T, H, W) too), or a list of these. Decoding is the
+    processor's own (`decode_video`, PyAV): transformers' torchcodec-based `fetch_videos` is never used.
 
     Args (all saved in `video_preprocessor_config.json`):
         num_frames (`int`, defaults to 16): frames T per clip, one per equal segment.
@@ -408,17 +409,6 @@ class MERTVideoProcessor(BaseVideoProcessor):
             self._eye_extractor = VisualEyeMovementExtractor(backend=self.face_backend)
         return self._eye_extractor
 
-    # -- transformers hooks ----------------------------------------------------------------------------------------
-    def fetch_videos(self, video_url_or_urls, sample_indices_fn=None):
-        """Decode with PyAV (transformers' default needs torchcodec, which is not assumed here)."""
-        if isinstance(video_url_or_urls, list):
-            return list(zip(*[self.fetch_videos(x, sample_indices_fn) for x in video_url_or_urls]))
-        decoded = decode_video(video_url_or_urls, default_fps=self.default_fps)
-        frames = np.stack([decoded.frames[i] for i in sorted(decoded.frames)])
-        if sample_indices_fn is not None:
-            frames = frames[sample_indices_fn(num_frames=len(frames))]
-        return frames, {"total_num_frames": decoded.num_frames, "fps": decoded.fps}
-
     # -- the processing ----------------------------------------------------------------------------------------------
     def preprocess(self, videos, **kwargs) -> BatchFeature:
         """Process one video or a list of videos into MERT's inputs (see the class docstring)."""
@@ -426,6 +416,11 @@ class MERTVideoProcessor(BaseVideoProcessor):
         if unknown:
             raise TypeError(f"MERTVideoProcessor got unexpected keyword arguments {sorted(unknown)}")
         options = {key: kwargs.get(key, getattr(self, key, None)) for key in self.valid_kwargs.__annotations__}
+        if options["do_sample_frames"] is False or options["do_resize"] is False or options["fps"] is not None:
+            raise ValueError(
+                "MERTVideoProcessor always samples `num_frames` frames (one per equal segment) and resizes the face "
+                "crops to `size`: do_sample_frames=False, do_resize=False and fps= are not supported"
+            )
         for key in CALL_TIME_KWARGS:
             options[key] = kwargs.get(key)
         return_tensors = kwargs.get("return_tensors")
@@ -555,7 +550,9 @@ class MERTVideoProcessor(BaseVideoProcessor):
             # the eye frames are evenly spaced: their own rate is the video's rate over the spacing
             span = (eye_idx[-1] - eye_idx[0]) / decoded.fps if len(eye_idx) > 1 else 0.0
             eye_fps = (len(eye_idx) - 1) / span if span > 0 else decoded.fps
-            series = self.eye_extractor(eye_frames, fps=eye_fps, faces=faces, source=decoded.name)
+            series = self.eye_extractor(
+                eye_frames, fps=eye_fps, faces=faces, source=decoded.name, allow_no_face=True
+            )  # a face seen only in the model frames: an all-invalid series, not an error
         if series is not None and len(series):
             resampled = series.normalize().resample(length)
             values, mask = resampled.values, resampled.valid

@@ -3,7 +3,8 @@
 :func:`preprocess_dataset` is a ``datasets.map`` step (multi-process with ``num_proc``) that adds, per clip,
 
 - ``frame_indices`` (T,) — the sampled frame positions (0-based, natural frame order),
-- ``face_boxes`` (T, 4) — ``x1, y1, x2, y2`` per sampled frame (NaN where no face was found),
+- ``face_boxes`` (T, 4) — the square face crop box (with margin) of each sampled frame, ``x1, y1, x2, y2``: one box
+  repeated in the processor's default "union" mode; NaN rows when no face was found in the clip,
 - ``eye_movements`` (L, 5), ``eye_valid`` (L,), ``eye_times_s`` (L,) — the visual canonical eye series,
 - ``preprocess_key`` — the cache key,
 

@@ -4,7 +4,7 @@ conventions of transformers' `*_no_trainer.py` examples."""
 from __future__ import annotations
 
 import argparse
-import os
+import tempfile
 from pathlib import Path
 
 DATASET_CHOICES = ("emer", "dfew", "mafw", "affwild2", "casme2", "casme3")
@@ -24,7 +24,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--max_train_samples", type=int, default=None)
     data.add_argument("--max_eval_samples", type=int, default=None)
     data.add_argument("--cache_dir", default=None,
-                      help="preprocessing cache of faces + visual eye series (default: $EMVFER_CACHE or "
+                      help="preprocessing cache of faces + visual eye series (default: $EMVFER_CACHE/preprocessing or "
                       "~/.cache/emvfer/preprocessing)")
     data.add_argument("--preprocessing_num_workers", type=int, default=None,
                       help="processes for the one-time face + eye-movement preprocessing")
@@ -99,12 +99,9 @@ def resolve_output_dir(args) -> Path:
     path = Path(name)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test"):  # unique per process: no race
+            pass
     except OSError as error:
         raise SystemExit(f"--output_dir {path}: not writable ({error.strerror or error})") from error
-    if not os.access(path, os.W_OK):
-        raise SystemExit(f"--output_dir {path}: not writable")
     args.output_dir = str(path)
     return path

@@ -72,13 +72,12 @@ class ClipDataset(torch.utils.data.Dataset):
         its own loader iteration count, which a resumed run does not share)."""
         self.epoch = epoch
 
-    def eye_series(self, index: int):
+    def eye_series(self, row: dict):
         """The clip's canonical series for this dataset's eye source (None for "none", or when the processor should
-        extract it)."""
-        row = self.dataset[index]
+        extract it). `row` is a row of the dataset."""
         if self.eye_source == "tracker":
             if not row.get("eye_tracking"):
-                raise ValueError(f"clip {row.get('clip_id', index)!r} has no eye-tracker recording")
+                raise ValueError(f"clip {row.get('clip_id')!r} has no eye-tracker recording")
             return tracker_series(row["eye_tracking"])
         if self.eye_source == "visual" and "eye_movements" in row:
             from ..eye_movement_mert import EyeMovementSeries
@@ -90,14 +89,14 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         row = self.dataset[index]
         kwargs = {"allow_no_face": True}  # a clip without a detectable face still trains (central crops)
-        series = self.eye_series(index)
+        series = self.eye_series(row)
         if series is not None:
             kwargs["eye_movements"] = series
         elif self.eye_source == "none":
             kwargs["do_extract_eye_movements"] = False
-        if row.get("face_boxes"):
-            box = np.asarray(row["face_boxes"][0], np.float32)  # the clip's square box ("union" mode)
-            if np.isfinite(box).all():
+        if row.get("face_boxes") and self.processor.face_box_mode == "union":  # one square box for the clip
+            box = np.asarray(row["face_boxes"][0], np.float32)  # ("smooth" boxes follow the sampled frames:
+            if np.isfinite(box).all():  # those are detected again)
                 kwargs["face_box"] = box
         if self.train:
             kwargs["do_train_sampling"] = True
@@ -116,7 +115,7 @@ def collate_clips(items: list[dict]) -> dict:
 
 
 def default_cache_dir() -> Path:
-    """Where the preprocessing cache lives unless `--cache_dir` says otherwise: `$EMVFER_CACHE` or
+    """Where the preprocessing cache lives unless `--cache_dir` says otherwise: `$EMVFER_CACHE/preprocessing`, or
     `~/.cache/emvfer/preprocessing`."""
     return Path(os.environ.get("EMVFER_CACHE", Path.home() / ".cache" / "emvfer")) / "preprocessing"
 

@@ -98,8 +98,9 @@ def train(
 
     Evaluates on `eval_dataset` after each epoch with `compute_metrics(predictions_dict) -> dict`, saves Accelerate
     states every `--checkpointing_steps`, resumes from `--resume_from_checkpoint` (skipping the batches already
-    seen), and returns `(accelerator, unwrapped_model, history)`: `train_loss` per step, `eval` metrics per epoch,
-    and `predictions` (see `predict`) of the last evaluation, gathered from every process.
+    seen), and returns `(accelerator, prepared_model, history)`: `train_loss` per step, `eval` metrics per epoch,
+    and `predictions` (see `predict`) of the last evaluation, gathered from every process. Save the model with
+    `save_trained` on EVERY process (sharded FSDP / ZeRO-3 weights are gathered there).
     """
     accelerator = accelerator or Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -203,7 +204,21 @@ def train(
     accelerator.wait_for_everyone()
     if args.with_tracking:
         accelerator.end_training()
-    return accelerator, accelerator.unwrap_model(model), history
+    return accelerator, model, history
+
+
+def save_trained(accelerator: Accelerator, model, output_dir, processor=None):
+    """Save a prepared model (+ processor) with `save_pretrained`; call it on every process: the full state dict is
+    gathered from all of them (FSDP, DeepSpeed ZeRO-3), only the main process writes. Returns the unwrapped model."""
+    state_dict = accelerator.get_state_dict(model)
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.save_pretrained(
+        output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save, state_dict=state_dict
+    )
+    if processor is not None and accelerator.is_main_process:
+        processor.save_pretrained(output_dir)
+    accelerator.wait_for_everyone()
+    return unwrapped
 
 
 def save_json(path, payload) -> Path:
@@ -212,5 +227,6 @@ def save_json(path, payload) -> Path:
     return path
 
 
-def predictions_to_labels(predictions: dict) -> tuple[np.ndarray, np.ndarray]:
+def predicted_labels(predictions: dict) -> tuple[np.ndarray, np.ndarray]:
+    """`(y_true, y_pred)` of a `predict` result."""
     return predictions["labels"], predictions["logits"].argmax(-1)

@@ -46,6 +46,16 @@ def model_card_data(model, results: dict):
     )
 
 
+def _protocol(results: dict) -> str:
+    if results.get("protocol") == "loso":
+        return "leave-one-subject-out"
+    if results.get("dataset") == "affwild2":
+        return "train → validation"
+    if results.get("test_subject"):
+        return f"held-out subject {results['test_subject']}"
+    return f"fold {results.get('fold', 1)}"
+
+
 def write_model_card(output_dir, model, results: dict):
     """Render `model_card_template.md` into `<output_dir>/README.md` and return the `ModelCard`."""
     from huggingface_hub import ModelCard
@@ -69,7 +79,7 @@ def write_model_card(output_dir, model, results: dict):
             if results.get("sample_data")
             else ""
         ),
-        protocol=f"fold {results['fold']}" if results.get("fold") and results.get("protocol") != "loso" else "LOSO",
+        protocol=_protocol(results),
         labels=", ".join(config.id2label[i] for i in range(config.num_labels)),
         metrics_table=metrics_table or "| — | — |",
         num_samples=results.get("num_samples", "—"),

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import shlex
 import sys
@@ -22,7 +23,7 @@ from ..modeling_mert import MERTForVideoClassification
 from ..video_processing_mert import MERTVideoProcessor
 from .arguments import parse_config_overrides, resolve_output_dir
 from .data import ClipDataset, preprocess_splits, tracker_series
-from .loop import make_dataloader, predict, save_json, train
+from .loop import make_dataloader, predict, predicted_labels, save_json, save_trained, train
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def metrics_for(label_names):
     """`compute_metrics(predictions) -> dict` with the official scalar metrics over the dataset's classes."""
 
     def compute(predictions: dict) -> dict:
-        y_true, y_pred = predictions["labels"], predictions["logits"].argmax(-1)
+        y_true, y_pred = predicted_labels(predictions)
         return classification_metrics(y_true, y_pred, num_classes=len(label_names))
 
     return compute
@@ -128,9 +129,9 @@ def _sample_or_paper_config(args, label_names: list[str], sample: bool) -> MERTC
     )
 
 
-def processor_for(config: MERTConfig, sample: bool) -> MERTVideoProcessor:
-    """A processor matching `config` (frames, crop size, eye steps)."""
-    options = dict(SAMPLE_PROCESSOR_OPTIONS) if sample else {}
+def processor_for(config: MERTConfig, sample: bool, **overrides) -> MERTVideoProcessor:
+    """A processor matching `config` (frames, crop size, eye steps); `overrides` are other processor settings."""
+    options = {**(SAMPLE_PROCESSOR_OPTIONS if sample else {}), **overrides}
     return MERTVideoProcessor(
         num_frames=config.num_frames,
         size={"height": config.image_size, "width": config.image_size},
@@ -140,12 +141,22 @@ def processor_for(config: MERTConfig, sample: bool) -> MERTVideoProcessor:
 
 
 def _load_processor(path, config: MERTConfig, sample: bool) -> MERTVideoProcessor:
-    from transformers import AutoVideoProcessor
+    """The checkpoint's own video processor; for a plain ViT checkpoint, a new one that keeps the ViT's pixel
+    normalisation (its image processor's mean, std and rescale factor), so a frozen encoder sees what it learnt on."""
+    from transformers import AutoImageProcessor, AutoVideoProcessor
 
     try:
         return AutoVideoProcessor.from_pretrained(path)
     except (OSError, ValueError):
-        return processor_for(config, sample)
+        pass
+    overrides = {}
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(path)
+        keys = ("image_mean", "image_std", "rescale_factor")
+        overrides = {k: getattr(image_processor, k) for k in keys if getattr(image_processor, k, None) is not None}
+    except (OSError, ValueError):
+        pass
+    return processor_for(config, sample, **overrides)
 
 
 def align_labels(model: MERTForVideoClassification, label_names: list[str], ignore_mismatched_sizes: bool) -> None:
@@ -219,7 +230,7 @@ def _command_line() -> str:
 
 def write_results(output_dir: Path, predictions: dict, label_names: list[str], extra: dict) -> dict:
     """results.json (metrics, per-class confusion matrix) and confusion_matrix.png in `output_dir`."""
-    y_true, y_pred = predictions["labels"], predictions["logits"].argmax(-1)
+    y_true, y_pred = predicted_labels(predictions)
     metrics = classification_metrics(y_true, y_pred, num_classes=len(label_names))
     matrix = confusion_matrix(y_true, y_pred, num_classes=len(label_names))
     save_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png")
@@ -288,13 +299,12 @@ def run_pretrain(args) -> dict:
 
     # The prior Ē (and Σ) of the high-quality training recordings, stored in the model [9]-[11]
     series = [tracker_series(path) for path in train_set["eye_tracking"] if path]
-    model.set_eye_prior_from_series(series)
+    accelerator.unwrap_model(model).set_eye_prior_from_series(series)
+    save_trained(accelerator, model, output_dir, processor)
 
     results = {"stage": "pretrain", "dataset": "emer", "fold": args.fold, "train_loss": history["train_loss"],
                "eval_history": history["eval"], "command": _command_line()}  # fmt: skip
     if accelerator.is_main_process:
-        model.save_pretrained(output_dir)
-        processor.save_pretrained(output_dir)
         if "predictions" in history:
             results = write_results(output_dir, history["predictions"], label_names, results)
         else:
@@ -336,10 +346,11 @@ def run_finetune(args) -> dict:
     model = load_for_finetuning(args.model_name_or_path, label_names, args.ignore_mismatched_sizes)
     processor = _load_processor(args.model_name_or_path, model.config, sample)
 
+    train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
     if test_set is None:  # LOSO: one fresh fine-tuning per held-out subject, metrics on the concatenation
         return _run_loso(args, accelerator, train_set, label_names, processor, output_dir, root)
-
-    train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
+    if not len(test_set):
+        raise ValueError(f"{args.dataset} fold {args.fold}: the evaluation split is empty (--max_eval_samples?)")
     model.set_training_stage("peml")
     train_set, test_set = preprocess_splits(
         [train_set, test_set], processor, True, args.cache_dir, args.preprocessing_num_workers, accelerator
@@ -349,11 +360,12 @@ def run_finetune(args) -> dict:
     accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
     predictions = history["predictions"]
     results = {"stage": "peml", "dataset": args.dataset, "fold": args.fold, "base_model": args.model_name_or_path,
-               "sample_data": is_sample_data(root),
+               "sample_data": is_sample_data(root), "test_subject": args.test_subject,
                "train_loss": history["train_loss"], "eval_history": history["eval"], "command": _command_line()}  # fmt: skip
+    model = save_trained(accelerator, model, output_dir, processor)
     if accelerator.is_main_process:
         results = write_results(output_dir, predictions, label_names, results)
-        _save_release(model, processor, output_dir, args, results)
+        _release(model, output_dir, args, results)
     return results
 
 
@@ -362,6 +374,8 @@ def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Pa
 
     (all_set,) = preprocess_splits([all_set], processor, True, args.cache_dir, args.preprocessing_num_workers,
                                    accelerator)  # fmt: skip
+    if args.resume_from_checkpoint:
+        raise ValueError("--resume_from_checkpoint is not supported with --protocol loso (one run per subject)")
     gathered, per_subject = [], {}
     for subject, splits in loso_splits(all_set):
         model = load_for_finetuning(args.model_name_or_path, label_names, args.ignore_mismatched_sizes)
@@ -369,7 +383,9 @@ def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Pa
         train_data = ClipDataset(splits["train"], processor, "visual", train=True, seed=args.seed)
         test_data = ClipDataset(splits["test"], processor, "visual")
         accelerator.free_memory()
-        accelerator, model, history = train(args, model, train_data, test_data, None, accelerator)
+        subject_args = copy.copy(args)  # Accelerate states of each subject in their own folder
+        subject_args.output_dir = str(output_dir / f"subject_{subject}")
+        accelerator, model, history = train(subject_args, model, train_data, test_data, None, accelerator)
         predictions = history["predictions"]
         gathered.append(predictions)
         per_subject[subject] = int(len(predictions["labels"]))
@@ -377,18 +393,18 @@ def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Pa
     results = {"stage": "peml", "dataset": args.dataset, "protocol": "loso", "subjects": per_subject,
                "sample_data": is_sample_data(root),
                "base_model": args.model_name_or_path, "command": _command_line()}  # fmt: skip
+    model = save_trained(accelerator, model, output_dir, processor)  # the last subject's model, a usable checkpoint
     if accelerator.is_main_process:
         results = write_results(output_dir, merged, label_names, results)
-        _save_release(model, processor, output_dir, args, results)  # the last subject's model, as a usable checkpoint
+        _release(model, output_dir, args, results)
     return results
 
 
-def _save_release(model, processor, output_dir: Path, args, results: dict) -> None:
+def _release(model, output_dir: Path, args, results: dict) -> None:
+    """Main process, after `save_trained`: the model card, the summary line, the Hub upload."""
     from .hub import push_folder_to_hub
     from .model_card import write_model_card
 
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
     write_model_card(output_dir, model, results)
     print(f"fine-tuned MERT saved to {output_dir}: " + "  ".join(
         f"{k.upper()} {100 * v:.2f}" for k, v in results["metrics"].items() if k in ("war", "uar", "uf1")
@@ -422,7 +438,13 @@ def run_evaluate(args) -> dict:
         args.fold = fold
         path = args.model_name_or_path.format(fold=fold)
         train_set, test_set = load_splits(args.dataset, root, args)
-        evaluation_set = _limit(test_set if test_set is not None else train_set, args.max_eval_samples)
+        if test_set is None:
+            raise ValueError(
+                f"{args.dataset}: evaluating a leave-one-subject-out protocol needs one checkpoint per subject; "
+                "run examples/finetune_peml.py --protocol loso (it reports LOSO metrics on the concatenated "
+                "predictions), or evaluate one subject with --test_subject"
+            )
+        evaluation_set = _limit(test_set, args.max_eval_samples)
         label_names = label_names_of(evaluation_set)
         model = AutoModelForVideoClassification.from_pretrained(path)
         align_labels(model, label_names, ignore_mismatched_sizes=False)
@@ -438,6 +460,8 @@ def run_evaluate(args) -> dict:
         rows.append((f"fold {fold}", metrics))
         per_fold.append(metrics)
         gathered.append(predictions)
+        del model
+        accelerator.free_memory()
     merged = {k: np.concatenate([p[k] for p in gathered]) for k in gathered[0]}
     extra = {"dataset": args.dataset, "folds": folds, "checkpoints": args.model_name_or_path,
              "eye_source": args.eye_source, "per_fold": per_fold}  # fmt: skip
