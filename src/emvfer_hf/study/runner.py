@@ -193,8 +193,8 @@ class GroundTruthEyeClips(ClipDataset):
         super().__init__(dataset, processor, "visual", **kwargs)
         self.sample_root = Path(sample_root)
 
-    def eye_series(self, index: int):
-        return load_sample_eye_series(self.sample_root, self.dataset[index]["clip_id"])[0]
+    def eye_series(self, row: dict):
+        return load_sample_eye_series(self.sample_root, row["clip_id"])[0]
 
 
 @dataclasses.dataclass
