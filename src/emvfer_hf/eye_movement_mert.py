@@ -733,6 +733,7 @@ def extract_eye_movements(
     faces=None,
     allow_no_face: bool = False,
     extractor: Optional[VisualEyeMovementExtractor] = None,
+    chunk_frames: int = 512,
     **extractor_kwargs,
 ) -> EyeMovementSeries:
     """Read the canonical eye-movement series from a facial video (one row per input frame).
@@ -746,6 +747,8 @@ def extract_eye_movements(
         allow_no_face: return an all-invalid series instead of raising when no frame has a face.
         extractor: a configured :class:`VisualEyeMovementExtractor` (else one is built from ``backend`` and
             ``extractor_kwargs``).
+        chunk_frames: a video file is decoded and read ``chunk_frames`` frames at a time (memory stays bounded for
+            long videos); the normalisation still runs once over the whole video.
     Returns:
         :class:`EyeMovementSeries` with ``values`` (T, 5) float32 normalised, ``valid`` (T,) bool (False where no
         face), ``times_s`` (T,) = frame index / fps; ``metadata["faces"]`` holds the :class:`FaceTrack`.
@@ -753,6 +756,41 @@ def extract_eye_movements(
         ValueError: naming the input when it cannot be decoded, is empty, or has no face in any frame (unless
             ``allow_no_face``).
     """
-    frames, fps, source = _load_frames(frames_or_video, fps)
     extractor = extractor or VisualEyeMovementExtractor(backend=backend, **extractor_kwargs)
+    if isinstance(frames_or_video, (str, os.PathLike)) and faces is None:
+        return _extract_in_chunks(str(frames_or_video), fps, extractor, allow_no_face, chunk_frames)
+    frames, fps, source = _load_frames(frames_or_video, fps)
     return extractor(frames, fps=fps, faces=faces, allow_no_face=allow_no_face, source=source)
+
+
+def _extract_in_chunks(path: str, fps, extractor, allow_no_face: bool, chunk_frames: int) -> EyeMovementSeries:
+    """A video file, chunk by chunk (`chunk_frames` decoded frames at a time, so memory stays bounded): raw values
+    per chunk, joined on the video's time line, then the ONE normalisation over the whole video."""
+    import copy
+
+    from .video_processing_mert import iter_frame_chunks
+
+    raw_extractor = copy.copy(extractor)
+    raw_extractor.normalize = False
+    parts, start, rate = [], 0, None
+    for frames, stream_fps in iter_frame_chunks(path, chunk_frames):
+        rate = float(fps or stream_fps)
+        part = raw_extractor(frames, fps=rate, allow_no_face=True, source=path)
+        parts.append((part, start / rate))
+        start += len(frames)
+    if not any(part.valid.any() for part, _ in parts) and not allow_no_face:
+        raise ValueError(
+            f"{path}: no face found in any of its {start} frames (pass allow_no_face=True for an all-invalid series)"
+        )
+    faces = [part.metadata.get("faces") for part, _ in parts]
+    series = EyeMovementSeries(
+        np.concatenate([part.values for part, _ in parts]),
+        np.concatenate([part.valid for part, _ in parts]),
+        np.concatenate([part.times_s + offset for part, offset in parts]),
+        normalized=not any(part.valid.any() for part, _ in parts),  # an all-invalid series is already zeros
+        metadata={"source": path, "fps": rate, "faces": FaceTrack(
+            np.concatenate([f.boxes for f in faces]), np.concatenate([f.landmarks for f in faces]),
+            np.concatenate([f.probs for f in faces]),
+        ) if all(f is not None for f in faces) else None},
+    )  # fmt: skip
+    return series.normalize() if extractor.normalize else series

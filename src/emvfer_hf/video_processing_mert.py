@@ -179,53 +179,85 @@ def decode_video(
     return DecodedVideo({i: frames[i] for i in keep}, len(frames), default_fps, "video array")
 
 
+def _open_video_file(name: str, default_fps: float):
+    """`(fps, frames)`: the stream's rate and a generator of its RGB frames, in order. A truncated file ends the
+    generator early (what decoded is kept); a file that decodes nothing raises a `ValueError` naming it."""
+    import av
+
+    try:
+        container = av.open(name)
+    except av.error.FFmpegError as error:
+        raise ValueError(f"{name}: not a readable video file ({error})") from error
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{name}: the file has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    fps = float(stream.average_rate or stream.guessed_rate or default_fps)
+
+    def frames():
+        count = 0
+        try:
+            for frame in container.decode(stream):
+                count += 1
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as error:  # a truncated file: keep what decoded
+            if not count:
+                raise ValueError(f"{name}: cannot decode video ({error})") from error
+        finally:
+            container.close()
+        if not count:
+            raise ValueError(f"{name}: the video holds no decodable frame")
+
+    return fps, frames()
+
+
 def _decode_video_file(name: str, indices_fn, default_fps: float) -> DecodedVideo:
     import av
 
     try:
         total = _count_video_frames(name)
-        keep = set(indices_fn(total)) if (indices_fn and total) else None
-        frames: dict = {}
-        decoded = 0
-        with av.open(name) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            fps = float(stream.average_rate or stream.guessed_rate or default_fps)
-            try:
-                for frame in container.decode(stream):
-                    if keep is None or decoded in keep:
-                        frames[decoded] = frame.to_ndarray(format="rgb24")
-                    decoded += 1
-            except av.error.FFmpegError as error:  # a truncated file: keep what decoded
-                if not decoded:
-                    raise ValueError(f"{name}: cannot decode video ({error})") from error
     except av.error.FFmpegError as error:
         raise ValueError(f"{name}: not a readable video file ({error})") from error
-    if not decoded:
-        raise ValueError(f"{name}: the video holds no decodable frame")
+    keep = set(indices_fn(total)) if (indices_fn and total) else None
+    fps, stream = _open_video_file(name, default_fps)
+    frames: dict = {}
+    decoded = 0
+    for decoded, frame in enumerate(stream, start=1):
+        if keep is None or decoded - 1 in keep:
+            frames[decoded - 1] = frame
     if keep is not None and decoded != total:
-        # The container's count was off (or the file is truncated): select again among the decoded frames.
+        # The container's count was off (or the file is truncated): select again among the decoded frames,
+        # decoding a second time if a wanted frame was not kept.
         wanted = sorted(set(indices_fn(decoded)))
-        missing = [i for i in wanted if i not in frames]
-        if missing:
-            return _decode_video_file_all(name, indices_fn, fps)
+        if any(i not in frames for i in wanted):
+            wanted_set = set(wanted)
+            frames = {i: f for i, f in enumerate(_open_video_file(name, default_fps)[1]) if i in wanted_set}
         frames = {i: frames[i] for i in wanted}
     return DecodedVideo(frames, decoded, fps, name)
 
 
-def _decode_video_file_all(name: str, indices_fn, fps: float) -> DecodedVideo:
-    """Slow path: decode every frame, then select (only when the container lied about its frame count)."""
-    import av
-
-    frames = []
-    with av.open(name) as container:
-        try:
-            for frame in container.decode(container.streams.video[0]):
-                frames.append(frame.to_ndarray(format="rgb24"))
-        except av.error.FFmpegError:
-            pass
-    keep = sorted(set(indices_fn(len(frames))))
-    return DecodedVideo({i: frames[i] for i in keep}, len(frames), fps, name)
+def iter_frame_chunks(source, chunk_size: int = 512, default_fps: float = 25.0):
+    """Yield `(frames, fps)` chunks of at most `chunk_size` RGB frames of a video, in order, so that a long video
+    never sits in memory whole. Inputs and errors as in `decode_video`."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    if path is None or not path.is_file() or path.suffix.lower() in IMAGE_EXTENSIONS or path.stat().st_size == 0:
+        decoded = decode_video(source, default_fps=default_fps)  # folders, images, arrays; and its errors
+        frames = [decoded.frames[i] for i in sorted(decoded.frames)]
+        for start in range(0, len(frames), chunk_size):
+            yield frames[start : start + chunk_size], decoded.fps
+        return
+    fps, stream = _open_video_file(str(path), default_fps)
+    chunk = []
+    for frame in stream:
+        chunk.append(frame)
+        if len(chunk) == chunk_size:
+            yield chunk, fps
+            chunk = []
+    if chunk:
+        yield chunk, fps
 
 
 # ----------------------------------------------------------------------------------------------------------------------
