@@ -211,3 +211,18 @@ def test_accelerate_configs_load():
         kinds[path.stem] = str(load_config_from_file(str(path)).distributed_type)
     assert kinds == {"cpu": "DistributedType.NO", "deepspeed_zero2": "DistributedType.DEEPSPEED",
                      "fsdp": "DistributedType.FSDP", "multi_gpu": "DistributedType.MULTI_GPU"}  # fmt: skip
+
+
+def test_weight_decay_groups(tiny_config):
+    from emvfer_hf.training.loop import build_optimizer
+
+    model = MERTForVideoClassification(tiny_config)
+    model.set_training_stage("peml")  # needs no prior to build the optimizer
+    optimizer = build_optimizer(model, 1e-4, 1e-2)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in optimizer.param_groups[0]["params"]}
+    kept = {names[id(p)] for p in optimizer.param_groups[1]["params"]}
+    assert optimizer.param_groups[0]["weight_decay"] == 1e-2 and optimizer.param_groups[1]["weight_decay"] == 0.0
+    assert "mert.fusion.1.video_gate.down.weight" in decayed and "classifier.weight" in decayed
+    assert {"mert.fusion.1.video_gate.gate", "mert.fusion.1.video_gate.alpha", "mert.prompts.eye_prompts",
+            "classifier.bias"} <= kept  # fmt: skip

@@ -20,7 +20,8 @@ from .data import collate_clips
 
 logger = logging.getLogger(__name__)
 
-NO_DECAY_NAMES = ("bias", "norm", "prompts", "position_embeddings", "cls_token", "missing_embedding", "alpha", "gate")
+# Learned tokens and embeddings that are matrices but must not decay (biases, norms, α and gates are vectors).
+NO_DECAY_EMBEDDINGS = ("prompts", "position_embeddings", "cls_token", "missing_embedding")
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):
@@ -45,11 +46,13 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
 
 
 def build_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; no weight decay on biases, norms, prompts, embeddings, α and gates."""
+    """AdamW over the trainable parameters; weight decay on weight matrices only: none on vectors (biases, norms,
+    α, fusion gates) nor on prompts, CLS tokens and position / missing embeddings."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (no_decay if any(key in name.lower() for key in NO_DECAY_NAMES) else decay).append(parameter)
+            skip = parameter.ndim < 2 or any(key in name for key in NO_DECAY_EMBEDDINGS)
+            (no_decay if skip else decay).append(parameter)
     if not decay and not no_decay:
         raise ValueError("the model has no trainable parameter in this stage")
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
