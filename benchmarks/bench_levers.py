@@ -6,6 +6,11 @@ Each variant changes one thing:
 - `eager_attention`: transformers' eager attention instead of SDPA;
 - `literal_fusion`: the fusion written literally, gate ⊙ up(GELU(down(α·F ⊕ c))) with every (N, S, D) intermediate
   materialised (the code before the fusion was rewritten; same function);
+- `whole_layers`: every `MERTLayer` run whole instead of in chunks of frames on CPU (`CPU_LAYER_CHUNK_BYTES`);
+  also compared at batch 4 (`layer_chunks_batch4`), with the MiB of fresh pages faulted in per call;
+- `allocator` (not in quick mode; separate processes): glibc malloc as configured by default vs told never to hand
+  memory back to the system (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` huge), MERT at batch 1 with and
+  without layer chunks;
 - `channels_last`: patch-embedding convolution weights and input frames in channels_last memory format;
 - `bf16_autocast`: `torch.autocast(bfloat16)`; `bf16_weights`: the model cast to bfloat16;
 - `frame_loop` (on the frame-wise ViT peer (c)): its 16 frames one at a time instead of one batch of B·T frames;
@@ -15,8 +20,12 @@ Each variant changes one thing:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
+import json
+import os
+import sys
 import time
 
 import torch
@@ -48,6 +57,57 @@ def literal_fusion():
         yield
     finally:
         MERTCrossModalGate.forward, MERTFusionLayer.forward = saved
+
+
+@contextlib.contextmanager
+def whole_layers():
+    """Run every MERTLayer whole (no chunks of frames) for the duration of the block."""
+    from emvfer_hf import modeling_mert
+
+    saved = modeling_mert.CPU_LAYER_CHUNK_BYTES
+    modeling_mert.CPU_LAYER_CHUNK_BYTES = 2**62
+    try:
+        yield
+    finally:
+        modeling_mert.CPU_LAYER_CHUNK_BYTES = saved
+
+
+# glibc malloc told to keep freed memory instead of handing it back to the system (mmap'd blocks are returned on free)
+KEEP_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
+
+
+def chunked_vs_whole(size: str, batch_size: int, warmup: int, reps: int, device: str = "cpu") -> dict:
+    """MERT with its layers in chunks of frames vs whole, interleaved rounds; plus MiB faulted in per call."""
+    model = common.build_mert(size).to(device)
+    inputs = common.mert_inputs(model.config, batch_size, device)
+
+    def chunked():
+        with torch.inference_mode():
+            return model(**inputs).logits
+
+    def whole():
+        with torch.inference_mode(), whole_layers():
+            return model(**inputs).logits
+
+    stats = common.time_interleaved({"chunked": chunked, "whole": whole}, warmup, reps, device)
+    return {
+        "batch_size": batch_size,
+        "chunked": stats["chunked"],
+        "whole": stats["whole"],
+        "speedup": round(stats["whole"]["median_ms"] / stats["chunked"]["median_ms"], 3),
+        "page_faults_mib_per_call": {"chunked": common.page_faults_mib(chunked), "whole": common.page_faults_mib(whole)},
+        "max_abs_logit_diff": float((chunked() - whole()).abs().max()),
+    }
+
+
+def allocator_comparison(size: str, warmup: int, reps: int) -> dict:
+    """`chunked_vs_whole` at batch 1 in two fresh processes: glibc malloc's defaults, and KEEP_MEMORY_ENV."""
+    command = [sys.executable, __file__, "--allocator-worker", "--size", size, "--warmup", str(warmup), "--reps", str(reps)]
+    runs = {}
+    for name, extra_env in (("default", {}), ("keep_memory", KEEP_MEMORY_ENV)):
+        env = {k: v for k, v in os.environ.items() if k not in KEEP_MEMORY_ENV} | extra_env
+        runs[name] = common.run_subprocess_json(command, timeout=1800, env=env)
+    return {"env": KEEP_MEMORY_ENV, "runs": runs}
 
 
 @contextlib.contextmanager
@@ -115,6 +175,7 @@ def run(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
         "no_grad": lambda: under(mert, torch.no_grad),
         "eager_attention": lambda: under(mert, inference, lambda: attention(model, "eager")),
         "literal_fusion": lambda: under(mert, inference, literal_fusion),
+        "whole_layers": lambda: under(mert, inference, whole_layers),
         "channels_last": lambda: under(lambda: channels_last(pixels, **rest).logits, inference),
         "bf16_autocast": lambda: under(mert, inference, lambda: torch.autocast(device, dtype=torch.bfloat16)),
         "bf16_weights": lambda: under(lambda: bf16_model(**bf16_inputs).logits, inference),
@@ -124,10 +185,14 @@ def run(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
     reference = variants["baseline"]().float()
     deviation = {
         name: float((variants[name]().float() - reference).abs().max())
-        for name in ("no_grad", "eager_attention", "literal_fusion", "channels_last", "bf16_autocast", "bf16_weights")
+        for name in ("no_grad", "eager_attention", "literal_fusion", "whole_layers", "channels_last", "bf16_autocast",
+                     "bf16_weights")  # fmt: skip
     }
     stats = common.time_interleaved(variants, warmup, reps, device)
     compiled = None if quick else _compiled(model, inputs, reference, warmup, reps, device, stats)
+    del bf16_model, channels_last
+    layer_chunks = chunked_vs_whole(size, 4, warmup, reps, device) if device == "cpu" else None
+    allocator = allocator_comparison(size, warmup, reps) if device == "cpu" and not quick else None
     base = stats["baseline"]["median_ms"]
     return {
         "benchmark": "levers",
@@ -146,6 +211,8 @@ def run(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
         ),
         "max_abs_logit_diff_vs_baseline": deviation,
         "torch_compile": compiled,
+        "layer_chunks_batch4": layer_chunks,
+        "allocator": allocator,
         "machine": common.machine_info(device),
     }
 
@@ -214,4 +281,43 @@ def markdown(result: dict) -> str:
         f"Frames as one batch vs one at a time (peer (c)): batched {v['frame_vit_batched']['median_ms']:.0f} ms, "
         f"frame loop {v['frame_vit_frame_loop']['median_ms']:.0f} ms ({result['frame_loop_over_batched']:.2f}x).",
     ]
+    chunks = result.get("layer_chunks_batch4")
+    if chunks:
+        faults = chunks["page_faults_mib_per_call"]
+        lines += [
+            "",
+            f"Layers in chunks of frames vs whole, batch 4: {chunks['chunked']['median_ms']:.0f} vs "
+            f"{chunks['whole']['median_ms']:.0f} ms per batch ({chunks['speedup']:.2f}x); fresh pages faulted in per "
+            f"call {faults['chunked']:.0f} vs {faults['whole']:.0f} MiB; logits within {chunks['max_abs_logit_diff']:.1e}.",
+        ]
+    allocator = result.get("allocator")
+    if allocator:
+        env = " ".join(f"{k}={v}" for k, v in allocator["env"].items())
+        lines += [
+            "",
+            f"glibc malloc, defaults vs keeping freed memory (`{env}`), batch 1, separate processes:",
+            "",
+            "| malloc | layers in chunks: ms | MiB faulted in | layers whole: ms | MiB faulted in |",
+            "|---|---|---|---|---|",
+        ]
+        for name, run in allocator["runs"].items():
+            faults = run["page_faults_mib_per_call"]
+            lines.append(
+                f"| {name.replace('_', ' ')} | {run['chunked']['median_ms']:.0f} | {faults['chunked']:.0f} | "
+                f"{run['whole']['median_ms']:.0f} | {faults['whole']:.0f} |"
+            )
     return "\n".join(lines)
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(description="Worker: MERT layers in chunks vs whole, batch 1 (prints JSON).")
+    parser.add_argument("--allocator-worker", action="store_true", required=True)
+    parser.add_argument("--size", choices=common.SIZES, default="paper")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    print(json.dumps(chunked_vs_whole(args.size, 1, args.warmup, args.reps)))
+
+
+if __name__ == "__main__":
+    _main()

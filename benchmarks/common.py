@@ -159,6 +159,17 @@ def time_interleaved(fns: dict[str, Callable[[], object]], warmup: int, reps: in
     return {name: summarize(t) for name, t in times.items()}
 
 
+def page_faults_mib(fn: Callable[[], object]) -> float:
+    """MiB of memory freshly faulted in (minor page faults × page size) during one call of fn: the cost of
+    allocations that the C allocator took from, and gave back to, the operating system."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return round(faults * resource.getpagesize() / 2**20, 1)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # FLOP counting
 def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -308,9 +319,10 @@ def write_result(out_dir: Path, name: str, payload: dict) -> Path:
     return path
 
 
-def run_subprocess_json(args: list[str], timeout: float) -> dict:
-    """Run a benchmark worker in a fresh Python process and return the JSON it prints on its last stdout line."""
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+def run_subprocess_json(args: list[str], timeout: float, env: dict | None = None) -> dict:
+    """Run a benchmark worker in a fresh Python process (with environment `env`, default this one's) and return the
+    JSON it prints on its last stdout line."""
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark worker {args} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

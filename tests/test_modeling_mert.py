@@ -10,7 +10,8 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, ViTConfig, ViTModel
 
 from emvfer_hf import MERTConfig, MERTForVideoClassification, MERTModel
-from emvfer_hf.modeling_mert import MERTCrossModalGate, MERTFusionLayer, instruction_weight
+from emvfer_hf import modeling_mert
+from emvfer_hf.modeling_mert import MERTCrossModalGate, MERTFusionLayer, MERTLayer, instruction_weight
 
 from .conftest import TINY_MERT
 
@@ -92,10 +93,64 @@ def test_fusion_gap_broadcasts_the_other_stream():
         gate.gate.fill_(1.0)
     hidden = torch.randn(6, 5, 4)  # (B·T, S, D) with B=2, T=3
     context = torch.stack([torch.randn(4)] * 3 + [torch.randn(4)] * 3)  # per-sample context repeated per frame
-    update = gate(hidden, context)
+    update = gate(hidden, context) - hidden  # the gate returns F + G(α·F ⊕ c)
     assert torch.allclose(update[:3], update[0].expand(3, 5, 4))  # same for all frames and tokens of sample 0
     assert torch.allclose(update[0], update[0, :1].expand(5, 4))
     assert not torch.allclose(update[0], update[3])
+
+
+@pytest.mark.parametrize("context_dim", [4, 6])
+def test_fusion_gate_is_the_literal_formula(context_dim):
+    """[4]/[5] computed at the bottleneck width with the gate folded into `up` and F as the GEMM's input: the same
+    values and gradients as F + gate ⊙ up(GELU(down(α·F ⊕ c))) written out."""
+    torch.manual_seed(0)
+    gate = MERTCrossModalGate(dim=4, context_dim=context_dim, bottleneck=3)
+    with torch.no_grad():
+        gate.alpha.fill_(0.7)
+        gate.gate.normal_()
+    hidden = torch.randn(2, 5, 4, requires_grad=True)
+    context = torch.randn(2, context_dim)
+
+    def literal(module, features):
+        fused_input = module.alpha * features + module.context_projection(context)[:, None, :]
+        return features + module.gate * module.up(module.act(module.down(fused_input)))
+
+    ours, reference = gate(hidden, context), literal(gate, hidden)
+    assert torch.allclose(ours, reference, atol=1e-6)
+    grads = torch.autograd.grad(ours.square().sum(), [hidden, *gate.parameters()])
+    reference_grads = torch.autograd.grad(reference.square().sum(), [hidden, *gate.parameters()])
+    for ours_grad, reference_grad in zip(grads, reference_grads):
+        assert torch.allclose(ours_grad, reference_grad, atol=1e-5)
+
+
+def test_layer_runs_in_chunks_on_cpu_with_the_same_function(tiny_config, monkeypatch):
+    """MERTLayer = transformers' ViTLayer run over chunks of frames on CPU: same outputs, gradients and attention
+    maps as the whole block, and the model's outputs do not depend on the chunk size."""
+    from transformers.models.vit.modeling_vit import ViTLayer
+
+    torch.manual_seed(0)
+    layer = MERTLayer(modeling_mert._vit_config(tiny_config, "video"))
+    hidden = torch.randn(8, 5, 32, requires_grad=True)
+    monkeypatch.setattr(modeling_mert, "CPU_LAYER_CHUNK_BYTES", 3 * 5 * tiny_config.intermediate_size * 4)  # 3 frames
+    calls = []
+    hook = layer.attention.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    chunked, whole = layer(hidden), ViTLayer.forward(layer, hidden)
+    hook.remove()
+    assert calls == [3, 3, 2, 8]  # three chunks, then the whole block
+    assert torch.allclose(chunked, whole, atol=1e-6)
+    grad_chunked, grad_whole = (torch.autograd.grad(out.sum(), hidden)[0] for out in (chunked, whole))
+    assert torch.allclose(grad_chunked, grad_whole, atol=1e-5)
+
+    model = peml_model(tiny_config).eval()
+    pixel_values, eyes = make_inputs(tiny_config)
+    with torch.no_grad():
+        small = model(pixel_values=pixel_values, eye_movement_values=eyes, output_attentions=True)
+        monkeypatch.setattr(modeling_mert, "CPU_LAYER_CHUNK_BYTES", 2**30)
+        large = model(pixel_values=pixel_values, eye_movement_values=eyes, output_attentions=True)
+    assert torch.allclose(small.logits, large.logits, atol=1e-5)
+    for ours, reference in zip(small.attentions, large.attentions):
+        assert ours.shape == reference.shape == (8, 2, 5 + tiny_config.num_prompt_tokens, 5 + tiny_config.num_prompt_tokens)
+        assert torch.allclose(ours, reference, atol=1e-6)
 
 
 def test_fusion_uses_global_average_over_frames_and_tokens(tiny_config):

@@ -137,6 +137,35 @@ def _vit_config(config: MERTConfig, part: str) -> ViTConfig:
     return vit_config
 
 
+# The largest activation one chunk of a `MERTLayer` may allocate on CPU, in bytes (see `MERTLayer`).
+CPU_LAYER_CHUNK_BYTES = 16 * 2**20
+
+
+class MERTLayer(ViTLayer):
+    """One pre-norm Transformer block of φ_V, φ_E and the head: transformers' `ViTLayer` — same parameters (so ViT
+    checkpoints load as is), same function — run over chunks of its first dimension on CPU.
+
+    The sequences along the first dimension (the B·T frames of φ_V, the B series of φ_E) do not interact inside a
+    block, so the block can take a few at a time and concatenate. On CPU the chunk is chosen so that its largest
+    activation, the (n, S, intermediate_size) MLP hidden state, stays under `CPU_LAYER_CHUNK_BYTES` (16 MiB): glibc
+    hands out larger blocks with mmap and returns them on free, so every call would fault in fresh zeroed pages.
+    At the paper configuration (16 frames × 203 tokens, a 40 MB hidden state per layer) those page faults cost more
+    than the GELU itself. On other devices, and when the block holds an attention mask, it runs whole.
+    """
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
+        """(N, S, D) → (N, S, D)."""
+        num_sequences, seq_len = hidden_states.shape[:2]
+        compute_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else hidden_states.dtype
+        sequence_bytes = seq_len * self.mlp.fc1.out_features * compute_dtype.itemsize
+        num_chunks = -(-num_sequences // max(1, CPU_LAYER_CHUNK_BYTES // sequence_bytes))  # ceil
+        block = super().forward
+        if hidden_states.device.type != "cpu" or attention_mask is not None or num_chunks == 1:
+            return block(hidden_states, attention_mask, **kwargs)
+        chunk = -(-num_sequences // num_chunks)  # balanced: 16 frames in 2 chunks of 8, not 12 + 4
+        return torch.cat([block(part, **kwargs) for part in hidden_states.split(chunk)])
+
+
 class MERTVideoEncoder(nn.Module):
     """φ_V of eq. [3]: ViT patch embedding + ViT layers, applied to each frame. Its parameter names are those of
     transformers' `ViTModel` (`embeddings.*`, `layers.N.*`, `layernorm.*`), so a ViT checkpoint loads into it as is."""
@@ -144,7 +173,7 @@ class MERTVideoEncoder(nn.Module):
     def __init__(self, vit_config: ViTConfig):
         super().__init__()
         self.embeddings = ViTEmbeddings(vit_config)
-        self.layers = nn.ModuleList([ViTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
+        self.layers = nn.ModuleList([MERTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
         self.layernorm = nn.LayerNorm(vit_config.hidden_size, eps=vit_config.layer_norm_eps)
 
 
@@ -176,12 +205,12 @@ class MERTEyeEncoder(nn.Module):
     def __init__(self, config: MERTConfig, vit_config: ViTConfig):
         super().__init__()
         self.embeddings = MERTEyeEmbeddings(config)
-        self.layers = nn.ModuleList([ViTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
+        self.layers = nn.ModuleList([MERTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
         self.layernorm = nn.LayerNorm(vit_config.hidden_size, eps=vit_config.layer_norm_eps)
 
 
 class MERTCrossModalGate(nn.Module):
-    """One direction of eqs. [4]/[5]: the update G(α·F ⊕ GAP(F_other)) added to F.
+    """One direction of eqs. [4]/[5]: F + G(α·F ⊕ GAP(F_other)), the features with their cross-modal update.
 
     α is a learnable scalar, ⊕ broadcasts the other stream's globally averaged features over every token, G is a
     bottleneck MLP (dim → bottleneck → dim, GELU) whose output passes a per-channel gate initialised to zero, so an
@@ -199,17 +228,19 @@ class MERTCrossModalGate(nn.Module):
         self.gate = nn.Parameter(torch.zeros(dim))
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """(N, S, D) tokens and (N, D_context) context → the (N, S, D) update gate ⊙ up(GELU(down(α·F ⊕ c))).
+        """(N, S, D) tokens F and (N, D_context) context c → (N, S, D) F + gate ⊙ up(GELU(down(α·F ⊕ c))).
 
-        Computed without any (N, S, D) intermediate (only the update itself is written): `down` is linear, so
-        down(α·F ⊕ c) = α·(F W_downᵀ) ⊕ down(c) is formed at the bottleneck width, and the gate is folded into `up`'s
-        weights, gate ⊙ (x W_upᵀ + b_up) = x (gate ⊙ W_up)ᵀ + gate ⊙ b_up. Same function as the literal formula.
+        Computed without any (N, S, D) intermediate, only the result is written: `down` is linear, so
+        down(α·F ⊕ c) = α·(F W_downᵀ) ⊕ down(c) is formed at the bottleneck width; the gate is folded into `up`'s
+        weights, gate ⊙ (x W_upᵀ + b_up) = x (gate ⊙ W_up)ᵀ + gate ⊙ b_up; and F enters as the input of that
+        GEMM (addmm), so the residual add costs no pass of its own. Same function as the literal formula.
         """
         context = self.down(self.context_projection(context))[:, None, :]  # (N, 1, bottleneck): down(c)
         projected = nn.functional.linear(hidden_states, self.down.weight)  # (N, S, bottleneck): F W_downᵀ
         bottleneck = self.act(torch.addcmul(context, projected, self.alpha))  # GELU(α·F W_downᵀ + down(c))
         gated_weight = self.gate[:, None] * self.up.weight  # (D, bottleneck)
-        return nn.functional.linear(bottleneck, gated_weight, self.gate * self.up.bias)  # (N, S, D)
+        fused = torch.addmm(hidden_states.flatten(0, 1), bottleneck.flatten(0, 1), gated_weight.t())  # F + x W'ᵀ
+        return fused.add_(self.gate * self.up.bias).view_as(hidden_states)
 
 
 class MERTFusionLayer(nn.Module):
@@ -228,8 +259,8 @@ class MERTFusionLayer(nn.Module):
         video_context = clip_video.mean(dim=1)  # GAP(F_V) over frames+tokens, (B, D_v)
         eye_context = eye.mean(dim=1)  # GAP(F_E), (B, D_e)
         # G_V is token-wise, so it runs on the clip view: GAP(F_E) broadcasts over every token of every frame.
-        new_video = video + self.video_gate(clip_video, eye_context).view_as(video)
-        new_eye = eye + self.eye_gate(eye, video_context)
+        new_video = self.video_gate(clip_video, eye_context).view_as(video)
+        new_eye = self.eye_gate(eye, video_context)
         return new_video, new_eye
 
 
@@ -250,22 +281,28 @@ class MERTTemporalHead(nn.Module):
         dim = config.head_hidden_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.position_embeddings = nn.Parameter(torch.zeros(1, config.num_frames + 1, dim))
-        self.layers = nn.ModuleList([ViTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
+        self.layers = nn.ModuleList([MERTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
         self.layernorm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
 
 
 @contextlib.contextmanager
 def _record_attentions(layers, sink: Optional[list]):
-    """Collect the attention maps of `layers` (ViTLayer) into `sink` during the block (no-op when `sink` is None)."""
+    """Collect the attention maps of `layers` (`MERTLayer`) into `sink`, one (N, heads, S, S) tensor per layer, at the
+    end of the block (no-op when `sink` is None). A layer that ran in chunks gets its chunks' maps concatenated."""
     if sink is None:
         yield
         return
-    hooks = [layer.attention.register_forward_hook(lambda m, i, o: sink.append(o[1])) for layer in layers]
+    per_layer = [[] for _ in layers]
+    hooks = [
+        layer.attention.register_forward_hook(lambda module, args, output, maps=maps: maps.append(output[1]))
+        for layer, maps in zip(layers, per_layer)
+    ]
     try:
         yield
     finally:
         for hook in hooks:
             hook.remove()
+    sink.extend(torch.cat(maps) for maps in per_layer if maps)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -326,7 +363,7 @@ class MERTPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_attention_backend = True
-    _no_split_modules = ["ViTLayer", "ViTEmbeddings"]
+    _no_split_modules = ["MERTLayer", "ViTEmbeddings"]
 
     def _init_weights(self, module):
         """Truncated-normal init (ViT's), zero-initialised fusion gates (eqs. [4]-[5]), an empty eye prior."""
