@@ -8,9 +8,9 @@ Each variant changes one thing:
   materialised (the code before the fusion was rewritten; same function);
 - `whole_layers`: every `MERTLayer` run whole instead of in chunks of frames on CPU (`CPU_LAYER_CHUNK_BYTES`);
   also compared at batch 4 (`layer_chunks_batch4`), with the MiB of fresh pages faulted in per call;
-- `allocator` (not in quick mode; separate processes): glibc malloc as configured by default vs told never to hand
-  memory back to the system (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` huge), MERT at batch 1 with and
-  without layer chunks;
+- `allocator` (not in quick mode; one fresh process each): glibc malloc's defaults without and with MERT's one-off
+  heap preparation (`_prepare_cpu_heap`), and glibc told never to hand memory back to the system
+  (`MALLOC_MMAP_MAX_=0`, `MALLOC_TRIM_THRESHOLD_` huge); MERT at batch 1 with and without layer chunks;
 - `channels_last`: patch-embedding convolution weights and input frames in channels_last memory format;
 - `bf16_autocast`: `torch.autocast(bfloat16)`; `bf16_weights`: the model cast to bfloat16;
 - `frame_loop` (on the frame-wise ViT peer (c)): its 16 frames one at a time instead of one batch of B·T frames;
@@ -100,13 +100,22 @@ def chunked_vs_whole(size: str, batch_size: int, warmup: int, reps: int, device:
     }
 
 
+# (name, environment added, whether MERT's one-off heap preparation `_prepare_cpu_heap` is skipped)
+ALLOCATOR_SETUPS = (
+    ("glibc defaults, heap not prepared", {}, True),
+    ("glibc defaults, heap prepared (MERT's default)", {}, False),
+    ("glibc keeping freed memory (env)", KEEP_MEMORY_ENV, False),
+)
+
+
 def allocator_comparison(size: str, warmup: int, reps: int) -> dict:
-    """`chunked_vs_whole` at batch 1 in two fresh processes: glibc malloc's defaults, and KEEP_MEMORY_ENV."""
+    """`chunked_vs_whole` at batch 1 in one fresh process per ALLOCATOR_SETUPS entry."""
     command = [sys.executable, __file__, "--allocator-worker", "--size", size, "--warmup", str(warmup), "--reps", str(reps)]
     runs = {}
-    for name, extra_env in (("default", {}), ("keep_memory", KEEP_MEMORY_ENV)):
+    for name, extra_env, skip_heap_preparation in ALLOCATOR_SETUPS:
         env = {k: v for k, v in os.environ.items() if k not in KEEP_MEMORY_ENV} | extra_env
-        runs[name] = common.run_subprocess_json(command, timeout=1800, env=env)
+        args = command + (["--skip-heap-preparation"] if skip_heap_preparation else [])
+        runs[name] = common.run_subprocess_json(args, timeout=1800, env=env)
     return {"env": KEEP_MEMORY_ENV, "runs": runs}
 
 
@@ -295,15 +304,15 @@ def markdown(result: dict) -> str:
         env = " ".join(f"{k}={v}" for k, v in allocator["env"].items())
         lines += [
             "",
-            f"glibc malloc, defaults vs keeping freed memory (`{env}`), batch 1, separate processes:",
+            f"C allocator setups, batch 1, one fresh process each (the env setup: `{env}`):",
             "",
-            "| malloc | layers in chunks: ms | MiB faulted in | layers whole: ms | MiB faulted in |",
+            "| allocator | layers in chunks: ms | MiB faulted in | layers whole: ms | MiB faulted in |",
             "|---|---|---|---|---|",
         ]
         for name, run in allocator["runs"].items():
             faults = run["page_faults_mib_per_call"]
             lines.append(
-                f"| {name.replace('_', ' ')} | {run['chunked']['median_ms']:.0f} | {faults['chunked']:.0f} | "
+                f"| {name} | {run['chunked']['median_ms']:.0f} | {faults['chunked']:.0f} | "
                 f"{run['whole']['median_ms']:.0f} | {faults['whole']:.0f} |"
             )
     return "\n".join(lines)
@@ -315,7 +324,12 @@ def _main() -> None:
     parser.add_argument("--size", choices=common.SIZES, default="paper")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--skip-heap-preparation", action="store_true", help="leave glibc's mmap threshold alone")
     args = parser.parse_args()
+    if args.skip_heap_preparation:
+        from emvfer_hf import modeling_mert
+
+        modeling_mert._cpu_heap_prepared = True  # as if done: the forward will not prepare the heap
     print(json.dumps(chunked_vs_whole(args.size, 1, args.warmup, args.reps)))
 
 

@@ -510,3 +510,32 @@ def test_sdpa_by_default_eager_as_option(tiny_config, tmp_path):
         eager(pixel_values=pixel_values, eye_movement_values=eyes).logits,
         model(pixel_values=pixel_values, eye_movement_values=eyes).logits, rtol=1e-5, atol=1e-5,
     )
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc malloc behaviour")
+def test_cpu_heap_preparation_stops_fresh_page_faults():
+    """`_prepare_cpu_heap` (run by the first CPU forward): afterwards three 16 MiB activations alive together, freed,
+    and allocated again (as in a layer) are reused from the heap instead of being faulted in afresh each time (a fresh
+    process: glibc's mmap threshold starts at its default)."""
+    script = textwrap.dedent(
+        """
+        import resource, torch
+        from emvfer_hf import modeling_mert
+
+        def faults_mib():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(4):
+                activations = [torch.ones(4 * 2**20) for _ in range(3)]  # 3 x 16 MiB, written
+                del activations
+            return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) * resource.getpagesize() / 2**20
+
+        torch.ones(2**10)
+        before_preparation = faults_mib()
+        modeling_mert._prepare_cpu_heap()
+        faults_mib()  # the heap grows once
+        print(before_preparation, faults_mib())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    before, after = map(float, out[-2:])
+    assert before > 100 and after < 4, (before, after)
