@@ -60,16 +60,21 @@ def literal_fusion():
 
 
 @contextlib.contextmanager
-def whole_layers():
-    """Run every MERTLayer whole (no chunks of frames) for the duration of the block."""
+def layer_chunk_bytes(limit: int):
+    """Set MERTLayer's CPU chunk limit (`CPU_LAYER_CHUNK_BYTES`) for the duration of the block."""
     from emvfer_hf import modeling_mert
 
     saved = modeling_mert.CPU_LAYER_CHUNK_BYTES
-    modeling_mert.CPU_LAYER_CHUNK_BYTES = 2**62
+    modeling_mert.CPU_LAYER_CHUNK_BYTES = limit
     try:
         yield
     finally:
         modeling_mert.CPU_LAYER_CHUNK_BYTES = saved
+
+
+def whole_layers():
+    """Run every MERTLayer whole (no chunks of frames) for the duration of the block."""
+    return layer_chunk_bytes(2**62)
 
 
 # glibc malloc told to keep freed memory instead of handing it back to the system (mmap'd blocks are returned on free)
@@ -77,12 +82,16 @@ KEEP_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)
 
 
 def chunked_vs_whole(size: str, batch_size: int, warmup: int, reps: int, device: str = "cpu") -> dict:
-    """MERT with its layers in chunks of frames vs whole, interleaved rounds; plus MiB faulted in per call."""
+    """MERT with its layers in chunks of frames vs whole, interleaved rounds; plus MiB faulted in per call. At the
+    tiny size, whose activations are all far below the limit, the chunks are single frames (the code path runs)."""
     model = common.build_mert(size).to(device)
     inputs = common.mert_inputs(model.config, batch_size, device)
+    from emvfer_hf import modeling_mert
+
+    limit = modeling_mert.CPU_LAYER_CHUNK_BYTES if size == "paper" else 1
 
     def chunked():
-        with torch.inference_mode():
+        with torch.inference_mode(), layer_chunk_bytes(limit):
             return model(**inputs).logits
 
     def whole():

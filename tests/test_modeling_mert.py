@@ -123,6 +123,25 @@ def test_fusion_gate_is_the_literal_formula(context_dim):
         assert torch.allclose(ours_grad, reference_grad, atol=1e-5)
 
 
+def test_fusion_keeps_the_residual_stream_dtype_under_autocast(tiny_config):
+    """Under bf16 autocast the fused features stay fp32 (only the update is computed in bf16), as in a plain
+    residual add; the final hidden states too."""
+    fusion = MERTFusionLayer(tiny_config)
+    with torch.no_grad():
+        fusion.video_gate.gate.fill_(1.0)
+        fusion.eye_gate.gate.fill_(1.0)
+    video, eye = torch.randn(8, 5, 32), torch.randn(2, 17, 32)
+    reference_video, reference_eye = fusion(video, eye, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        new_video, new_eye = fusion(video, eye, 4)
+        model = peml_model(tiny_config).eval()
+        pixel_values, eyes = make_inputs(tiny_config)
+        out = model(pixel_values=pixel_values, eye_movement_values=eyes, output_hidden_states=True)
+    assert new_video.dtype == new_eye.dtype == torch.float32
+    assert torch.allclose(new_video, reference_video, atol=0.05) and torch.allclose(new_eye, reference_eye, atol=0.05)
+    assert {h.dtype for h in out.hidden_states} == {torch.float32}
+
+
 def test_layer_runs_in_chunks_on_cpu_with_the_same_function(tiny_config, monkeypatch):
     """MERTLayer = transformers' ViTLayer run over chunks of frames on CPU: same outputs, gradients and attention
     maps as the whole block, and the model's outputs do not depend on the chunk size."""
@@ -512,7 +531,11 @@ def test_sdpa_by_default_eager_as_option(tiny_config, tmp_path):
     )
 
 
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc malloc behaviour")
+@pytest.mark.skipif(
+    __import__("platform").libc_ver()[0] != "glibc" or "LD_PRELOAD" in os.environ
+    or any(name.startswith("MALLOC_") for name in os.environ),
+    reason="glibc malloc's default behaviour",
+)
 def test_cpu_heap_preparation_stops_fresh_page_faults():
     """`_prepare_cpu_heap` (run by the first CPU forward): afterwards three 16 MiB activations alive together, freed,
     and allocated again (as in a layer) are reused from the heap instead of being faulted in afresh each time (a fresh

@@ -147,9 +147,12 @@ def _prepare_cpu_heap() -> None:
 
     glibc's malloc serves blocks above its mmap threshold with mmap and unmaps them on free, so they come back as
     fresh, zero-filled pages on every call. The threshold starts at 128 KiB and rises to the size of each mmap'd block
-    that is freed, up to 32 MiB; freeing one such block puts it at that maximum at once, so `MERTLayer`'s chunks
-    (≤ 16 MiB) and the per-clip tensors of the forward are reused from the heap. Measured at the paper configuration
-    (benchmarks/README.md): the fresh-page faults of a forward drop to zero. Elsewhere it is an allocation and a free.
+    that is freed, up to 32 MiB, and its heap-trim threshold to twice that; freeing one such block puts both at their
+    maximum at once, so `MERTLayer`'s chunks (≤ 16 MiB) and the per-clip tensors of the forward are reused from the
+    heap, and up to 64 MiB freed at the heap's top is kept. This is process-wide (glibc reaches the same state by
+    itself once any program frees such a block). Measured at the paper configuration (benchmarks/README.md): the
+    fresh-page faults of a forward drop to zero. With another C allocator it is just an allocation and a free.
+    Skipped under `torch.compile`.
     """
     global _cpu_heap_prepared
     if not _cpu_heap_prepared:
@@ -166,17 +169,24 @@ class MERTLayer(ViTLayer):
     activation, the (n, S, intermediate_size) MLP hidden state, stays under `CPU_LAYER_CHUNK_BYTES` (16 MiB): glibc
     hands out larger blocks with mmap and returns them on free, so every call would fault in fresh zeroed pages.
     At the paper configuration (16 frames × 203 tokens, a 40 MB hidden state per layer) those page faults cost more
-    than the GELU itself. On other devices, and when the block holds an attention mask, it runs whole.
+    than the GELU itself. On other devices, with an attention mask, and under `torch.compile` (inductor plans its own
+    memory) it runs whole. The chunking is a function of the input alone, so a gradient-checkpointing recompute
+    chunks as the forward did (as long as `CPU_LAYER_CHUNK_BYTES` is not changed in between).
     """
+
+    def __init__(self, config: ViTConfig):
+        super().__init__(config)
+        self.intermediate_size = config.intermediate_size
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
         """(N, S, D) → (N, S, D)."""
         num_sequences, seq_len = hidden_states.shape[:2]
         compute_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else hidden_states.dtype
-        sequence_bytes = seq_len * self.mlp.fc1.out_features * compute_dtype.itemsize
+        sequence_bytes = seq_len * self.intermediate_size * compute_dtype.itemsize
         num_chunks = -(-num_sequences // max(1, CPU_LAYER_CHUNK_BYTES // sequence_bytes))  # ceil
         block = super().forward
-        if hidden_states.device.type != "cpu" or attention_mask is not None or num_chunks == 1:
+        whole = hidden_states.device.type != "cpu" or attention_mask is not None or torch.compiler.is_compiling()
+        if whole or num_chunks == 1:
             return block(hidden_states, attention_mask, **kwargs)
         chunk = -(-num_sequences // num_chunks)  # balanced: 16 frames in 2 chunks of 8, not 12 + 4
         return torch.cat([block(part, **kwargs) for part in hidden_states.split(chunk)])
@@ -249,14 +259,17 @@ class MERTCrossModalGate(nn.Module):
         Computed without any (N, S, D) intermediate, only the result is written: `down` is linear, so
         down(α·F ⊕ c) = α·(F W_downᵀ) ⊕ down(c) is formed at the bottleneck width; the gate is folded into `up`'s
         weights, gate ⊙ (x W_upᵀ + b_up) = x (gate ⊙ W_up)ᵀ + gate ⊙ b_up; and F enters as the input of that
-        GEMM (addmm), so the residual add costs no pass of its own. Same function as the literal formula.
+        GEMM (addmm), so the residual add costs no pass of its own. Same function as the literal formula. Under
+        autocast the update is added separately, so that F (the residual stream) stays in its own dtype.
         """
         context = self.down(self.context_projection(context))[:, None, :]  # (N, 1, bottleneck): down(c)
         projected = nn.functional.linear(hidden_states, self.down.weight)  # (N, S, bottleneck): F W_downᵀ
         bottleneck = self.act(torch.addcmul(context, projected, self.alpha))  # GELU(α·F W_downᵀ + down(c))
-        gated_weight = self.gate[:, None] * self.up.weight  # (D, bottleneck)
+        gated_weight, gated_bias = self.gate[:, None] * self.up.weight, self.gate * self.up.bias  # (D, bottleneck), (D,)
+        if torch.is_autocast_enabled(hidden_states.device.type):  # autocast would run addmm, F included, in bf16/fp16
+            return hidden_states + nn.functional.linear(bottleneck, gated_weight, gated_bias)  # F keeps its dtype
         fused = torch.addmm(hidden_states.flatten(0, 1), bottleneck.flatten(0, 1), gated_weight.t())  # F + x W'ᵀ
-        return fused.add_(self.gate * self.up.bias).view_as(hidden_states)
+        return fused.add_(gated_bias).view_as(hidden_states)
 
 
 class MERTFusionLayer(nn.Module):
@@ -595,7 +608,7 @@ class MERTModel(MERTPreTrainedModel):
 
         batch_size, num_frames = pixel_values.shape[:2]
         dtype = self.video_encoder.embeddings.patch_embeddings.projection.weight.dtype
-        if pixel_values.device.type == "cpu":
+        if pixel_values.device.type == "cpu" and not torch.compiler.is_compiling():
             _prepare_cpu_heap()
         if eye_movement_values is None:
             eye_movement_values = pixel_values.new_zeros(batch_size, config.eye_sequence_length, config.eye_num_channels)
