@@ -170,8 +170,9 @@ class MERTLayer(ViTLayer):
     hands out larger blocks with mmap and returns them on free, so every call would fault in fresh zeroed pages.
     At the paper configuration (16 frames × 203 tokens, a 40 MB hidden state per layer) those page faults cost more
     than the GELU itself. On other devices, with an attention mask, and under `torch.compile` (inductor plans its own
-    memory) it runs whole. The chunking is a function of the input alone, so a gradient-checkpointing recompute
-    chunks as the forward did (as long as `CPU_LAYER_CHUNK_BYTES` is not changed in between).
+    memory) it runs whole. The chunking depends only on the input's shape, its device and the autocast state, so a
+    gradient-checkpointing recompute chunks as the forward did (as long as `CPU_LAYER_CHUNK_BYTES` is not changed
+    in between).
     """
 
     def __init__(self, config: ViTConfig):
@@ -188,7 +189,7 @@ class MERTLayer(ViTLayer):
         whole = hidden_states.device.type != "cpu" or attention_mask is not None or torch.compiler.is_compiling()
         if whole or num_chunks == 1:
             return block(hidden_states, attention_mask, **kwargs)
-        chunk = -(-num_sequences // num_chunks)  # balanced: 16 frames in 2 chunks of 8, not 12 + 4
+        chunk = -(-num_sequences // num_chunks)  # balanced: 16 frames at ≤ 13 per chunk → 8 + 8, not 13 + 3
         return torch.cat([block(part, **kwargs) for part in hidden_states.split(chunk)])
 
 
