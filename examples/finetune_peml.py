@@ -19,7 +19,6 @@ from emvfer_hf.training import add_training_arguments, run_finetune
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_arguments(parser)
-    parser.set_defaults(num_train_epochs=20, per_device_train_batch_size=4, per_device_eval_batch_size=4)
     return parser.parse_args(argv)
 
 

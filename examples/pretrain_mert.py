@@ -19,7 +19,6 @@ def parse_args(argv=None):
     add_training_arguments(parser)
     parser.add_argument("--train_video_encoder", type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
                         help="train the video encoder in pre-training (default: only if it starts from scratch)")
-    parser.set_defaults(num_train_epochs=20, per_device_train_batch_size=4, per_device_eval_batch_size=4)
     return parser.parse_args(argv)
 
 

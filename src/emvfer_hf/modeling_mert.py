@@ -143,7 +143,7 @@ _cpu_heap_prepared = False
 
 
 def _prepare_cpu_heap() -> None:
-    """Once per process, before the first CPU forward: allocate and free one block of just under 32 MiB.
+    """Once per process, before the first `MERTLayer` runs on CPU: allocate and free one block of just under 32 MiB.
 
     glibc's malloc serves blocks above its mmap threshold with mmap and unmaps them on free, so they come back as
     fresh, zero-filled pages on every call. The threshold starts at 128 KiB and rises to the size of each mmap'd block
@@ -170,7 +170,7 @@ class MERTLayer(ViTLayer):
     hands out larger blocks with mmap and returns them on free, so every call would fault in fresh zeroed pages.
     At the paper configuration (16 frames × 203 tokens, a 40 MB hidden state per layer) those page faults cost more
     than the GELU itself. On other devices, with an attention mask, and under `torch.compile` (inductor plans its own
-    memory) it runs whole. The chunking depends only on the input's shape, its device and the autocast state, so a
+    memory) it runs whole. On CPU it first prepares glibc's heap (`_prepare_cpu_heap`). The chunking depends only on the input's shape, its device and the autocast state, so a
     gradient-checkpointing recompute chunks as the forward did (as long as `CPU_LAYER_CHUNK_BYTES` is not changed
     in between).
     """
@@ -181,14 +181,16 @@ class MERTLayer(ViTLayer):
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
         """(N, S, D) → (N, S, D)."""
+        block = super().forward
+        if hidden_states.device.type != "cpu" or attention_mask is not None or torch.compiler.is_compiling():
+            return block(hidden_states, attention_mask, **kwargs)
+        _prepare_cpu_heap()
         num_sequences, seq_len = hidden_states.shape[:2]
         compute_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else hidden_states.dtype
         sequence_bytes = seq_len * self.intermediate_size * compute_dtype.itemsize
         num_chunks = -(-num_sequences // max(1, CPU_LAYER_CHUNK_BYTES // sequence_bytes))  # ceil
-        block = super().forward
-        whole = hidden_states.device.type != "cpu" or attention_mask is not None or torch.compiler.is_compiling()
-        if whole or num_chunks == 1:
-            return block(hidden_states, attention_mask, **kwargs)
+        if num_chunks == 1:
+            return block(hidden_states, **kwargs)
         chunk = -(-num_sequences // num_chunks)  # balanced: 16 frames at ≤ 13 per chunk → 8 + 8, not 13 + 3
         return torch.cat([block(part, **kwargs) for part in hidden_states.split(chunk)])
 
@@ -609,8 +611,6 @@ class MERTModel(MERTPreTrainedModel):
 
         batch_size, num_frames = pixel_values.shape[:2]
         dtype = self.video_encoder.embeddings.patch_embeddings.projection.weight.dtype
-        if pixel_values.device.type == "cpu" and not torch.compiler.is_compiling():
-            _prepare_cpu_heap()
         if eye_movement_values is None:
             eye_movement_values = pixel_values.new_zeros(batch_size, config.eye_sequence_length, config.eye_num_channels)
             eye_movement_mask = torch.zeros(batch_size, config.eye_sequence_length, dtype=torch.bool, device=pixel_values.device)
