@@ -1,4 +1,5 @@
-"""Readers for Tobii exports: Pro Lab TSV (both header styles), Pro Lab .xlsx, and Pro SDK gaze-sample dicts/CSV.
+"""Readers for Tobii exports (Pro Lab TSV in both header styles, Pro Lab .xlsx, Pro SDK gaze-sample dicts/CSV) and
+for SR Research EyeLink ``.edf`` files (optional extra ``eyelink``: the ``eyelinkio`` package).
 
 All readers return an :class:`~emvfer_hf.eyetracking.EyeTrackingRecording` and raise ``ValueError`` naming the
 file and the column or problem for bad input (unreadable or truncated file, missing gaze columns, no valid sample,
@@ -231,7 +232,7 @@ def recording_from_frame(
 
     events = None
     mcol = _find_column(cols, "eye movement type")
-    if mcol is not None:
+    if mcol is not None and (df[mcol].fillna("").astype(str).str.strip() != "").any():  # an all-empty column: no labels
         events = events_from_labels(t, df[mcol].fillna(""))
     return EyeTrackingRecording(t, pl, pr, gx, gy, valid, vl, vr, resolution, events, source, meta)
 
@@ -425,6 +426,36 @@ def _import_eyelinkio():
     return eyelinkio
 
 
+_EDF_PROBE = """
+import ctypes, sys
+from eyelinkio.edf._edf2py import edf_close_file, edf_open_file
+err = ctypes.c_int(1)
+fid = edf_open_file(sys.argv[1].encode(), 2, 1, 1, ctypes.byref(err))
+if fid is None or err.value != 0:
+    sys.exit(3)
+edf_close_file(fid)
+"""
+
+
+def _probe_edf(path: Path, timeout_s: float = 300.0) -> None:
+    """Open the EDF once in a child process: SR Research's edfapi, which eyelinkio wraps, crashes the process
+    (segmentation fault) on some corrupt files instead of returning an error."""
+    import subprocess
+    import sys
+
+    try:
+        proc = subprocess.run([sys.executable, "-c", _EDF_PROBE, os.fspath(path.resolve())], capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"{path}: the EyeLink EDF API did not finish opening the file in {timeout_s:.0f} s") from None
+    if proc.returncode < 0:
+        raise ValueError(f"{path}: corrupt EyeLink EDF file (the EDF API crashed opening it, signal "
+                         f"{-proc.returncode})")
+    if proc.returncode != 0:
+        detail = (proc.stdout + proc.stderr).replace("loadEvents = 1", "").strip()[-300:]
+        raise ValueError(f"{path}: unreadable EyeLink EDF file (the EDF API could not open it: {detail or 'error'})")
+
+
 def _binocular_gaze(left, right, times):
     """Cyclopean gaze of two eyes: their mean where both are valid; where one eye is lost, that eye shifted by half
     the local left-right disparity (interpolated from the neighbouring binocular samples), so that losing one eye
@@ -443,7 +474,7 @@ def _binocular_gaze(left, right, times):
     return out[0], out[1]
 
 
-def read_eyelink_edf(path: PathLike, eye: Optional[str] = None) -> EyeTrackingRecording:
+def read_eyelink_edf(path: PathLike, eye: Optional[str] = None, probe: bool = True) -> EyeTrackingRecording:
     """Read an SR Research EyeLink ``.edf`` recording (needs the optional extra ``emvfer-hf[eyelink]``).
 
     Samples come from ``eyelinkio.read_edf``: gaze (``gx``/``gy``) in screen pixels of the ``GAZE_COORDS`` the
@@ -464,6 +495,8 @@ def read_eyelink_edf(path: PathLike, eye: Optional[str] = None) -> EyeTrackingRe
         eye: ``"left"``, ``"right"`` or ``"both"``; default: the recorded eye, ``"both"`` for binocular files.
             With both eyes gaze is their mean (where one eye is lost, that eye corrected by the local disparity)
             and the events are those of the eye with more valid samples (``metadata["events_eye"]``).
+        probe: first open the file in a child process (a fraction of a second), because the native EDF API
+            crashes the whole process on some corrupt files; ``False`` skips it for files known to be good.
     Returns:
         :class:`EyeTrackingRecording`.
     Raises:
@@ -479,6 +512,8 @@ def read_eyelink_edf(path: PathLike, eye: Optional[str] = None) -> EyeTrackingRe
         head = f.read(64)
     if not head.startswith(b"SR_RESEARCH"):
         raise ValueError(f"{path}: not an EyeLink EDF file (it does not start with the 'SR_RESEARCH' preamble)")
+    if probe:
+        _probe_edf(path)
     try:
         edf = eyelinkio.read_edf(str(path))
     except Exception as e:  # OSError from the edfapi, RuntimeError/ValueError on corrupt content
