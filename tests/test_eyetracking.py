@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 
 from emvfer_hf.eye_movement_mert import BEHAVIOUR_CHANNEL, EyeMovementSeries
-from tests.registry_data import eyelink_edf
 from emvfer_hf.eyetracking import (
     EyeTrackingRecording,
     detect_events,
@@ -26,6 +25,7 @@ from emvfer_hf.eyetracking import (
     read_tobii_xlsx,
     write_tobii_tsv,
 )
+from tests.registry_data import eyelink_edf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eye_tracking"
 NEON_TSV = FIXTURES / "neon_demo_prolab.tsv"
