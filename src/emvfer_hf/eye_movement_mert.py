@@ -403,8 +403,8 @@ class VisualEyeMovementExtractor:
         backend: Optional[FaceLandmarkBackend] = None,
         eye_crop: tuple = (1.3, 0.75),
         eye_patch: tuple = (48, 28),
-        blink_ratio: float = 0.7,
-        blink_release: float = 0.85,
+        blink_ratio: float = 0.78,
+        blink_release: float = 0.88,
         blink_baseline_s: float = 2.0,
         min_blink_ms: float = 50.0,
         eyeball_ratio: float = 0.8,
@@ -705,7 +705,7 @@ def extract_eye_movements(
     faces=None,
     allow_no_face: bool = False,
     extractor: Optional[VisualEyeMovementExtractor] = None,
-    chunk_frames: int = 512,
+    chunk_frames: int = 256,
     **extractor_kwargs,
 ) -> EyeMovementSeries:
     """Read the canonical eye-movement series from a facial video (one row per input frame).

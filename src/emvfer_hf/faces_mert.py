@@ -9,8 +9,10 @@ Flat module (single-dot sibling imports only, heavy dependencies imported lazily
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -300,14 +302,13 @@ MESH_NOSE_TIP, MESH_MOUTH_CORNERS, MESH_FOREHEAD, MESH_CHIN = 1, (61, 291), 10, 
 MESH_SIZE, IRIS_SIZE = 192, 64
 
 
-def landmark_weights_dir() -> "Path":
+def landmark_weights_dir() -> Path:
     """The folder of the shipped MediaPipe face-mesh and iris models (``weights/mediapipe`` of the package).
 
     Remote code (a checkpoint loaded with ``trust_remote_code=True``) has no weights beside it: it uses those of an
     installed ``emvfer_hf``. Raises ``FileNotFoundError`` with the fix when neither has them.
     """
     import importlib.util
-    from pathlib import Path
 
     candidates = [Path(__file__).resolve().parent / "weights" / "mediapipe"]
     spec = importlib.util.find_spec("emvfer_hf")
@@ -384,7 +385,9 @@ class FaceMeshBackend(FaceLandmarkBackend):
         retry_every: frames between detector calls while no face is tracked.
         min_presence: face-presence probability needed to accept a mesh.
         roi_scale: side of the face region in face sizes.
-        num_threads: LiteRT threads (default 1: frames are many and small, one thread wastes least).
+        num_threads: LiteRT threads per interpreter (default 1: the crops are small, one thread wastes least).
+        workers: threads that each take a consecutive segment of the frames (default: the CPU count, at most 4);
+            a clip shorter than ``min_segment`` frames per worker uses fewer.
     """
 
     dense = True
@@ -394,10 +397,12 @@ class FaceMeshBackend(FaceLandmarkBackend):
         detector: Optional[FaceLandmarkBackend] = None,
         iris: bool = True,
         detect_every: int = 30,
-        retry_every: int = 5,
+        retry_every: int = 3,
         min_presence: float = 0.5,
         roi_scale: float = 1.5,
         num_threads: int = 1,
+        workers: Optional[int] = None,
+        min_segment: int = 32,
     ):
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -415,7 +420,10 @@ class FaceMeshBackend(FaceLandmarkBackend):
         self.min_presence = float(min_presence)
         self.roi_scale = float(roi_scale)
         self.num_threads = int(num_threads)
+        self.workers = max(1, int(workers if workers is not None else min(4, os.cpu_count() or 1)))
+        self.min_segment = max(1, int(min_segment))
         self._interpreters = {}
+        self._clones = []
 
     def _model(self, name: str):
         """The LiteRT interpreter of ``face_landmark`` or ``iris_landmark``, built on first use (and again after
@@ -429,7 +437,7 @@ class FaceMeshBackend(FaceLandmarkBackend):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_interpreters"] = {}
+        state["_interpreters"], state["_clones"] = {}, []
         return state
 
     @staticmethod
@@ -496,6 +504,28 @@ class FaceMeshBackend(FaceLandmarkBackend):
 
     def detect(self, frames: Sequence[np.ndarray]) -> FaceTrack:
         frames = [np.ascontiguousarray(f) for f in frames]
+        segments = max(1, min(self.workers, len(frames) // self.min_segment))
+        if segments == 1:
+            return self._detect_segment(frames)
+        # Consecutive segments on their own threads (LiteRT and OpenCV release the GIL), each with its own
+        # interpreters; each segment starts with a detection, as a key frame would.
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, len(frames), segments + 1).round().astype(int)
+        if not self._clones:
+            self._clones = [self._clone() for _ in range(self.workers - 1)]
+        workers = [self, *self._clones]
+        with ThreadPoolExecutor(segments) as pool:
+            parts = list(pool.map(lambda k: workers[k]._detect_segment(frames[bounds[k] : bounds[k + 1]]),
+                                  range(segments)))  # fmt: skip
+        return FaceTrack.concatenate(parts)
+
+    def _clone(self) -> "FaceMeshBackend":
+        clone = copy.copy(self)
+        clone._interpreters, clone._clones = {}, []
+        return clone
+
+    def _detect_segment(self, frames: list) -> FaceTrack:
         n = len(frames)
         out = FaceTrack.empty(n, dense=True)
         keys = np.flatnonzero(np.arange(n) % self.detect_every == 0)

@@ -198,9 +198,13 @@ def _decode_video_file(name: str, indices_fn, default_fps: float) -> DecodedVide
     return DecodedVideo(frames, decoded, fps, name)
 
 
-def iter_frame_chunks(source, chunk_size: int = 512, default_fps: float = 25.0):
+def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, prefetch: bool = True):
     """Yield `(frames, fps)` chunks of at most `chunk_size` RGB frames of a video, in order, so that a long video
-    never sits in memory whole. Inputs and errors as in `decode_video`."""
+    never sits in memory whole. Inputs and errors as in `decode_video`.
+
+    With `prefetch` (default) a video file's next chunk is decoded on a background thread while the caller works
+    on the current one (PyAV releases the GIL): at most two chunks are in memory.
+    """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     path = Path(source) if isinstance(source, (str, os.PathLike)) else None
@@ -211,14 +215,60 @@ def iter_frame_chunks(source, chunk_size: int = 512, default_fps: float = 25.0):
             yield frames[start : start + chunk_size], decoded.fps
         return
     fps, stream = _open_video_file(str(path), default_fps)
-    chunk = []
-    for frame in stream:
-        chunk.append(frame)
-        if len(chunk) == chunk_size:
-            yield chunk, fps
-            chunk = []
-    if chunk:
+
+    def chunks():
+        chunk = []
+        for frame in stream:
+            chunk.append(frame)
+            if len(chunk) == chunk_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    for chunk in (_prefetched(chunks()) if prefetch else chunks()):
         yield chunk, fps
+
+
+def _prefetched(generator):
+    """The items of `generator`, each produced on a background thread while the previous one is being used; an
+    exception in the generator is raised here, at the item where it happened."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=1)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in generator:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as error:  # handed to the consumer
+            items.put((None, error))
+            return
+        items.put((done, None))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 __all__ = ["DecodedVideo", "decode_video", "iter_frame_chunks", "list_frame_files", "natural_frame_key"]
