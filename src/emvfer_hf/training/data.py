@@ -2,7 +2,8 @@
 
 Where each clip's eye-movement series comes from is the only difference between the two stages (ARCHITECTURE §3):
 - `eye_source="tracker"` (pre-training, EMER): the clip's eye-tracker recording (`eye_tracking` column) converted to
-  the canonical series over the video's time line;
+  the canonical series over the video's time line (first to last frame, `tracker_clip_series`: the span the
+  visual series of the same clip covers);
 - `eye_source="visual"` (PEML fine-tuning, inference): the series read from the video itself — taken from the
   preprocessing cache when one is given, else extracted on the fly by the processor;
 - `eye_source="none"`: no eye input (the video-only ablation).
@@ -28,6 +29,47 @@ def tracker_series(path: str):
     from ..eyetracking import read_eye_tracking
 
     return read_eye_tracking(path).to_series()
+
+
+@functools.lru_cache(maxsize=4096)
+def _raw_tracker_series(path: str):
+    from ..eyetracking import read_eye_tracking
+
+    return read_eye_tracking(path).to_series(normalize=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def video_timeline(video: str, default_fps: float = 25.0):
+    """``(num_frames, fps)`` of a video file or frame folder without decoding it (the container's frame count, else
+    a count of its packets; a frame folder has ``default_fps``). None for anything else (arrays)."""
+    from ..video_io_mert import _count_video_frames, list_frame_files
+
+    path = Path(video)
+    if path.is_dir():
+        return len(list_frame_files(path)), float(default_fps)
+    if not path.is_file():
+        return None
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or default_fps)
+    return _count_video_frames(str(path)), fps
+
+
+@functools.lru_cache(maxsize=4096)
+def tracker_clip_series(path: str, end_s: float):
+    """The tracker series of a clip on the VIDEO's timeline: from the first frame (t = 0, the recording's first
+    sample — EMER's exports are cut per clip) to the last frame (``end_s`` = (frames − 1) / fps), normalised over that
+    span. This is the span the visual series of the same clip covers (the extractor's rows are the frames, t = frame
+    index / fps), so that step k of the model's L steps means the same instant for both sources. Samples the
+    recording has beyond the last frame are dropped; a recording shorter than the video leaves its tail invalid."""
+    raw = _raw_tracker_series(path)
+    t = raw.times_s
+    if end_s <= 0 or len(raw) < 2:
+        return raw.normalize()
+    times = np.concatenate([[0.0], t[(t > 0.0) & (t < end_s)], [end_s]])
+    return raw.resample_to_times(times).normalize()
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -78,7 +120,12 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.eye_source == "tracker":
             if not row.get("eye_tracking"):
                 raise ValueError(f"clip {row.get('clip_id')!r} has no eye-tracker recording")
-            return tracker_series(row["eye_tracking"])
+            video, fps = row.get("video"), float(getattr(self.processor, "default_fps", None) or 25.0)
+            timeline = video_timeline(str(video), fps) if isinstance(video, (str, os.PathLike)) else None
+            if timeline is None or timeline[0] < 2:
+                return tracker_series(row["eye_tracking"])
+            num_frames, fps = timeline
+            return tracker_clip_series(row["eye_tracking"], (num_frames - 1) / fps)
         if self.eye_source == "visual" and "eye_movements" in row:
             from ..eye_movement_mert import EyeMovementSeries
 
