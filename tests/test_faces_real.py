@@ -81,10 +81,11 @@ def _gaze_stretches():
 
 @pytest.mark.parametrize("name,stretch", list(_gaze_stretches()))
 def test_gaze_direction_of_annotated_stretches(series, name, stretch):
-    """An annotated look left / right / up / down moves the gaze that way from the video's straight-ahead look
-    (the median over its annotated centre stretches, else over the whole video)."""
+    """An annotated look left / right / up / down (in the image) moves the gaze that way from the video's
+    straight-ahead look (the median over its annotated centre stretches, else over the whole video). The series
+    is in the subject's frame (+x: their right, image-left for these unmirrored cameras)."""
     s = series(name)
-    gaze = s.values[:, 2:4]
+    gaze = s.values[:, 2:4] * np.array([-1.0, 1.0])  # subject's frame → image frame (+x image-right)
     centre = [g for g in ANNOTATIONS[name]["gaze"] if g["direction"] == "centre"]
     rows = np.concatenate([np.arange(g["start"], g["end"] + 1) for g in centre]) if centre else np.flatnonzero(s.valid)
     reference = np.median(gaze[rows], axis=0)

@@ -53,7 +53,7 @@ def main():
     t = np.arange(len(series))
     ear = np.nanmean(VisualEyeMovementExtractor(backend=backend).measure_landmarks(
         [f for f in decode_video(str(path)).frames.values()], faces)["ear"], axis=1)  # fmt: skip
-    panels = [("EAR", ear), ("gaze x\n(+ right)", series.values[:, 2]), ("gaze y\n(+ down)", series.values[:, 3])]
+    panels = [("EAR", ear), ("gaze x\n(+ image right)", -series.values[:, 2]), ("gaze y\n(+ down)", series.values[:, 3])]
     for k, (label, values) in enumerate(panels):
         axk = fig.add_subplot(grid[k, 1])
         for blink in annotation["blinks"]:

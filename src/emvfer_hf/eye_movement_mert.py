@@ -369,8 +369,9 @@ class VisualEyeMovementExtractor:
       the tracker's "left".
     - **gaze** (ch 2, 3): the iris centre (the iris model's, else the blob's) relative to the eye corners, as an
       eye-in-head angle (``asin(offset / eyeball_ratio)``), plus the head's yaw / pitch from the 3-D mesh: the gaze
-      direction relative to the camera, ±``gaze_range_deg`` ↦ ±1, +x image-right, +y image-down. Head roll is
-      removed by measuring along the eye line.
+      direction relative to the camera, ±``gaze_range_deg`` ↦ ±1, in the subject's frame like a tracker's screen
+      point: +x towards the subject's right (image-left for a camera facing them; see ``mirrored``), +y down.
+      Head roll is removed by measuring along the eye line.
     - **blinks** (ch 4 = blink): the eye aspect ratio (EAR: mean lid distance / corner distance, both eyes) against
       its own running open-eye level (the ``blink_baseline_s`` rolling 75th percentile: a per-video, adaptive
       threshold that follows head pitch and expression); a blink starts below ``blink_ratio`` x that level, extends
@@ -392,7 +393,8 @@ class VisualEyeMovementExtractor:
         eyeball_ratio: the eyeball radius over half the corner distance (eye-in-head angle from the iris offset).
         iris_rest: where the iris centre sits for a straight look, in half corner distances from the corners'
             midpoint (above the corner line: the median over the annotated real videos of ``tests/fixtures/faces``).
-        gaze_range_deg: the gaze angle mapped to ±1.
+        gaze_range_deg: the gaze angle mapped to ±1 (25°: about the half-width of a desktop screen, the tracker's ±1).
+        mirrored: the video is mirrored (a selfie view); default False, a camera facing the subject.
         saccade_lambda, min_saccade_speed: saccade detection (deg/s; box half-widths/s on the 5-point path).
         eye_box, blob_blink_ratio: the 5-point path's eye box (inter-ocular distances) and blink ratio.
         normalize: apply :func:`normalize_eye_movements` (default) or return raw values.
@@ -410,7 +412,8 @@ class VisualEyeMovementExtractor:
         eyeball_ratio: float = 0.8,
         iris_rest: tuple = (0.0, -0.17),
         gaze_source: str = "iris",
-        gaze_range_deg: float = 45.0,
+        gaze_range_deg: float = 25.0,
+        mirrored: bool = False,
         saccade_lambda: float = 6.0,
         min_saccade_speed: float = 40.0,
         eye_box: tuple = (0.6, 0.36),
@@ -430,6 +433,7 @@ class VisualEyeMovementExtractor:
             raise ValueError(f"gaze_source must be 'iris' or 'pupil', got {gaze_source!r}")
         self.gaze_source = gaze_source
         self.gaze_range_deg = float(gaze_range_deg)
+        self.mirrored = bool(mirrored)
         self.saccade_lambda = float(saccade_lambda)
         self.min_saccade_speed = float(min_saccade_speed)
         self.eye_box = tuple(float(v) for v in eye_box)
@@ -575,6 +579,17 @@ class VisualEyeMovementExtractor:
         filled[:, 2:4] = np.clip(filled[:, 2:4], -1.0, 1.0)
         return filled, valid
 
+    def to_subject_frame(self, values: np.ndarray) -> np.ndarray:
+        """Image-frame raw values (N, 5) → the subject's frame, as an eye tracker reports them: ch 0 the subject's
+        left eye, +gaze x towards the subject's RIGHT (the right of a screen they face). For a camera facing the
+        subject (``mirrored=False``) that is image-LEFT; a mirrored (selfie-view) video flips both."""
+        values = np.array(values, dtype=np.float64, copy=True)
+        if self.mirrored:
+            values[:, [0, 1]] = values[:, [1, 0]]
+        else:
+            values[:, 2] = -values[:, 2]
+        return values
+
     # -- the 5-point path ----------------------------------------------------------------------------------------
     def _eye_patches(self, frame_gray: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray]:
         """The two aligned grey eye patches, subject's left eye (image-right, template index 1) first."""
@@ -682,6 +697,7 @@ class VisualEyeMovementExtractor:
             values, valid = self.classify_landmarks(self.measure_landmarks(frames, faces), faces, times)
         else:
             values, valid = self.classify(self.measure(frames, faces), found, times)
+        values = self.to_subject_frame(values)
         series = EyeMovementSeries(values.astype(np.float32), valid, times, normalized=False,
                                    metadata={"source": source, "fps": fps, "faces": faces})
         return series.normalize() if self.normalize else series

@@ -265,7 +265,9 @@ def render_frame(
     ey = cy - 0.12 * b
     ir = 0.62 * 0.15 * b
     blink = int(round(eye_state[4])) == BLINK
-    for side, pupil_mm in ((-1, eye_state[0]), (1, eye_state[1])):
+    # a camera facing the subject (not mirrored): their left eye is on the image right, and a look to their right
+    # (tracker gaze x > 0) moves the irises towards the image left
+    for side, pupil_mm in ((-1, eye_state[1]), (1, eye_state[0])):
         ex = cx + side * 0.4 * a
         if blink:
             cv2.ellipse(img, _pt(ex, ey), _pt(ew, eh), 0, 0, 360, tuple(int(c * 0.92) for c in look.skin), -1, aa,
@@ -273,7 +275,7 @@ def render_frame(
             cv2.line(img, _pt(ex - ew, ey), _pt(ex + ew, ey), (40, 40, 60), 2, aa, _SHIFT)
         else:
             cv2.ellipse(img, _pt(ex, ey), _pt(ew, eh), 0, 0, 360, (245, 245, 245), -1, aa, _SHIFT)
-            ix = ex + float(eye_state[2]) * (ew - ir) * 0.95
+            ix = ex - float(eye_state[2]) * (ew - ir) * 0.95
             iy = ey + float(eye_state[3]) * max(eh - ir, 0.2 * ir) * 0.95
             cv2.circle(img, _pt(ix, iy), int(ir * _ONE), look.iris, -1, aa, _SHIFT)
             pr = ir * float(np.clip(pupil_mm, 1.5, 8.0)) / 11.0
