@@ -29,7 +29,7 @@ def make_720p_clip(path: Path, seconds: float = 10.0, fps: int = 30) -> Path:
     import cv2
 
     from emvfer_hf.data._media import write_mp4
-    from emvfer_hf.video_processing_mert import decode_video
+    from emvfer_hf.video_io_mert import decode_video
 
     decoded = decode_video(carphone_path())
     frames = [decoded.frames[i] for i in sorted(decoded.frames)]
@@ -42,7 +42,11 @@ def make_720p_clip(path: Path, seconds: float = 10.0, fps: int = 30) -> Path:
 def time_stages(video: Path, processor, model, reps: int) -> dict:
     import torch
 
-    from emvfer_hf.video_processing_mert import decode_video, eye_frame_indices, sample_segment_indices
+    from emvfer_hf.video_io_mert import decode_video
+    from emvfer_hf.video_processing_mert import (
+        eye_frame_indices,
+        sample_segment_indices,
+    )
 
     stages = {"decode": [], "face": [], "eyes": [], "model": [], "pipeline_total": []}
     from transformers import pipeline

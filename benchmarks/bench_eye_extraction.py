@@ -37,8 +37,9 @@ def main():
     import cv2
     import torch
 
-    from emvfer_hf.eye_movement_mert import MTCNNBackend, VisualEyeMovementExtractor
-    from emvfer_hf.video_processing_mert import decode_video
+    from emvfer_hf.eye_movement_mert import VisualEyeMovementExtractor
+    from emvfer_hf.faces_mert import MTCNNBackend
+    from emvfer_hf.video_io_mert import decode_video
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)

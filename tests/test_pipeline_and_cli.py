@@ -16,7 +16,9 @@ from emvfer_hf.cli import main as cli_main
 def test_checkpoint_is_complete(tiny_checkpoint):
     names = {p.name for p in tiny_checkpoint.iterdir()}
     assert {"config.json", "model.safetensors", "video_preprocessor_config.json"} <= names
-    assert {"configuration_mert.py", "modeling_mert.py", "video_processing_mert.py", "eye_movement_mert.py"} <= names
+    remote_code = {"configuration_mert.py", "modeling_mert.py", "video_processing_mert.py", "eye_movement_mert.py",
+                   "faces_mert.py", "video_io_mert.py"}  # fmt: skip
+    assert remote_code <= names
 
 
 def test_stock_pipeline(tiny_checkpoint, carphone):

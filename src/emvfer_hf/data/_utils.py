@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
-from ..video_processing_mert import IMAGE_EXTENSIONS, list_frame_files as list_frames, natural_frame_key  # noqa: F401
+from ..video_io_mert import IMAGE_EXTENSIONS, list_frame_files as list_frames, natural_frame_key  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
