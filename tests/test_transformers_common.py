@@ -134,23 +134,23 @@ class MERTModelCommonTest(ModelTesterMixin, unittest.TestCase):
 
 # ----------------------------------------------------------------------------------------------------------------------
 class MERTVideoProcessingTester:
-    def __init__(self, parent, batch_size=3, num_frames=4, num_channels=3, min_resolution=24, max_resolution=48,
-                 size=16):  # fmt: skip
+    def __init__(self, parent, batch_size=3, num_frames=8, num_channels=3, min_resolution=24, max_resolution=48):
         self.parent = parent
         self.batch_size = batch_size
         self.num_frames = num_frames
         self.num_channels = num_channels
         self.min_resolution = min_resolution
         self.max_resolution = max_resolution
-        self.size = {"height": size, "width": size}
+        self.size = {"shortest_edge": 20}
+        self.crop_size = {"height": 18, "width": 18}
 
     def prepare_video_processor_dict(self):
         # Random noise has no face: the face crop and the visual eye-movement extraction are off (central crop)
-        return {"num_frames": self.num_frames, "size": self.size, "do_face_crop": False,
-                "do_extract_eye_movements": False, "eye_sequence_length": 16}  # fmt: skip
+        return {"num_frames": self.num_frames, "size": self.size, "do_center_crop": True, "crop_size": self.crop_size,
+                "do_face_crop": False, "do_extract_eye_movements": False, "eye_sequence_length": 16}  # fmt: skip
 
     def expected_output_video_shape(self, videos):
-        return (self.num_frames, 3, self.size["height"], self.size["width"])
+        return (self.num_frames, 3, self.crop_size["height"], self.crop_size["width"])
 
     def prepare_video_inputs(self, equal_resolution=False, return_tensors="pil"):
         return _video.prepare_video_inputs(
@@ -172,3 +172,40 @@ class MERTVideoProcessingCommonTest(VideoProcessingTestMixin, unittest.TestCase)
     @property
     def video_processor_dict(self):
         return self.video_processor_tester.prepare_video_processor_dict()
+
+    # Overridden: the common version ends by asking for more frames (10) than the video has (8) and expects a
+    # ValueError. MERT instead repeats the last frame (`sample_segment_indices`), because its datasets hold clips
+    # shorter than T (CASME II onset-apex clips of a few frames; DFEW's shortest clips) and a training run must not
+    # stop on them. Everything else of the common test is kept as it is, and the padding is checked instead.
+    def test_call_sample_frames(self):
+        from transformers.video_utils import VideoMetadata
+
+        processor = MERTVideoProcessor(**self.video_processor_dict)
+        previous = self.video_processor_tester.num_frames
+        self.video_processor_tester.num_frames = 8
+        try:
+            videos = self.video_processor_tester.prepare_video_inputs(equal_resolution=False, return_tensors="torch")
+            processor.do_sample_frames = False  # no sampling, even with num_frames
+            self.assertEqual(processor(videos[0], return_tensors="pt", num_frames=3)["pixel_values"].shape[1], 8)
+            self.assertEqual(processor(videos, return_tensors="pt", num_frames=3)["pixel_values"].shape[1], 8)
+            processor.do_sample_frames = True
+            self.assertEqual(processor(videos[0], return_tensors="pt", num_frames=3)["pixel_values"].shape[1], 3)
+            self.assertEqual(processor(videos, return_tensors="pt", num_frames=3)["pixel_values"].shape[1], 3)
+            with self.assertRaises(ValueError):  # fps needs the video's rate
+                processor.sample_frames(metadata=VideoMetadata(total_num_frames=8), fps=3)
+            metadata = [[{"duration": 2.0, "total_num_frames": 8, "fps": 4}]]
+            self.assertEqual(
+                processor(videos[0], return_tensors="pt", fps=3, video_metadata=metadata)["pixel_values"].shape[1], 6
+            )
+            batched = processor(videos, return_tensors="pt", fps=3, video_metadata=metadata * len(videos))
+            self.assertEqual(batched["pixel_values"].shape[1], 6)
+            metadata = [[VideoMetadata(duration=2.0, total_num_frames=8, fps=4)]]
+            self.assertEqual(
+                processor(videos[0], return_tensors="pt", fps=3, video_metadata=metadata)["pixel_values"].shape[1], 6
+            )
+            # MERT: more frames than the video has → the last frame repeats
+            out = processor(videos[0], return_tensors="pt", num_frames=10, return_metadata=True)
+            self.assertEqual(out["pixel_values"].shape[1], 10)
+            self.assertEqual(out["video_metadata"][0].frames_indices, [0, 1, 2, 3, 4, 5, 6, 7, 7, 7])
+        finally:
+            self.video_processor_tester.num_frames = previous
