@@ -18,6 +18,10 @@ install_requires = [
     "opencv-python-headless>=4.8",
     # 2.6 pins torch<2.3 and numpy<2; 2.5.3 ships the MTCNN weights inside the wheel (offline face detection).
     "facenet-pytorch>=2.5.3,<2.6",
+    # LiteRT runs the MediaPipe face-mesh and iris models shipped in the package (dense eye landmarks); it has no
+    # Windows wheel, where the faces module falls back to MTCNN's 5 points with a warning.
+    "ai-edge-litert>=1.2; platform_system != 'Windows'",
+    "scipy>=1.10",
     "numpy>=1.24",
     "scikit-learn>=1.3",
     "pandas>=2.0",
@@ -33,8 +37,11 @@ onnx_requires = ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"]
 
 extras = {
     # parameterized: imported by transformers' common tests (run from the transformers sdist, tests/registry_data.py)
-    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "scikit-video>=1.1.11", "parameterized>=0.9", *onnx_requires],
+    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "scikit-video>=1.1.11", "eyelinkio>=0.3", "parameterized>=0.9",
+             *onnx_requires],
     "onnx": onnx_requires,
+    # EyeLink EDF recordings (`emvfer_hf.eyetracking.read_eyelink_edf`); eyelinkio bundles SR Research's EDF API.
+    "eyelink": ["eyelinkio>=0.3"],
     "train": ["tensorboard>=2.14"],
     "dev": ["ruff>=0.5"],
 }
@@ -50,7 +57,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"emvfer_hf": ["training/*.md"]},
+    package_data={"emvfer_hf": ["training/*.md", "weights/mediapipe/*"]},
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras,

@@ -212,10 +212,16 @@ def test_recovered_gaze_follows_the_rendered_gaze(tmp_path):
     recovered, rendered = np.array(recovered), np.array(rendered)
     assert len(recovered) >= 10
     corr = [np.corrcoef(recovered[:, c], rendered[:, c])[0, 1] for c in range(5)]
-    # gaze x follows closely; gaze y only weakly: the rendered iris has a small vertical range (see README)
-    assert corr[2] > 0.8 and corr[3] > 0.1, corr
-    assert corr[0] > 0.2 and corr[1] > 0.2, corr  # pupil sizes
-    assert corr[4] > 0.5, corr  # blinks / saccades
+    # Gaze x and the behaviour (blinks from the eyelid aperture) follow closely. The rendered faces are flat
+    # cartoons: the face mesh reads them as pitching with the vertical gaze and their round iris fills the eye, so
+    # gaze y and the pupil size are not recovered there (README, "Eye movements"); the real-face tests in
+    # test_faces_real.py check those channels on real videos.
+    assert corr[2] > 0.8, corr
+    assert corr[4] > 0.8, corr
+    mtcnn = VisualEyeMovementExtractor(backend=MTCNNBackend(), normalize=False)  # the 5-point fallback
+    video = sorted((root / "face video").glob("*.mp4"))[0]
+    fallback = extract_eye_movements(str(video), extractor=mtcnn)
+    assert fallback.valid.mean() > 0.5 and np.isfinite(fallback.values).all()
 
 
 def test_video_files_are_read_in_chunks(carphone):

@@ -1,9 +1,13 @@
-"""Eye-tracker recordings: readers (Pro Lab TSV both styles, xlsx, Pro SDK), writer, event detection, to_series.
+"""Eye-tracker recordings: readers (Pro Lab TSV both styles, xlsx, Pro SDK, EyeLink EDF), writer, event detection,
+to_series.
 
-The real recording in tests/fixtures/eye_tracking/ (Pupil Labs Neon demo, MIT, rewritten as a Pro Lab TSV; see
-its README) is the ground truth for the event detector.
+Ground truth for the event detector are real recordings with the tracker's own events: the Pupil Labs Neon demo in
+tests/fixtures/eye_tracking/ (200 Hz, MIT, rewritten as a Pro Lab TSV; see its README) and the EyeLink EDFs in the
+eyelinkio wheel's test data (1000 Hz monocular, 500 Hz binocular, with the online parser's events; fetched from
+the package registry by tests/registry_data.py).
 """
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +19,13 @@ from emvfer_hf.eyetracking import (
     EyeTrackingRecording,
     detect_events,
     read_eye_tracking,
+    read_eyelink_edf,
     read_tobii_sdk,
     read_tobii_tsv,
     read_tobii_xlsx,
     write_tobii_tsv,
 )
+from tests.registry_data import eyelink_edf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eye_tracking"
 NEON_TSV = FIXTURES / "neon_demo_prolab.tsv"
@@ -339,3 +345,192 @@ def test_to_series_lost_tracking_is_invalid(tmp_path):
     assert not s.valid[100:110].any() and not s.valid[300:450].any()
     assert s.valid[200:250].all() and (s.values[200:250, 4] == 1.0).all()
     assert np.isfinite(s.values).all()
+
+
+# ------------------------------------------------------------------------------------------- EyeLink EDF
+needs_eyelinkio = pytest.mark.skipif(importlib.util.find_spec("eyelinkio") is None,
+                                     reason="needs the optional extra emvfer-hf[eyelink] (eyelinkio)")
+EDF_CACHE: dict = {}
+
+
+def _edf(name: str, eye=None) -> EyeTrackingRecording:
+    """A real EDF of eyelinkio's test data, read once per session (the Python-side EDF parse takes ~1 s)."""
+    key = (name, eye)
+    if key not in EDF_CACHE:
+        EDF_CACHE[key] = read_eyelink_edf(eyelink_edf(name), eye=eye)
+    return EDF_CACHE[key]
+
+
+def tracker_reference(events: pd.DataFrame, blink_ms=(50.0, 500.0)):
+    """The tracker's saccades, fixations and blinks, counted like ours.
+
+    - EyeLink reports every blink inside a saccade (the lid sweeps the pupil image before it is lost): those
+      blink-saccade pairs are one blink, so saccades that contain a blink are not counted as saccades (our
+      detector folds them into the blink).
+    - EyeLink calls every loss of the pupil a blink, from 1 ms dropouts to seconds of lost tracking; a blink is
+      counted when it lasts ``blink_ms`` (50-500 ms), the range the detector uses.
+    """
+    ev = events.copy()
+    ev["event"] = ev["event"].str.lower()
+    sacc = ev[ev["event"] == "saccade"]
+    if "contains_blink" in ev:
+        sacc = sacc[~sacc["contains_blink"].astype(bool)]
+    blinks = ev[ev["event"] == "blink"]
+    dur = blinks["offset_ms"] - blinks["onset_ms"]
+    blinks = blinks[(dur >= blink_ms[0]) & (dur <= blink_ms[1])]
+    return sacc, ev[ev["event"] == "fixation"], blinks
+
+
+def median_onset_difference(truth: pd.DataFrame, ours: pd.DataFrame) -> tuple[float, int]:
+    """Median |onset difference| (ms) over the tracker's saccades that one of ours overlaps (the closest onset among
+    the overlapping ones), and how many were matched."""
+    on, off = ours["onset_ms"].to_numpy(), ours["offset_ms"].to_numpy()
+    diffs = []
+    for a, b in zip(truth["onset_ms"], truth["offset_ms"]):
+        hit = (on <= b) & (off >= a)
+        if hit.any():
+            diffs.append(np.min(np.abs(on[hit] - a)))
+    return (float(np.median(diffs)) if diffs else float("nan")), len(diffs)
+
+
+def compare_with_tracker(rec: EyeTrackingRecording, truth: pd.DataFrame, **kwargs) -> dict:
+    ours = detect_events(rec, **kwargs)
+    t_sacc, t_fix, t_blink = tracker_reference(truth)
+    out = {"ours": ours}
+    for name, ref in (("saccade", t_sacc), ("fixation", t_fix), ("blink", t_blink)):
+        out[name] = (int((ours["event"] == name).sum()), len(ref))
+    out["onset_ms"], out["matched"] = median_onset_difference(t_sacc, ours[ours["event"] == "saccade"])
+    return out
+
+
+def _neon_truth():
+    truth = pd.read_csv(NEON_EVENTS).rename(columns=str.lower)
+    truth["event"] = truth["event"].str.lower()
+    return truth
+
+
+RECORDINGS = [  # loaders of (recording, tracker events)
+    pytest.param(lambda nl: (nl, _neon_truth()), id="neon-200Hz"),
+    pytest.param(lambda nl: (_edf("test_raw.edf"), _edf("test_raw.edf").events), id="eyelink-1000Hz-test_raw",
+                 marks=needs_eyelinkio),
+    pytest.param(lambda nl: (_edf("test_2_raw.edf"), _edf("test_2_raw.edf").events), id="eyelink-1000Hz-test_2_raw",
+                 marks=needs_eyelinkio),
+    pytest.param(lambda nl: (_edf("test_raw_binocular.edf", "right"), _edf("test_raw_binocular.edf", "right").events),
+                 id="eyelink-500Hz-binocular-right", marks=needs_eyelinkio),
+]
+
+
+@pytest.mark.parametrize("loader", RECORDINGS)
+def test_detector_matches_tracker_events(neon_no_labels, loader):
+    """Two trackers, three rates (200, 500, 1000 Hz), one set of defaults: counts within ±25 % of the tracker's own
+    fixations, saccades and blinks, and matched saccades start within a median 20 ms of the tracker's onsets."""
+    rec, truth = loader(neon_no_labels)
+    res = compare_with_tracker(rec, truth)
+    for name in ("fixation", "saccade", "blink"):
+        ours, theirs = res[name]
+        assert abs(ours - theirs) <= 0.25 * theirs, f"{rec.source}: {name}: detected {ours}, tracker {theirs}"
+    _, n_truth = res["saccade"]
+    assert res["matched"] >= 0.75 * n_truth
+    assert res["onset_ms"] <= 20.0, f"{rec.source}: median saccade onset difference {res['onset_ms']} ms"
+    ours = res["ours"]
+    assert (ours["offset_ms"] >= ours["onset_ms"]).all()
+    fix = ours[ours["event"] == "fixation"]
+    assert ((fix["offset_ms"] - fix["onset_ms"] + 1000.0 / rec.sampling_rate_hz) >= 40.0).all()
+
+
+@needs_eyelinkio
+def test_blink_saccade_pairs_fold_into_blinks():
+    """Every EyeLink blink of test_raw.edf lies inside a tracker saccade; the detector reports the pair as one blink
+    that covers the tracker's blink, and no saccade overlapping it."""
+    rec = _edf("test_raw.edf")
+    ours = detect_events(rec)
+    blinks, sacc = ours[ours["event"] == "blink"], ours[ours["event"] == "saccade"]
+    tracker = rec.events
+    assert tracker[tracker["event"] == "saccade"]["contains_blink"].sum() == 7
+    for _, b in tracker[tracker["event"] == "blink"].iterrows():
+        cover = blinks[(blinks["onset_ms"] <= b["onset_ms"]) & (blinks["offset_ms"] >= b["offset_ms"])]
+        assert len(cover) == 1
+        c = cover.iloc[0]
+        assert not ((sacc["onset_ms"] <= c["offset_ms"]) & (sacc["offset_ms"] >= c["onset_ms"])).any()
+
+
+@needs_eyelinkio
+def test_read_eyelink_edf_monocular():
+    rec = _edf("test_raw.edf")
+    assert len(rec) == 66827 and rec.sampling_rate_hz == pytest.approx(1000.0)
+    assert rec.duration_ms == pytest.approx(66826.0)
+    assert np.all(np.diff(rec.timestamps_ms) > 0)
+    assert rec.resolution == (1920.0, 1080.0) and rec.metadata["resolution_source"] == "GAZE_COORDS"
+    assert rec.metadata["recorded_eye"] == "LEFT_EYE" and rec.metadata["pupil_units"] == "PUPIL_AREA"
+    assert 0.98 < rec.valid.mean() < 0.995  # 1.1 % lost: the blinks
+    gx, gy = rec.gaze_normalized()
+    assert np.nanmedian(gx) == pytest.approx(0.0, abs=0.1) and np.nanmedian(gy) == pytest.approx(0.0, abs=0.1)
+    assert 0 <= np.nanmin(rec.gaze_x) and np.nanmax(rec.gaze_x) <= 1920
+    assert 500 < np.nanmedian(rec.pupil_left) < 2000  # pupil area, camera units
+    np.testing.assert_array_equal(rec.pupil_left, rec.pupil_right)  # one eye: both pupil channels
+    assert np.isnan(rec.pupil_left[~rec.valid]).all() and np.isfinite(rec.gaze_x[rec.valid]).all()
+    counts = rec.events["event"].value_counts()
+    assert (counts["fixation"], counts["saccade"], counts["blink"]) == (21, 19, 7)
+    assert {"peak_velocity", "contains_blink"} <= set(rec.events.columns)
+    s = rec.to_series(length=256)  # events="auto": the tracker's own
+    assert s.values.shape == (256, 5) and np.isfinite(s.values).all()
+    d = rec.to_series(events="detect", length=256)
+    assert (d.values[:, BEHAVIOUR_CHANNEL] == s.values[:, BEHAVIOUR_CHANNEL]).mean() > 0.8
+
+
+@needs_eyelinkio
+def test_read_eyelink_edf_binocular():
+    both = _edf("test_raw_binocular.edf")  # default: both eyes
+    assert both.metadata["eye"] == "both" and both.metadata["recorded_eye"] == "BINOCULAR"
+    assert both.sampling_rate_hz == pytest.approx(500.0) and len(both) == 99823
+    assert both.metadata["events_eye"] == "right"  # the better-tracked eye
+    left, right = _edf("test_raw_binocular.edf", "left"), _edf("test_raw_binocular.edf", "right")
+    assert left.valid.sum() < right.valid.sum() <= both.valid.sum()
+    np.testing.assert_array_equal(both.valid, left.valid | right.valid)
+    assert np.isnan(left.pupil_right).all() and np.isnan(right.pupil_left).all()
+    assert np.isfinite(both.pupil_left[left.valid]).all() and np.isfinite(both.pupil_right[right.valid]).all()
+    per_eye = both.metadata["tracker_events"]
+    assert set(per_eye["eye"]) == {"left", "right"}
+    assert (left.events["event"] == "fixation").sum() == 480 and (right.events["event"] == "fixation").sum() == 377
+    with pytest.raises(ValueError, match="test_raw.edf.*eye='right' not available"):
+        read_eyelink_edf(eyelink_edf("test_raw.edf"), eye="right")
+
+
+@needs_eyelinkio
+def test_eyelink_edf_samples_through_tobii_tsv(tmp_path):
+    """The issue's case: an EyeLink recording written as a Pro Lab TSV without events, read back and detected."""
+    rec = _edf("test_raw.edf")
+    p = write_tobii_tsv(tmp_path / "eyelink.tsv", rec.timestamps_ms, rec.gaze_x, rec.gaze_y, rec.pupil_left / 1000,
+                        rec.pupil_right / 1000, rec.valid, rec.valid, resolution=(1920, 1080))
+    back = read_tobii_tsv(p)
+    assert back.events is None  # an empty Eye movement type column is no labels
+    assert back.sampling_rate_hz == pytest.approx(1000.0)
+    res = compare_with_tracker(back, rec.events)
+    for name in ("fixation", "saccade", "blink"):
+        ours, theirs = res[name]
+        assert abs(ours - theirs) <= 0.25 * theirs, f"{name}: detected {ours}, tracker {theirs}"
+    assert res["onset_ms"] <= 20.0
+
+
+@needs_eyelinkio
+def test_eyelink_edf_bad_files(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="missing.edf.*no such file"):
+        read_eyelink_edf(tmp_path / "missing.edf")
+    text = tmp_path / "notes.edf"
+    text.write_text("not an EDF\n")
+    with pytest.raises(ValueError, match="notes.edf.*not an EyeLink EDF"):
+        read_eyelink_edf(text)
+    real = eyelink_edf("test_raw.edf").read_bytes()
+    truncated = tmp_path / "truncated.edf"
+    truncated.write_bytes(real[: len(real) // 2])
+    with pytest.raises(ValueError, match="truncated.edf.*unreadable EyeLink EDF"):
+        read_eyelink_edf(truncated)
+    corrupt = tmp_path / "corrupt.edf"  # a real preamble, then noise: the native EDF API segfaults on it
+    corrupt.write_bytes(real[:200] + np.random.default_rng(0).bytes(50_000))
+    with pytest.raises(ValueError, match="corrupt.edf.*(corrupt|unreadable) EyeLink EDF"):
+        read_eyelink_edf(corrupt)
+    import sys
+
+    monkeypatch.setitem(sys.modules, "eyelinkio", None)  # not installed
+    with pytest.raises(ImportError, match=r"emvfer-hf\[eyelink\]"):
+        read_eyelink_edf(eyelink_edf("test_raw.edf"))

@@ -182,7 +182,7 @@ def test_label_mismatch_needs_ignore_mismatched_sizes(workdir, pretrained, tmp_p
     config.num_labels, config.id2label = 3, {0: "positive", 1: "negative", 2: "neutral"}
     config.label2id = {v: k for k, v in config.id2label.items()}
     three = MERTForVideoClassification(config)
-    three.set_eye_prior(model.mert.eye_prior_mean, model.mert.eye_prior_covariance)
+    three.set_eye_prior(**model.mert.eye_prior)
     three.save_pretrained(other)
     with pytest.raises(ValueError, match="--ignore_mismatched_sizes"):
         finetune(workdir, tmp_path / "out", "--max_train_steps", "1", model=other)

@@ -3,9 +3,13 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from .eye_prior_mert import (
+    INSTRUCTION_DISTANCES,
+    INSTRUCTION_PRIORS,
+    check_instruction_options,
+)
+
 TRAINING_STAGES = ("pretrain", "peml")
-INSTRUCTION_DISTANCES = ("euclidean", "cosine")
-INSTRUCTION_PRIORS = ("mean", "multivariate_normal")
 
 
 @strict(accept_kwargs=True)
@@ -41,9 +45,19 @@ class MERTConfig(PreTrainedConfig):
         peml_levels (`list[int]`, *optional*): 1-based layers with an auxiliary level head p^l; `None` means every layer.
         peml_level_weights (`list[float]`, *optional*): loss weight w^l of each level head (one per level);
             `None` means progressive weights `0.5 * l / num_hidden_layers` (the final head has weight 1).
-        instruction_distance (`str`, defaults to "euclidean"): "euclidean" or "cosine" distance in W(E', Ē).
-        instruction_prior (`str`, defaults to "mean"): "mean" (W = 1 / (dist + eps)) or "multivariate_normal"
-            (W = the normalised Gaussian density of E' under N(Ē, Σ), Table IX).
+        instruction_prior (`str`, defaults to "features"): what Ē is (`emvfer_hf.eye_prior_mert`):
+            "features" — the distribution of quality features (temporal roughness and spread of each channel, pupil
+            left/right correlation, behaviour-change rate, valid fraction) over the tracker series of pre-training;
+            W = 1 / (dist + eps). A deliberate difference from the paper-literal reading, which cannot see noise,
+            constant, shuffled or missing series (README, "instruction weight"; docs/study/prior_auc.json);
+            "mean" — the paper-literal per-step mean series, W = 1 / (dist(E', Ē) + eps);
+            "multivariate_normal" — W = the normalised Gaussian density of the steps under N(Ē, Σ) (Table IX).
+        instruction_distance (`str`, defaults to "one_sided"): dist in W(E', Ē). With "features": "one_sided" — the
+            mean over features of the robust z-score counted only in the direction in which a feature degrades
+            (the default: best ROC AUC against every degradation); "mahalanobis" — sqrt(zᵀ P z / F) with the shrunk
+            inverse feature correlation P; "euclidean" — the RMS z-score; "cosine" — 1 − cos of the scaled feature
+            vectors. With "mean": "euclidean" (RMS over valid steps) or "cosine" (of the flattened series).
+            "multivariate_normal" ignores it.
         instruction_eps (`float`, defaults to 1.0): eps of W = 1 / (dist + eps); bounds W by 1 / eps.
         use_instruction_weights (`bool`, defaults to True): scale the eye prompts by W; False fixes W ≡ 1 (the
             "without instruction weights" ablation).
@@ -91,8 +105,8 @@ class MERTConfig(PreTrainedConfig):
     num_prompt_tokens: int = 6
     peml_levels: list[int] | None = None
     peml_level_weights: list[float] | None = None
-    instruction_distance: str = "euclidean"
-    instruction_prior: str = "mean"
+    instruction_distance: str = "one_sided"
+    instruction_prior: str = "features"
     instruction_eps: float = 1.0
     use_instruction_weights: bool = True
     instruction_loss_weighting: bool = False
@@ -156,14 +170,7 @@ class MERTConfig(PreTrainedConfig):
         """At construction: the named options (distance, prior, stage, eps) must be known values. Sizes are free here,
         as in transformers (a config may be built with any sizes and edited afterwards); `check_sizes` checks them when
         a model is built from the config."""
-        if self.instruction_distance not in INSTRUCTION_DISTANCES:
-            raise ValueError(
-                f"MERTConfig.instruction_distance must be one of {INSTRUCTION_DISTANCES}, got {self.instruction_distance!r}"
-            )
-        if self.instruction_prior not in INSTRUCTION_PRIORS:
-            raise ValueError(
-                f"MERTConfig.instruction_prior must be one of {INSTRUCTION_PRIORS}, got {self.instruction_prior!r}"
-            )
+        check_instruction_options(self.instruction_prior, self.instruction_distance)
         if not self.instruction_eps > 0:
             raise ValueError(f"MERTConfig.instruction_eps must be > 0, got {self.instruction_eps}")
         if self.training_stage not in TRAINING_STAGES:
@@ -216,4 +223,4 @@ class MERTConfig(PreTrainedConfig):
             )
 
 
-__all__ = ["MERTConfig"]
+__all__ = ["INSTRUCTION_DISTANCES", "INSTRUCTION_PRIORS", "MERTConfig"]

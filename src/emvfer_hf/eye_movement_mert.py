@@ -38,7 +38,9 @@ from .faces_mert import (  # noqa: F401  (detect_faces and the backends are re-e
     FaceTrack,
     MTCNNBackend,
     _similarity_transform,
+    default_face_backend,
     detect_faces,
+    run_face_backend,
 )
 from .video_io_mert import decode_video, iter_frame_chunks
 
@@ -279,8 +281,12 @@ def measure_pupil(
     eye_gray: np.ndarray,
     bilateral: tuple = (5, 30.0, 5.0),
     erosion: int = 3,
+    region: Optional[np.ndarray] = None,
 ) -> PupilMeasurement:
     """The paper's per-eye chain on an aligned grey eye patch (H, W) uint8.
+
+    ``region`` (H, W) bool is the eye's visible area where landmarks give it (the polygon of the eyelids); without
+    it the eye region is the ellipse inscribed in the patch.
 
     bilateral filter → erosion (a 3x3 minimum filter: removes glints and thin bright gaps, dark areas grow
     slightly) → Otsu threshold computed only over the eye region (the ellipse inscribed in the patch) → dark mask,
@@ -294,14 +300,19 @@ def measure_pupil(
     if erosion > 1:
         img = cv2.erode(img, np.ones((erosion, erosion), np.uint8))
     yy, xx = np.mgrid[0:h, 0:w]
-    region = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2 <= 1.0
+    ellipse = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
+    if region is None:
+        region, inner = ellipse <= 1.0, ellipse <= 0.75  # inner: no hits on the border
+    else:
+        region = np.asarray(region, dtype=bool)
+        inner = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        inner = inner if inner.any() else region
     vals = img[region]
     if vals.size < 4 or int(vals.max()) - int(vals.min()) < 8:
         return PupilMeasurement()  # flat patch: closed eye or nothing to see
     thr, _ = cv2.threshold(vals.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     dark = ((img <= thr) & region).astype(np.uint8)
     smooth = cv2.GaussianBlur(img, (0, 0), max(1.0, w / 24.0)).astype(np.float32)
-    inner = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2 <= 0.75  # no border hits
     smooth[~inner] = np.inf
     dy, dx = np.unravel_index(int(np.argmin(smooth)), smooth.shape)
     n, labels = cv2.connectedComponents(dark, connectivity=8)
@@ -348,58 +359,223 @@ def _robust_sd(x: np.ndarray) -> float:
 class VisualEyeMovementExtractor:
     """Reads the canonical eye-movement series from the frames of a facial video.
 
-    Per frame: face + 5 landmarks (``backend``) → similarity alignment of the landmarks to a 5-point face template
-    (removes head translation, roll and scale) → for each eye an aligned patch of ``eye_patch`` pixels covering
-    ``eye_box`` inter-ocular distances around the template's eye position → :func:`measure_pupil`. Then:
+    With a dense backend (:class:`~.faces_mert.FaceMeshBackend`, the default) the eye landmarks drive every channel:
 
-    - pupils (ch 0, 1): dark-blob diameter / inter-ocular distance; ch 0 is the subject's LEFT eye, i.e. the
-      image-right eye of a non-mirrored camera (as the tracker's "left").
-    - gaze (ch 2, 3): mean over the found eyes of the pupil-centre offset inside the aligned eye box, [-1, 1],
-      +x image-right, +y image-down. Because the box is placed by the whole 5-point face frame, head motion is
-      removed; because it is expressed in the box, the scale of the face is too.
-    - behaviour (ch 4): blink where the blob area of both found eyes drops below ``blink_ratio`` x the clip's
-      median (or no blob at all with a face present); saccade where the gaze velocity exceeds an adaptive
-      threshold (``saccade_lambda`` median-based SDs, at least ``min_saccade_speed`` box half-widths per second);
-      else fixation.
-    - blinks are valid rows whose pupil/gaze values are interpolated across; frames without a face are
-      interpolated and invalid.
+    - **eye crops**: per eye, a patch aligned to the line through its two corners, ``eye_crop`` corner distances
+      wide, and the eyelid polygon as the eye region of the paper's pupil chain (:func:`measure_pupil`: bilateral
+      filter → erosion → Otsu binarisation → the dark blob).
+    - **pupils** (ch 0, 1): blob diameter / the eye's corner distance (relative to the eye size, so face scale and
+      distance to the camera cancel); ch 0 is the subject's LEFT eye (image-right for a non-mirrored camera), as
+      the tracker's "left".
+    - **gaze** (ch 2, 3): the iris centre (the iris model's, else the blob's) relative to the eye corners, as an
+      eye-in-head angle (``asin(offset / eyeball_ratio)``), plus the head's yaw / pitch from the 3-D mesh: the gaze
+      direction relative to the camera, ±``gaze_range_deg`` ↦ ±1, +x image-right, +y image-down. Head roll is
+      removed by measuring along the eye line.
+    - **blinks** (ch 4 = blink): the eye aspect ratio (EAR: mean lid distance / corner distance, both eyes) against
+      its own running open-eye level (the ``blink_baseline_s`` rolling 75th percentile: a per-video, adaptive
+      threshold that follows head pitch and expression); a blink starts below ``blink_ratio`` x that level, extends
+      while below ``blink_release`` x it, and lasts at least ``min_blink_ms``.
+    - **saccades** (ch 4 = saccade): the gaze velocity (deg/s) above an adaptive threshold (``saccade_lambda``
+      median-based SDs, Engbert & Kliegl) and at least ``min_saccade_speed`` deg/s; else fixation.
+    - blink rows are valid, with pupils and gaze interpolated across; frames without a face or eyes are interpolated
+      and invalid.
+
+    With a 5-point backend (:class:`~.faces_mert.MTCNNBackend`, the fallback) the eye patches are placed by a
+    similarity alignment of the 5 landmarks to a face template, blinks come from blob-size drops (``blob_blink_ratio``
+    x the clip's median area) and gaze is the pupil offset inside the aligned box.
 
     Args:
-        backend: a :class:`FaceLandmarkBackend` (default :class:`MTCNNBackend`, built on first use).
-        eye_box: (width, height) of an eye box in inter-ocular distances.
-        eye_patch: (width, height) in pixels of the aligned eye patch.
-        blink_ratio, saccade_lambda, min_saccade_speed: behaviour classification parameters.
+        backend: a :class:`~.faces_mert.FaceLandmarkBackend` (default: :func:`~.faces_mert.default_face_backend`).
+        eye_crop: (width, height) of a landmark eye crop in corner distances.
+        eye_patch: (width, height) in pixels of an eye patch.
+        blink_ratio, blink_release, blink_baseline_s, min_blink_ms: blink detection from the EAR.
+        eyeball_ratio: the eyeball radius over half the corner distance (eye-in-head angle from the iris offset).
+        iris_rest: where the iris centre sits for a straight look, in half corner distances from the corners'
+            midpoint (above the corner line: the median over the annotated real videos of ``tests/fixtures/faces``).
+        gaze_range_deg: the gaze angle mapped to ±1.
+        saccade_lambda, min_saccade_speed: saccade detection (deg/s; box half-widths/s on the 5-point path).
+        eye_box, blob_blink_ratio: the 5-point path's eye box (inter-ocular distances) and blink ratio.
         normalize: apply :func:`normalize_eye_movements` (default) or return raw values.
     """
 
     def __init__(
         self,
         backend: Optional[FaceLandmarkBackend] = None,
-        eye_box: tuple = (0.6, 0.36),
-        eye_patch: tuple = (48, 29),
-        blink_ratio: float = 0.35,
+        eye_crop: tuple = (1.3, 0.75),
+        eye_patch: tuple = (48, 28),
+        blink_ratio: float = 0.7,
+        blink_release: float = 0.85,
+        blink_baseline_s: float = 2.0,
+        min_blink_ms: float = 50.0,
+        eyeball_ratio: float = 0.8,
+        iris_rest: tuple = (0.0, -0.17),
+        gaze_source: str = "iris",
+        gaze_range_deg: float = 45.0,
         saccade_lambda: float = 6.0,
-        min_saccade_speed: float = 2.0,
+        min_saccade_speed: float = 40.0,
+        eye_box: tuple = (0.6, 0.36),
+        blob_blink_ratio: float = 0.35,
         normalize: bool = True,
     ):
         self._backend = backend
-        self.eye_box = tuple(float(v) for v in eye_box)
+        self.eye_crop = tuple(float(v) for v in eye_crop)
         self.eye_patch = tuple(int(v) for v in eye_patch)
         self.blink_ratio = float(blink_ratio)
+        self.blink_release = float(blink_release)
+        self.blink_baseline_s = float(blink_baseline_s)
+        self.min_blink_ms = float(min_blink_ms)
+        self.eyeball_ratio = float(eyeball_ratio)
+        self.iris_rest = np.asarray(iris_rest, dtype=np.float64)
+        if gaze_source not in ("iris", "pupil"):
+            raise ValueError(f"gaze_source must be 'iris' or 'pupil', got {gaze_source!r}")
+        self.gaze_source = gaze_source
+        self.gaze_range_deg = float(gaze_range_deg)
         self.saccade_lambda = float(saccade_lambda)
         self.min_saccade_speed = float(min_saccade_speed)
+        self.eye_box = tuple(float(v) for v in eye_box)
+        self.blob_blink_ratio = float(blob_blink_ratio)
         self.normalize = normalize
 
     @property
     def backend(self) -> FaceLandmarkBackend:
         if self._backend is None:
-            self._backend = MTCNNBackend()
+            self._backend = default_face_backend()
         return self._backend
 
     def detect_faces(self, frames: Sequence[np.ndarray]) -> FaceTrack:
         """Run the backend once over the clip (reusable for face crops: pass it back as ``faces=``)."""
-        return FaceTrack(*self.backend.detect(list(frames)))
+        return run_face_backend(self.backend, frames)
 
+    # -- the landmark path ---------------------------------------------------------------------------------------
+    def _eye_frame(self, eye: np.ndarray, subject_left: bool) -> tuple[np.ndarray, np.ndarray, float]:
+        """(mid point, unit axis image-left → image-right corner, corner distance) of one eye's points (9, 2)."""
+        outer, inner = eye[0].astype(np.float64), eye[1].astype(np.float64)
+        left, right = (inner, outer) if subject_left else (outer, inner)
+        d = float(np.linalg.norm(right - left))
+        return (left + right) / 2.0, (right - left) / max(d, 1e-6), d
+
+    def measure_landmarks(self, frames: Sequence[np.ndarray], faces: FaceTrack) -> dict:
+        """Per-frame raw measurements from dense eye landmarks, per eye (subject left, right):
+
+        ``ear`` (N, 2) eye aspect ratio; ``pupil`` (N, 2) blob diameter / corner distance; ``offset`` (N, 2, 2) the
+        iris centre's offset from the corner midpoint along / across the eye line in half corner distances; NaN
+        where there is no face, no eye or no blob.
+        """
+        import cv2
+
+        n = len(frames)
+        ear = np.full((n, 2), np.nan)
+        pupil = np.full((n, 2), np.nan)
+        offset = np.full((n, 2, 2), np.nan)
+        pw, ph = self.eye_patch
+        cw, ch = self.eye_crop
+        order = (0, 2, 3, 4, 1, 7, 6, 5)  # outer corner, upper lid, inner corner, lower lid: the eyelid polygon
+        found = faces.found & np.isfinite(faces.eyes[..., :8, :]).all(axis=(1, 2, 3))
+        for i in np.flatnonzero(found):
+            gray = cv2.cvtColor(np.ascontiguousarray(frames[i]), cv2.COLOR_RGB2GRAY)
+            for e in range(2):
+                eye = faces.eyes[i, e].astype(np.float64)
+                mid, axis, d = self._eye_frame(eye, subject_left=(e == 0))
+                if d < 4.0:
+                    continue
+                normal = np.array([-axis[1], axis[0]])
+                lids = np.linalg.norm(eye[2:5] - eye[5:8], axis=1)
+                ear[i, e] = float(lids.mean() / d)
+                # frame → patch: rows of the rotation are the eye axis and its normal, scaled to the crop
+                sx, sy = pw / (cw * d), ph / (ch * d)
+                rot = np.stack([axis * sx, normal * sy])
+                m = np.concatenate([rot, (np.array([pw / 2.0, ph / 2.0]) - rot @ mid)[:, None]], axis=1)
+                patch = cv2.warpAffine(gray, m, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                polygon = np.round((eye[list(order)] @ rot.T) + m[:, 2]).astype(np.int32)
+                region = np.zeros((ph, pw), np.uint8)
+                cv2.fillPoly(region, [polygon], 1)
+                region = cv2.dilate(region, np.ones((3, 3), np.uint8)).astype(bool)
+                if region.sum() < 12:
+                    continue  # a closed eye: no region to measure
+                found_pupil = measure_pupil(patch, region=region)
+                if found_pupil.found:
+                    pupil[i, e] = found_pupil.diameter * cw  # patch widths → corner distances
+                iris = eye[8]
+                if self.gaze_source == "iris" and np.isfinite(iris).all():
+                    rel = iris - mid
+                    offset[i, e] = (rel @ axis / (d / 2.0), rel @ normal / (d / 2.0))
+                elif found_pupil.found:
+                    offset[i, e] = (found_pupil.x * cw, found_pupil.y * ch)  # patch [-1, 1] → half corner distances
+        return {"ear": ear, "pupil": pupil, "offset": offset}
+
+    def detect_blinks(self, ear: np.ndarray, valid: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+        """(N,) bool blink frames from the eye aspect ratio (N,) (NaN where unknown) and the face mask (N,)."""
+        from scipy.ndimage import percentile_filter
+
+        n = len(ear)
+        blink = np.zeros(n, bool)
+        good = valid & np.isfinite(ear)
+        if good.sum() < 3:
+            return blink
+        idx = np.arange(n)
+        filled = np.interp(idx, idx[good], ear[good])
+        dt = float(np.median(np.diff(times_s))) if n > 1 else 0.04
+        dt = dt if dt > 0 else 0.04
+        window = max(3, int(round(self.blink_baseline_s / dt)) | 1)
+        baseline = percentile_filter(filled, 75, size=min(window, 2 * n + 1), mode="nearest")
+        baseline = np.maximum(baseline, 1e-6)
+        ratio = np.where(good, ear / baseline, np.nan)
+        closed = np.nan_to_num(ratio, nan=1.0) < self.blink_ratio
+        release = np.nan_to_num(ratio, nan=1.0) < self.blink_release
+        min_frames = max(1, int(np.ceil(self.min_blink_ms / 1000.0 / dt - 1e-9)))
+        i = 0
+        while i < n:
+            if not closed[i]:
+                i += 1
+                continue
+            start = end = i
+            while start > 0 and release[start - 1]:
+                start -= 1
+            while end + 1 < n and release[end + 1]:
+                end += 1
+            if end - start + 1 >= min_frames:
+                blink[start : end + 1] = True
+            i = end + 1
+        return blink & valid
+
+    def classify_landmarks(self, raw: dict, faces: FaceTrack, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw landmark measurements (:meth:`measure_landmarks`) → raw canonical values (N, 5) and the mask (N,)."""
+        n = len(times_s)
+        valid = faces.found & np.isfinite(raw["ear"]).any(axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # frames where neither eye was measured
+            ear = np.nanmean(raw["ear"], axis=1)
+            offset = np.nanmean(raw["offset"], axis=1)  # (N, 2): both eyes move together
+        blink = self.detect_blinks(ear, valid, times_s)
+        angles = np.degrees(np.arcsin(np.clip((offset - self.iris_rest) / self.eyeball_ratio, -1.0, 1.0)))
+        if faces.head_pose is not None:
+            angles = angles + np.nan_to_num(faces.head_pose[:, :2].astype(np.float64))
+        values = np.full((n, NUM_EYE_MOVEMENT_CHANNELS), np.nan)
+        values[:, 0], values[:, 1] = raw["pupil"][:, 0], raw["pupil"][:, 1]
+        values[:, 2:4] = angles / self.gaze_range_deg
+        values[blink, :4] = np.nan  # a closed eye has no pupil and no gaze: interpolated across
+        values[~valid, :4] = np.nan
+        filled = values.copy()
+        idx = np.arange(n)
+        for c in range(4):
+            good = np.isfinite(values[:, c])
+            filled[:, c] = np.interp(idx, idx[good], values[good, c]) if good.any() else 0.0
+        behaviour = np.full(n, FIXATION, np.float64)
+        seen = valid & ~blink & np.isfinite(values[:, 2])
+        if n > 2 and seen.sum() > 2:
+            dt = np.gradient(times_s)
+            deg = filled[:, 2:4] * self.gaze_range_deg
+            speed = np.hypot(np.gradient(deg[:, 0]) / dt, np.gradient(deg[:, 1]) / dt)
+            vx, vy = np.gradient(deg[:, 0]) / dt, np.gradient(deg[:, 1]) / dt
+            sx, sy = _robust_sd(vx[seen]), _robust_sd(vy[seen])
+            threshold = max(self.saccade_lambda * float(np.hypot(sx, sy)), self.min_saccade_speed)
+            behaviour[seen & (speed > threshold)] = SACCADE
+        behaviour[blink] = BLINK
+        filled[:, BEHAVIOUR_CHANNEL] = behaviour
+        filled[:, 2:4] = np.clip(filled[:, 2:4], -1.0, 1.0)
+        return filled, valid
+
+    # -- the 5-point path ----------------------------------------------------------------------------------------
     def _eye_patches(self, frame_gray: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray]:
         """The two aligned grey eye patches, subject's left eye (image-right, template index 1) first."""
         import cv2
@@ -444,7 +620,7 @@ class VisualEyeMovementExtractor:
         ref = np.where(np.isfinite(ref), ref, np.nanmax(ref) if np.isfinite(ref).any() else 1.0)
         with np.errstate(invalid="ignore"):
             ratio = area / ref[None, :]
-        blink = face & np.all(np.nan_to_num(ratio, nan=0.0) < self.blink_ratio, axis=1)
+        blink = face & np.all(np.nan_to_num(ratio, nan=0.0) < self.blob_blink_ratio, axis=1)
         open_eye = face[:, None] & ~blink[:, None] & np.isfinite(raw[..., 0])
         values = np.full((n, NUM_EYE_MOVEMENT_CHANNELS), np.nan)
         values[:, 0] = np.where(open_eye[:, 0], raw[:, 0, 2], np.nan)
@@ -467,8 +643,8 @@ class VisualEyeMovementExtractor:
             vx, vy = np.gradient(filled[:, 2]) / dt, np.gradient(filled[:, 3]) / dt
             seen = np.isfinite(values[:, 2]) & valid
             sx, sy = _robust_sd(vx[seen]), _robust_sd(vy[seen])
-            tx = max(self.saccade_lambda * sx, self.min_saccade_speed)
-            ty = max(self.saccade_lambda * sy, self.min_saccade_speed)
+            tx = max(self.saccade_lambda * sx, 2.0)  # at least 2 box half-widths per second
+            ty = max(self.saccade_lambda * sy, 2.0)
             behaviour[seen & (np.hypot(vx / tx, vy / ty) > 1.0)] = SACCADE
         behaviour[blink] = BLINK
         filled[:, BEHAVIOUR_CHANNEL] = behaviour
@@ -489,7 +665,7 @@ class VisualEyeMovementExtractor:
         if faces is None:
             faces = self.detect_faces(frames)
         elif not isinstance(faces, FaceTrack):
-            faces = FaceTrack(faces[0], faces[1], faces[2] if len(faces) > 2 else None)
+            faces = FaceTrack(*faces)
         if len(faces) != len(frames):
             raise ValueError(f"{source}: faces has {len(faces)} rows for {len(frames)} frames")
         found = faces.found
@@ -502,8 +678,10 @@ class VisualEyeMovementExtractor:
             values = np.zeros((len(frames), NUM_EYE_MOVEMENT_CHANNELS), np.float32)
             return EyeMovementSeries(values, np.zeros(len(frames), bool), times, True,
                                      {"source": source, "fps": fps, "faces": faces})
-        raw = self.measure(frames, faces)
-        values, valid = self.classify(raw, found, times)
+        if faces.has_eye_landmarks:
+            values, valid = self.classify_landmarks(self.measure_landmarks(frames, faces), faces, times)
+        else:
+            values, valid = self.classify(self.measure(frames, faces), found, times)
         series = EyeMovementSeries(values.astype(np.float32), valid, times, normalized=False,
                                    metadata={"source": source, "fps": fps, "faces": faces})
         return series.normalize() if self.normalize else series
@@ -580,9 +758,7 @@ def _extract_in_chunks(path: str, fps, extractor, allow_no_face: bool, chunk_fra
         np.concatenate([part.valid for part, _ in parts]),
         np.concatenate([part.times_s + offset for part, offset in parts]),
         normalized=not any(part.valid.any() for part, _ in parts),  # an all-invalid series is already zeros
-        metadata={"source": path, "fps": rate, "faces": FaceTrack(
-            np.concatenate([f.boxes for f in faces]), np.concatenate([f.landmarks for f in faces]),
-            np.concatenate([f.probs for f in faces]),
-        ) if all(f is not None for f in faces) else None},
+        metadata={"source": path, "fps": rate,
+                  "faces": FaceTrack.concatenate(faces) if all(f is not None for f in faces) else None},
     )  # fmt: skip
     return series.normalize() if extractor.normalize else series

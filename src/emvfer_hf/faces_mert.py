@@ -51,20 +51,36 @@ def _similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m
 
 
+#: The eye points of :attr:`FaceTrack.eyes`, per eye: the two corners, three points on each lid (outer to inner) and
+#: the iris centre (NaN where the backend has no iris model). The eye aspect ratio uses the lid pairs.
+EYE_POINT_NAMES = (
+    "outer_corner", "inner_corner", "upper_outer", "upper_mid", "upper_inner", "lower_outer", "lower_mid",
+    "lower_inner", "iris_centre",
+)  # fmt: skip
+NUM_EYE_POINTS = len(EYE_POINT_NAMES)
+
+
 @dataclass
 class FaceTrack:
-    """Per-frame face detections of a clip of N frames (NaN rows where no face was found).
+    """Per-frame face detections of ONE face over a clip of N frames (NaN rows where no face was found).
 
     Attributes:
         boxes: (N, 4) float32 ``x1, y1, x2, y2`` in frame pixels.
-        landmarks: (N, 5, 2) float32 ``(x, y)`` of MTCNN's 5 points: image-left eye, image-right eye, nose,
-            image-left mouth corner, image-right mouth corner.
-        probs: (N,) float32 detection confidence (NaN / 0 where no face).
+        landmarks: (N, 5, 2) float32 ``(x, y)`` of the 5 points: image-left eye, image-right eye, nose,
+            image-left mouth corner, image-right mouth corner (MTCNN's order; dense backends give the same subset).
+        probs: (N,) float32 detection confidence (NaN where no face).
+        eyes: (N, 2, 9, 2) float32 or None: dense eye landmarks, the subject's LEFT eye first (image-right for a
+            non-mirrored camera), points as in :data:`EYE_POINT_NAMES`. None for 5-point backends.
+        head_pose: (N, 3) float32 or None: head ``yaw, pitch, roll`` in degrees (+yaw: the face turns towards
+            image-right, +pitch: it tilts down, +roll: clockwise in the image). None where the backend has no 3-D
+            landmarks.
     """
 
     boxes: np.ndarray
     landmarks: np.ndarray
-    probs: np.ndarray
+    probs: Optional[np.ndarray] = None
+    eyes: Optional[np.ndarray] = None
+    head_pose: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -75,10 +91,14 @@ class FaceTrack:
             if self.probs is None
             else np.asarray(self.probs, dtype=np.float32).reshape(-1)
         )
-        if len(self.landmarks) != n or len(self.probs) != n:
-            raise ValueError(
-                f"FaceTrack: boxes has {n} rows, landmarks {len(self.landmarks)}, probs {len(self.probs)}"
-            )
+        if self.eyes is not None:
+            self.eyes = np.asarray(self.eyes, dtype=np.float32).reshape(-1, 2, NUM_EYE_POINTS, 2)
+        if self.head_pose is not None:
+            self.head_pose = np.asarray(self.head_pose, dtype=np.float32).reshape(-1, 3)
+        sizes = {"landmarks": len(self.landmarks), "probs": len(self.probs)}
+        sizes.update({k: len(v) for k, v in (("eyes", self.eyes), ("head_pose", self.head_pose)) if v is not None})
+        if any(size != n for size in sizes.values()):
+            raise ValueError(f"FaceTrack: boxes has {n} rows but " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -88,27 +108,67 @@ class FaceTrack:
         """(N,) bool: frames with a face and finite landmarks."""
         return np.isfinite(self.boxes).all(1) & np.isfinite(self.landmarks).all(axis=(1, 2))
 
+    @property
+    def has_eye_landmarks(self) -> bool:
+        return self.eyes is not None
+
+    def select(self, indices) -> "FaceTrack":
+        """The rows ``indices`` (an index array or a boolean mask)."""
+        pick = (lambda a: None if a is None else a[indices])  # noqa: E731
+        return FaceTrack(self.boxes[indices], self.landmarks[indices], self.probs[indices], pick(self.eyes),
+                         pick(self.head_pose))  # fmt: skip
+
+    @classmethod
+    def concatenate(cls, tracks: Sequence["FaceTrack"]) -> "FaceTrack":
+        """Join consecutive tracks of the same video (e.g. the chunks of a long video) into one."""
+        tracks = list(tracks)
+        if not tracks:
+            raise ValueError("no face tracks to concatenate")
+        join = (lambda name: None if any(getattr(t, name) is None for t in tracks)  # noqa: E731
+                else np.concatenate([getattr(t, name) for t in tracks]))  # fmt: skip
+        return cls(join("boxes"), join("landmarks"), join("probs"), join("eyes"), join("head_pose"))
+
+    @classmethod
+    def empty(cls, n: int, dense: bool = False) -> "FaceTrack":
+        """N rows without a face (with NaN eye landmarks and head pose when ``dense``)."""
+        nan = lambda *shape: np.full(shape, np.nan, np.float32)  # noqa: E731
+        return cls(nan(n, 4), nan(n, 5, 2), nan(n), nan(n, 2, NUM_EYE_POINTS, 2) if dense else None,
+                   nan(n, 3) if dense else None)  # fmt: skip
+
 
 class FaceLandmarkBackend:
-    """Interface of a face + 5-landmark detector used by the visual extractor and the video processor.
+    """The protocol of a face + landmark detector used by the visual extractor and the video processor.
 
-    Subclasses implement :meth:`detect`. A landmark model with more points can replace MTCNN by returning the
-    5-point subset (eye centres, nose tip, mouth corners).
+    Subclasses implement :meth:`detect`. Call the backend (``backend(frames)``) to get a :class:`FaceTrack`.
+    A 5-point backend returns boxes, landmarks and probabilities; a dense one also fills ``FaceTrack.eyes`` (and
+    ``head_pose``), which the extractor then uses for blinks (eyelid aperture), eye crops and gaze. To plug in your
+    own landmark model, subclass this and return a :class:`FaceTrack` (see :class:`FaceMeshBackend` for the eye
+    point layout), then pass it as ``backend=`` to the extractor or set ``processor.face_backend``.
     """
 
-    def detect(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    #: whether :meth:`detect` fills ``FaceTrack.eyes``
+    dense = False
+
+    def detect(self, frames: Sequence[np.ndarray]):
         """Detect the most probable face in each frame.
 
         Args:
-            frames: N RGB uint8 frames (H, W, 3), all of the same clip.
+            frames: N RGB uint8 frames (H, W, 3), consecutive frames of one clip.
         Returns:
-            ``(boxes, landmarks, probs)``: (N, 4) float ``x1, y1, x2, y2``, (N, 5, 2) float, (N,) float; NaN rows
-            where a frame has no face.
+            a :class:`FaceTrack`, or the tuple ``(boxes, landmarks, probs)``: (N, 4) float ``x1, y1, x2, y2``,
+            (N, 5, 2) float, (N,) float; NaN rows where a frame has no face.
         """
         raise NotImplementedError
 
     def __call__(self, frames: Sequence[np.ndarray]) -> FaceTrack:
-        return FaceTrack(*self.detect(frames))
+        return run_face_backend(self, frames)
+
+
+def run_face_backend(backend, frames: Sequence[np.ndarray]) -> FaceTrack:
+    """``backend.detect(frames)`` as a :class:`FaceTrack`, for any object with a ``detect`` method (a
+    :class:`FaceLandmarkBackend` or a duck-typed one returning ``(boxes, landmarks, probs)``)."""
+    result = backend.detect(list(frames))
+    return result if isinstance(result, FaceTrack) else FaceTrack(*result)
 
 
 class MTCNNBackend(FaceLandmarkBackend):
@@ -226,6 +286,278 @@ class MTCNNBackend(FaceLandmarkBackend):
         return out_b, out_l, out_p
 
 
+# ---------------------------------------------------------------------------------------------- dense landmarks
+#: Indices into MediaPipe's 468-point face mesh, per eye in :data:`EYE_POINT_NAMES` order (the iris centre comes
+#: from the iris model). "left"/"right" are the subject's: the left eye is image-right for a non-mirrored camera.
+MESH_EYE_INDICES = {
+    "left": (263, 362, 387, 386, 385, 373, 374, 380),
+    "right": (33, 133, 160, 159, 158, 144, 145, 153),
+}
+#: The same eye points among the iris model's first 16 eye-contour points (lower lid corner to corner, then upper
+#: lid), for a right eye or a mirrored left eye.
+IRIS_CONTOUR_EYE_INDICES = (0, 8, 11, 12, 13, 3, 4, 5)
+MESH_NOSE_TIP, MESH_MOUTH_CORNERS, MESH_FOREHEAD, MESH_CHIN = 1, (61, 291), 10, 152
+MESH_SIZE, IRIS_SIZE = 192, 64
+
+
+def landmark_weights_dir() -> "Path":
+    """The folder of the shipped MediaPipe face-mesh and iris models (``weights/mediapipe`` of the package).
+
+    Remote code (a checkpoint loaded with ``trust_remote_code=True``) has no weights beside it: it uses those of an
+    installed ``emvfer_hf``. Raises ``FileNotFoundError`` with the fix when neither has them.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    candidates = [Path(__file__).resolve().parent / "weights" / "mediapipe"]
+    spec = importlib.util.find_spec("emvfer_hf")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / "weights" / "mediapipe" for p in spec.submodule_search_locations]
+    for folder in candidates:
+        if (folder / "face_landmark.tflite").exists() and (folder / "iris_landmark.tflite").exists():
+            return folder
+    raise FileNotFoundError(
+        "the MediaPipe face-mesh weights (face_landmark.tflite, iris_landmark.tflite) ship inside the emvfer-hf "
+        f"package and were not found in {', '.join(str(c) for c in candidates)}: `pip install emvfer-hf`, or use "
+        "MTCNNBackend (5 landmarks)"
+    )
+
+
+def _crop_transform(centre, side: float, angle_deg: float, size: int) -> np.ndarray:
+    """(2, 3) affine from frame pixels to a ``size`` x ``size`` crop: a square of ``side`` pixels around ``centre``,
+    rotated by ``angle_deg`` so that a line at that angle in the frame (e.g. the eye line) becomes horizontal."""
+    import cv2
+
+    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle_deg), size / max(float(side), 1.0))
+    m[:, 2] += (size / 2.0 - centre[0], size / 2.0 - centre[1])
+    return m
+
+
+def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ m[:, :2].T + m[:, 2]
+
+
+def _invert(m: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.invertAffineTransform(m)
+
+
+def _head_pose(mesh: np.ndarray) -> np.ndarray:
+    """``yaw, pitch, roll`` in degrees from the 3-D mesh (frame pixels, z in the same scale, smaller = nearer).
+
+    yaw: the depth difference across the outer eye corners (right → left eye); pitch: across forehead → chin;
+    roll: the angle of the eye line in the image.
+    """
+    a, b = mesh[MESH_EYE_INDICES["right"][0]], mesh[MESH_EYE_INDICES["left"][0]]
+    top, bottom = mesh[MESH_FOREHEAD], mesh[MESH_CHIN]
+    d = b - a
+    v = bottom - top
+    yaw = np.degrees(np.arctan2(d[2], np.hypot(d[0], d[1])))
+    pitch = np.degrees(np.arctan2(v[2], np.hypot(v[0], v[1])))
+    roll = np.degrees(np.arctan2(d[1], d[0]))
+    return np.array([yaw, pitch, roll], np.float32)
+
+
+class FaceMeshBackend(FaceLandmarkBackend):
+    """Dense landmarks: MediaPipe's 468-point face mesh and its iris model, run with LiteRT (``ai-edge-litert``).
+
+    The weights ship inside this package (Apache-2.0, ``weights/mediapipe/NOTICE.md``); nothing is downloaded.
+    Per clip:
+
+    1. key frames (every ``detect_every`` frames, and ``retry_every`` frames after the face was lost) go to a 5-point
+       ``detector`` (default :class:`MTCNNBackend`, full detector) in one batch;
+    2. each frame's face region — from the detector on key frames, else from the previous frame's mesh, as MediaPipe
+       tracks — is cut out square (``roi_scale`` x the face size), rotated so that the eyes are level, at 192x192;
+    3. the face mesh gives 468 points with depth and a face-presence score; below ``min_presence`` the frame has no
+       face (and the next frame asks the detector again);
+    4. with ``iris=True`` each eye region (2.3 x the corner distance, at 64x64; the left eye mirrored, as the model
+       expects) goes to the iris model for the iris centre.
+
+    The :class:`FaceTrack` carries the box (the mesh's extent), MTCNN's 5-point layout (eye centres, nose tip, mouth
+    corners, taken from the mesh), the presence score, the eye points of :data:`EYE_POINT_NAMES` and the head pose.
+
+    Args:
+        detector: the 5-point backend for key frames (default ``MTCNNBackend(detect_every=1)``).
+        iris: run the iris model (the iris centre for gaze; costs about 2 ms per eye on one core).
+        detect_every: key-frame period in frames.
+        retry_every: frames between detector calls while no face is tracked.
+        min_presence: face-presence probability needed to accept a mesh.
+        roi_scale: side of the face region in face sizes.
+        num_threads: LiteRT threads (default 1: frames are many and small, one thread wastes least).
+    """
+
+    dense = True
+
+    def __init__(
+        self,
+        detector: Optional[FaceLandmarkBackend] = None,
+        iris: bool = True,
+        detect_every: int = 30,
+        retry_every: int = 5,
+        min_presence: float = 0.5,
+        roi_scale: float = 1.5,
+        num_threads: int = 1,
+    ):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:  # pragma: no cover - depends on the platform
+            raise ImportError(
+                "FaceMeshBackend runs MediaPipe's face mesh with LiteRT: `pip install ai-edge-litert` (a dependency of "
+                "emvfer-hf on Linux and macOS), or use MTCNNBackend (5 landmarks, no eyelids)"
+            ) from error
+        self._interpreter_class = Interpreter
+        self._folder = landmark_weights_dir()
+        self.detector = detector if detector is not None else MTCNNBackend(detect_every=1)
+        self.iris = bool(iris)
+        self.detect_every = max(1, int(detect_every))
+        self.retry_every = max(1, int(retry_every))
+        self.min_presence = float(min_presence)
+        self.roi_scale = float(roi_scale)
+        self.num_threads = int(num_threads)
+        self._interpreters = {}
+
+    def _model(self, name: str):
+        """The LiteRT interpreter of ``face_landmark`` or ``iris_landmark``, built on first use (and again after
+        unpickling: interpreters do not pickle, so a backend travels to worker processes without them)."""
+        if name not in self._interpreters:
+            interpreter = self._interpreter_class(model_path=str(self._folder / f"{name}.tflite"),
+                                                  num_threads=self.num_threads)  # fmt: skip
+            interpreter.allocate_tensors()
+            self._interpreters[name] = interpreter
+        return self._interpreters[name]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_interpreters"] = {}
+        return state
+
+    @staticmethod
+    def _run(interpreter, image: np.ndarray) -> list[np.ndarray]:
+        """One forward pass on an RGB uint8 crop, scaled to [0, 1]."""
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
+                               (image.astype(np.float32) * (1.0 / 255.0))[None])  # fmt: skip
+        interpreter.invoke()
+        return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+    def _mesh_in(self, frame: np.ndarray, roi: tuple) -> tuple[np.ndarray, float]:
+        """The mesh (468, 3) in frame pixels and the presence probability, for ``roi = (centre, side, angle)``."""
+        import cv2
+
+        centre, side, angle = roi
+        m = _crop_transform(centre, side, angle, MESH_SIZE)
+        crop = cv2.warpAffine(frame, m, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        points, score = self._run(self._model("face_landmark"), crop)
+        points = points.reshape(-1, 3).astype(np.float64)
+        inv = _invert(m)
+        mesh = np.concatenate([_apply(inv, points[:, :2]), points[:, 2:] * (side / MESH_SIZE)], axis=1)
+        return mesh, float(1.0 / (1.0 + np.exp(-float(score.reshape(-1)[0]))))
+
+    def _iris_model(self, frame: np.ndarray, outer: np.ndarray, inner: np.ndarray, mirror: bool) -> np.ndarray:
+        """The iris model on the eye between two corners: (9, 2) frame pixels, the eye points of
+        :data:`EYE_POINT_NAMES` from its eye contour (finer than the mesh's: the eye fills its 64x64 input) and the
+        iris centre."""
+        import cv2
+
+        centre = (outer + inner) / 2.0
+        left, right = (inner, outer) if mirror else (outer, inner)  # the image-left corner first
+        angle = np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0]))
+        m = _crop_transform(centre, 2.3 * np.linalg.norm(right - left), angle, IRIS_SIZE)
+        crop = cv2.warpAffine(frame, m, (IRIS_SIZE, IRIS_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if mirror:
+            crop = np.ascontiguousarray(crop[:, ::-1])
+        contour, iris = self._run(self._model("iris_landmark"), crop)
+        points = np.concatenate([contour.reshape(-1, 3)[list(IRIS_CONTOUR_EYE_INDICES), :2],
+                                 iris.reshape(-1, 3)[:1, :2]]).astype(np.float64)  # fmt: skip
+        if mirror:
+            points[:, 0] = IRIS_SIZE - points[:, 0]
+        return _apply(_invert(m), points)
+
+    def _accept(self, frame: np.ndarray, roi: Optional[tuple]):
+        """``(mesh, presence)`` for the face region ``roi``, or None when there is none or no face in it."""
+        if roi is None:
+            return None
+        mesh, presence = self._mesh_in(frame, roi)
+        return (mesh, presence) if presence >= self.min_presence else None
+
+    def _roi_from_mesh(self, mesh: np.ndarray) -> tuple:
+        a, b = mesh[MESH_EYE_INDICES["right"][0], :2], mesh[MESH_EYE_INDICES["left"][0], :2]
+        angle = float(np.degrees(np.arctan2(b[1] - a[1], b[0] - a[0])))
+        m = _crop_transform(mesh[:, :2].mean(0), 1.0, angle, 1)  # rotation only (scale 1): measure the extent
+        level = _apply(m, mesh[:, :2])
+        lo, hi = level.min(0), level.max(0)
+        centre = _apply(_invert(m), ((lo + hi) / 2.0)[None])[0]
+        return centre, float(max(hi - lo)) * self.roi_scale, angle
+
+    def _roi_from_detection(self, box: np.ndarray, landmarks: np.ndarray) -> tuple:
+        angle = float(np.degrees(np.arctan2(landmarks[1, 1] - landmarks[0, 1], landmarks[1, 0] - landmarks[0, 0])))
+        centre = np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
+        return centre, float(max(box[2] - box[0], box[3] - box[1])) * self.roi_scale, angle
+
+    def detect(self, frames: Sequence[np.ndarray]) -> FaceTrack:
+        frames = [np.ascontiguousarray(f) for f in frames]
+        n = len(frames)
+        out = FaceTrack.empty(n, dense=True)
+        keys = np.flatnonzero(np.arange(n) % self.detect_every == 0)
+        key_faces = self.detector([frames[i] for i in keys]) if len(keys) else None
+        key_row = {int(i): k for k, i in enumerate(keys)}
+        roi, last_try = None, -self.retry_every
+        for i, frame in enumerate(frames):
+            tracked = roi is not None
+            if i in key_row and key_faces.found[key_row[i]]:
+                k = key_row[i]
+                roi = self._roi_from_detection(key_faces.boxes[k], key_faces.landmarks[k])
+            mesh = self._accept(frame, roi)
+            if mesh is None and (tracked or i - last_try >= self.retry_every) and i not in key_row:
+                # tracking broke (or the face has been lost for a while): ask the detector on this frame
+                last_try = i
+                found = self.detector([frame])
+                if found.found[0]:
+                    mesh = self._accept(frame, self._roi_from_detection(found.boxes[0], found.landmarks[0]))
+            roi = None
+            if mesh is not None:
+                mesh, presence = mesh
+                self._fill(out, i, frame, mesh, presence)
+                roi = self._roi_from_mesh(mesh)
+        return out
+
+    def _fill(self, out: FaceTrack, i: int, frame: np.ndarray, mesh: np.ndarray, presence: float) -> None:
+        xy = mesh[:, :2]
+        out.boxes[i] = (*xy.min(0), *xy.max(0))
+        out.probs[i] = presence
+        for e, side in enumerate(("left", "right")):
+            idx = MESH_EYE_INDICES[side]
+            out.eyes[i, e, :8] = xy[list(idx)]
+            if self.iris:
+                out.eyes[i, e] = self._iris_model(frame, xy[idx[0]], xy[idx[1]], mirror=(side == "left"))
+        eye_image_left, eye_image_right = out.eyes[i, 1, :8].mean(0), out.eyes[i, 0, :8].mean(0)
+        out.landmarks[i] = (eye_image_left, eye_image_right, xy[MESH_NOSE_TIP], xy[MESH_MOUTH_CORNERS[0]],
+                            xy[MESH_MOUTH_CORNERS[1]])  # fmt: skip
+        out.head_pose[i] = _head_pose(mesh)
+
+
+
+FACE_BACKENDS = ("mesh", "mtcnn")
+
+
+def default_face_backend(name: str = "mesh", detect_size: int = 320, device: str = "cpu") -> FaceLandmarkBackend:
+    """The face backend by name: ``"mesh"`` (default: :class:`FaceMeshBackend`, dense eye landmarks) or ``"mtcnn"``
+    (:class:`MTCNNBackend`, 5 points). Where LiteRT is not installed (it has no Windows wheel) ``"mesh"`` falls back to
+    MTCNN with a warning; the eye channels then come from the 5-point path (no eyelid aperture)."""
+    if name not in FACE_BACKENDS:
+        raise ValueError(f"face backend must be one of {FACE_BACKENDS}, got {name!r}")
+    detector = MTCNNBackend(detect_size=detect_size, device=device, detect_every=1 if name == "mesh" else 10)
+    if name == "mtcnn":
+        return detector
+    try:
+        return FaceMeshBackend(detector=detector)
+    except (ImportError, FileNotFoundError) as error:
+        import warnings
+
+        warnings.warn(f"{error}; using MTCNNBackend (5 landmarks) instead", stacklevel=2)
+        return MTCNNBackend(detect_size=detect_size, device=device)
+
+
 def square_box(box: np.ndarray, margin: float) -> np.ndarray:
     """(x0, y0, x1, y1) → a square around its centre with side `max(w, h) * (1 + margin)`."""
     x0, y0, x1, y1 = box
@@ -267,4 +599,4 @@ def detect_faces(frames_or_video, backend: Optional[FaceLandmarkBackend] = None)
         frames = [decoded.frames[i] for i in sorted(decoded.frames)]
     else:
         frames = list(frames_or_video.numpy() if hasattr(frames_or_video, "numpy") else frames_or_video)
-    return FaceTrack(*(backend or MTCNNBackend()).detect(frames))
+    return run_face_backend(backend or default_face_backend(), frames)

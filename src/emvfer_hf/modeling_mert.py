@@ -31,6 +31,13 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.vit.modeling_vit import ViTEmbeddings, ViTLayer
 
 from .configuration_mert import TRAINING_STAGES, MERTConfig
+from .eye_prior_mert import (
+    INSTRUCTION_PRIORS,
+    NUM_FEATURES,
+    feature_instruction_weight,
+    fit_feature_prior,
+    series_instruction_weight,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -374,46 +381,49 @@ def _record_attentions(layers, sink: Optional[list]):
 def instruction_weight(
     eye_movement_values: torch.Tensor,
     eye_movement_mask: torch.Tensor,
-    prior_mean: torch.Tensor,
+    prior_mean: Optional[torch.Tensor] = None,
     prior_covariance: Optional[torch.Tensor] = None,
     distance: str = "euclidean",
     prior: str = "mean",
     eps: float = 1.0,
+    feature_mean: Optional[torch.Tensor] = None,
+    feature_scale: Optional[torch.Tensor] = None,
+    feature_precision: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """W(E', Ē): larger for a series closer to the prior of high-quality signals, bounded for one equal to it.
 
     Args:
         eye_movement_values: E', (B, L, C) normalised canonical series.
         eye_movement_mask: (B, L) bool; only valid steps count. A sample with no valid step gets W = 0.
-        prior_mean: Ē, (L, C).
+        prior_mean: Ē of the "mean"/"multivariate_normal" priors, the mean series (L, C).
         prior_covariance: Σ, (C, C), for `prior="multivariate_normal"`.
-        distance: "euclidean" — the RMS distance over valid steps, sqrt(mean_t ||e_t − Ē_t||²);
-            "cosine" — 1 − cos(E', Ē) of the masked, flattened series (in [0, 2]).
-        prior: "mean" — W = 1 / (dist + eps) ∈ (0, 1/eps];
+        distance: "mahalanobis" (feature prior only) — sqrt(zᵀ P z / F) of the features' robust z-scores;
+            "euclidean" — the RMS distance (of the feature z-scores, or over valid steps to the mean series);
+            "cosine" — 1 − cos (of the scaled feature vectors, or of the masked, flattened series).
+        prior: "features" — W = 1 / (dist(f(E'), Ē) + eps) with Ē the distribution of the quality features of
+            `emvfer_hf.eye_prior_mert` (`feature_mean`, `feature_scale`, `feature_precision`);
+            "mean" — W = 1 / (dist(E', Ē) + eps) ∈ (0, 1/eps] with Ē the mean series (paper-literal);
             "multivariate_normal" — W = exp(−½ · mean_t (e_t − Ē_t)ᵀ Σ⁻¹ (e_t − Ē_t) / C) ∈ (0, 1], the Gaussian
             density of the steps under N(Ē, Σ) relative to its peak, per channel (Table IX); `distance` is unused.
-        eps: the bound of the "mean" prior.
+        eps: the bound of W = 1 / (dist + eps).
+        feature_mean, feature_scale, feature_precision: the feature prior (`eye_prior_mert.fit_feature_prior`).
     Returns:
         (B,) float32 weights.
     """
-    values = eye_movement_values.float()
-    mask = eye_movement_mask.to(values.dtype)[..., None]  # (B, L, 1)
-    mean = prior_mean.float()[None]  # (1, L, C)
-    counts = mask.sum(dim=(1, 2))  # (B,)
-    has_steps = counts > 0
-    counts = counts.clamp_min(1.0)
-    residual = (values - mean) * mask
-    if prior == "multivariate_normal":
-        precision = torch.linalg.inv(prior_covariance.float())
-        mahalanobis = torch.einsum("blc,cd,bld->bl", residual, precision, residual)  # zero on masked steps
-        weights = torch.exp(-0.5 * mahalanobis.sum(dim=1) / counts / values.shape[-1])
-    elif distance == "euclidean":
-        dist = torch.sqrt((residual**2).sum(dim=(1, 2)) / counts)
-        weights = 1.0 / (dist + eps)
-    else:  # cosine
-        cos = nn.functional.cosine_similarity((values * mask).flatten(1), (mean * mask).flatten(1), dim=1, eps=1e-8)
-        weights = 1.0 / ((1.0 - cos) + eps)
-    return torch.where(has_steps, weights, torch.zeros_like(weights))
+    if prior == "features":
+        if feature_mean is None or feature_scale is None:
+            raise ValueError("instruction_weight(prior='features') needs feature_mean and feature_scale")
+        return feature_instruction_weight(
+            eye_movement_values, eye_movement_mask, feature_mean, feature_scale, feature_precision,
+            distance=distance, eps=eps,
+        )  # fmt: skip
+    if prior not in INSTRUCTION_PRIORS:
+        raise ValueError(f"unknown instruction prior {prior!r}; choose one of {INSTRUCTION_PRIORS}")
+    if prior_mean is None:
+        raise ValueError(f"instruction_weight(prior={prior!r}) needs prior_mean")
+    return series_instruction_weight(
+        eye_movement_values, eye_movement_mask, prior_mean, prior_covariance, distance=distance, prior=prior, eps=eps
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -457,6 +467,22 @@ class MERTPreTrainedModel(PreTrainedModel):
             init.zeros_(module.eye_prior_mean)
             init.copy_(module.eye_prior_covariance, torch.eye(module.eye_prior_covariance.shape[0]))
             init.zeros_(module.eye_prior_initialized)
+            init.zeros_(module.eye_prior_feature_mean)
+            init.ones_(module.eye_prior_feature_scale)
+            init.copy_(module.eye_prior_feature_precision, torch.eye(NUM_FEATURES))
+            init.zeros_(module.eye_prior_features_initialized)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then a check of the stored eye-movement prior against the config
+        (an older checkpoint without the feature prior loads with a clear warning; see
+        `MERTModel._reconcile_loaded_eye_prior`)."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        base = model.base_model
+        if hasattr(base, "_reconcile_loaded_eye_prior"):
+            base._reconcile_loaded_eye_prior(str(pretrained_model_name_or_path))
+        return loaded
 
     # -- stages (ARCHITECTURE §5.6) ------------------------------------------------------------------------------------
     def _stage_trainable_modules(self, stage: str) -> list[nn.Module]:
@@ -511,6 +537,12 @@ class MERTModel(MERTPreTrainedModel):
         self.register_buffer("eye_prior_mean", torch.zeros(config.eye_sequence_length, config.eye_num_channels))
         self.register_buffer("eye_prior_covariance", torch.eye(config.eye_num_channels))
         self.register_buffer("eye_prior_initialized", torch.zeros(()))
+        # The distributional-feature prior (`instruction_prior="features"`, eye_prior_mert): centre, robust scale and
+        # shrunk inverse correlation of the quality features over the tracker series of pre-training.
+        self.register_buffer("eye_prior_feature_mean", torch.zeros(NUM_FEATURES))
+        self.register_buffer("eye_prior_feature_scale", torch.ones(NUM_FEATURES))
+        self.register_buffer("eye_prior_feature_precision", torch.eye(NUM_FEATURES))
+        self.register_buffer("eye_prior_features_initialized", torch.zeros(()))
         self.post_init()
         self.set_training_stage(config.training_stage)
 
@@ -538,59 +570,165 @@ class MERTModel(MERTPreTrainedModel):
     # -- the prior Ē ---------------------------------------------------------------------------------------------------
     @property
     def has_eye_prior(self) -> bool:
-        return bool(self.eye_prior_initialized.item() > 0)
+        """Whether the prior that `config.instruction_prior` asks for is stored ("features" or the mean series)."""
+        return bool(self._eye_prior_flag().item() > 0)
+
+    def _eye_prior_flag(self) -> torch.Tensor:
+        """The 0-d buffer that says whether the prior `config.instruction_prior` asks for is stored."""
+        if self.config.instruction_prior == "features":
+            return self.eye_prior_features_initialized
+        return self.eye_prior_initialized
+
+    @property
+    def stored_eye_priors(self) -> tuple[str, ...]:
+        """The kinds of prior stored in this model's buffers: "features" and/or "mean" (which also serves the
+        multivariate normal, through Σ)."""
+        kinds = []
+        if self.eye_prior_features_initialized.item() > 0:
+            kinds.append("features")
+        if self.eye_prior_initialized.item() > 0:
+            kinds.append("mean")
+        return tuple(kinds)
+
+    @property
+    def eye_prior(self) -> dict:
+        """Every prior buffer as keyword arguments of `set_eye_prior` (copies), e.g. to move Ē to another model."""
+        features = None
+        if self.eye_prior_features_initialized.item() > 0:
+            features = {"mean": self.eye_prior_feature_mean.clone(), "scale": self.eye_prior_feature_scale.clone(),
+                        "precision": self.eye_prior_feature_precision.clone()}  # fmt: skip
+        mean_ok = self.eye_prior_initialized.item() > 0
+        return {"mean": self.eye_prior_mean.clone() if mean_ok else None,
+                "covariance": self.eye_prior_covariance.clone() if mean_ok else None, "features": features}  # fmt: skip
 
     @torch.no_grad()
-    def set_eye_prior(self, mean, covariance=None) -> None:
-        """Store the prior Ē (L, C) (and Σ (C, C) for the multivariate-normal option) in the model's buffers."""
-        mean = torch.as_tensor(mean, dtype=torch.float32)
-        expected = tuple(self.eye_prior_mean.shape)
-        if tuple(mean.shape) != expected:
-            raise ValueError(f"eye prior mean must have shape {expected}, got {tuple(mean.shape)}")
-        self.eye_prior_mean.copy_(mean.to(self.eye_prior_mean))
-        if covariance is not None:
-            covariance = torch.as_tensor(covariance, dtype=torch.float32)
-            if tuple(covariance.shape) != tuple(self.eye_prior_covariance.shape):
-                raise ValueError(
-                    f"eye prior covariance must have shape {tuple(self.eye_prior_covariance.shape)}, "
-                    f"got {tuple(covariance.shape)}"
-                )
-            self.eye_prior_covariance.copy_(covariance.to(self.eye_prior_covariance))
-        self.eye_prior_initialized.fill_(1.0)
+    def set_eye_prior(self, mean=None, covariance=None, features=None) -> None:
+        """Store the prior Ē in the model's buffers: the mean series (L, C) (and Σ (C, C) for the multivariate-normal
+        option) and/or the feature prior `features` = {"mean": (F,), "scale": (F,), "precision": (F, F)} of
+        `eye_prior_mert.fit_feature_prior`."""
+        if mean is None and features is None:
+            raise ValueError("set_eye_prior needs the mean series `mean` and/or the feature prior `features`")
+        if mean is not None:
+            mean = torch.as_tensor(mean, dtype=torch.float32)
+            expected = tuple(self.eye_prior_mean.shape)
+            if tuple(mean.shape) != expected:
+                raise ValueError(f"eye prior mean must have shape {expected}, got {tuple(mean.shape)}")
+            self.eye_prior_mean.copy_(mean.to(self.eye_prior_mean))
+            if covariance is not None:
+                covariance = torch.as_tensor(covariance, dtype=torch.float32)
+                if tuple(covariance.shape) != tuple(self.eye_prior_covariance.shape):
+                    raise ValueError(
+                        f"eye prior covariance must have shape {tuple(self.eye_prior_covariance.shape)}, "
+                        f"got {tuple(covariance.shape)}"
+                    )
+                self.eye_prior_covariance.copy_(covariance.to(self.eye_prior_covariance))
+            self.eye_prior_initialized.fill_(1.0)
+        if features is not None:
+            for key, buffer in (("mean", self.eye_prior_feature_mean), ("scale", self.eye_prior_feature_scale),
+                                ("precision", self.eye_prior_feature_precision)):  # fmt: skip
+                if key not in features:
+                    raise ValueError(f"the feature prior needs {key!r} (got keys {sorted(features)})")
+                value = torch.as_tensor(features[key], dtype=torch.float32)
+                if tuple(value.shape) != tuple(buffer.shape):
+                    raise ValueError(
+                        f"eye feature prior {key!r} must have shape {tuple(buffer.shape)}, got {tuple(value.shape)}"
+                    )
+                if key == "scale" and not bool((value > 0).all()):
+                    raise ValueError("eye feature prior 'scale' must be positive")
+                buffer.copy_(value.to(buffer))
+            self.eye_prior_features_initialized.fill_(1.0)
 
     def set_eye_prior_from_series(self, eye_movement_values, eye_movement_mask=None) -> None:
         """Compute and store the prior from high-quality series: an array/tensor (N, L, C) (+ mask (N, L)) or an
-        iterable of `EyeMovementSeries` (resampled to `config.eye_sequence_length`)."""
-        from .eye_movement_mert import eye_movement_prior
+        iterable of `EyeMovementSeries` (resampled to `config.eye_sequence_length`). Stores every kind of prior (the
+        feature prior and the mean series with Σ), so that `config.instruction_prior` can be switched later."""
+        from .eye_movement_mert import eye_movement_prior, stack_eye_movement_series
 
         if isinstance(eye_movement_values, torch.Tensor):
             eye_movement_values = eye_movement_values.detach().float().cpu().numpy()
         if isinstance(eye_movement_mask, torch.Tensor):
             eye_movement_mask = eye_movement_mask.detach().cpu().numpy()
+        if not hasattr(eye_movement_values, "shape"):  # an iterable of EyeMovementSeries
+            eye_movement_values, eye_movement_mask = stack_eye_movement_series(
+                list(eye_movement_values), self.config.eye_sequence_length
+            )
         mean, covariance = eye_movement_prior(
             eye_movement_values, mask=eye_movement_mask, length=self.config.eye_sequence_length
         )
-        self.set_eye_prior(mean, covariance)
+        values = torch.as_tensor(eye_movement_values, dtype=torch.float32)
+        mask = None if eye_movement_mask is None else torch.as_tensor(eye_movement_mask).bool()
+        self.set_eye_prior(mean, covariance, features=fit_feature_prior(values, mask))
 
     def instruction_weights(self, eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor) -> torch.Tensor:
         """W(E', Ē) for a batch (B,), with this model's prior and its config's distance/prior options."""
         if not self.has_eye_prior:
+            prior = self.config.instruction_prior
+            stored = self.stored_eye_priors
+            detail = f" (this model stores only the {stored[0]!r} prior)" if stored else ""
             raise ValueError(
-                "this MERT model has no eye-movement prior Ē: run the pre-training stage (which stores it) or call "
+                f"this MERT model has no eye-movement prior Ē for instruction_prior={prior!r}{detail}: run the "
+                "pre-training stage (which stores it) or call "
                 "`model.set_eye_prior_from_series(high_quality_series)` before using PEML prompts"
             )
         return self._instruction_weights(eye_movement_values, eye_movement_mask)
 
     def _instruction_weights(self, eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor) -> torch.Tensor:
         return instruction_weight(
-            eye_movement_values,
-            eye_movement_mask,
+            eye_movement_values.detach(),  # W is a property of the input, never a path for gradients
+            eye_movement_mask.detach(),
             self.eye_prior_mean,
             self.eye_prior_covariance,
             distance=self.config.instruction_distance,
             prior=self.config.instruction_prior,
             eps=self.config.instruction_eps,
+            feature_mean=self.eye_prior_feature_mean,
+            feature_scale=self.eye_prior_feature_scale,
+            feature_precision=self.eye_prior_feature_precision,
         )
+
+    def _reconcile_loaded_eye_prior(self, source: str = "the checkpoint") -> None:
+        """After loading: warn (and fall back) where the stored prior differs from what the config asks for.
+
+        - the config asks for "features" but the checkpoint carries only the mean series (a checkpoint saved before
+          the feature prior existed, or a changed config): W falls back to the stored "mean" prior (Euclidean), with
+          a warning that says how to refit;
+        - the config asks for the paper-literal "mean"/"multivariate_normal" prior and no feature prior is stored: a
+          warning that this W does not measure quality and the default is now "features".
+        """
+        import warnings
+
+        stored = self.stored_eye_priors
+        prior = self.config.instruction_prior
+        refit = ("refit it with `model.set_eye_prior_from_series(tracker_series)` (stores the feature prior) and set "
+                 "`model.config.instruction_prior = 'features'`")  # fmt: skip
+        if prior == "features" and "features" not in stored and "mean" in stored:
+            distance = self.config.instruction_distance
+            self.config.instruction_prior = "mean"
+            if distance not in ("euclidean", "cosine"):
+                self.config.instruction_distance = "euclidean"
+            warnings.warn(
+                f"{source}: its config asks for instruction_prior='features' but its eye-movement prior is the "
+                "paper-literal mean series (instruction_prior='mean'; saved before the distributional-feature prior "
+                f"existed, or without it). W uses the stored 'mean' prior with the "
+                f"{self.config.instruction_distance!r} distance, which does not measure quality; {refit}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        elif prior != "features" and "features" not in stored and "mean" in stored:
+            warnings.warn(
+                f"{source}: its eye-movement prior is the paper-literal mean series (instruction_prior={prior!r}), "
+                "saved before the distributional-feature prior became the default; this W does not tell a clean eye "
+                f"series from a broken one (README, 'instruction weight'). To use the feature prior, {refit}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        elif prior != "features" and "mean" not in stored and "features" in stored:
+            warnings.warn(
+                f"{source}: its config asks for instruction_prior={prior!r} but it stores only the feature prior; "
+                "set `model.config.instruction_prior = 'features'` or call `model.set_eye_prior_from_series(...)`.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     # -- input checks --------------------------------------------------------------------------------------------------
     def _check_inputs(self, pixel_values, eye_movement_values, eye_movement_mask):
@@ -673,7 +811,7 @@ class MERTModel(MERTPreTrainedModel):
             # torch.export / torch.compile: no data-dependent branch on the prior flag (a `.item()` guard); W is
             # computed and zeroed where the model has no prior (the eye prompts then vanish, as without eye input).
             weights = self._instruction_weights(eye_movement_values, eye_movement_mask)
-            weights = weights * (self.eye_prior_initialized > 0).to(weights.dtype)
+            weights = weights * (self._eye_prior_flag() > 0).to(weights.dtype)
         else:
             weights = self.instruction_weights(eye_movement_values, eye_movement_mask) if self.has_eye_prior else None
 
@@ -783,8 +921,16 @@ class MERTForVideoClassification(MERTPreTrainedModel):
     def has_eye_prior(self) -> bool:
         return self.mert.has_eye_prior
 
-    def set_eye_prior(self, mean, covariance=None) -> None:
-        self.mert.set_eye_prior(mean, covariance)
+    @property
+    def eye_prior(self) -> dict:
+        return self.mert.eye_prior
+
+    @property
+    def stored_eye_priors(self) -> tuple[str, ...]:
+        return self.mert.stored_eye_priors
+
+    def set_eye_prior(self, mean=None, covariance=None, features=None) -> None:
+        self.mert.set_eye_prior(mean, covariance, features=features)
 
     def set_eye_prior_from_series(self, eye_movement_values, eye_movement_mask=None) -> None:
         self.mert.set_eye_prior_from_series(eye_movement_values, eye_movement_mask)

@@ -25,7 +25,13 @@ from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from .eye_movement_mert import NUM_EYE_MOVEMENT_CHANNELS, EyeMovementSeries
-from .faces_mert import FACE_BOX_MODES, clip_face_boxes, square_box  # noqa: F401  (re-exported)
+from .faces_mert import (  # noqa: F401  (re-exported)
+    FACE_BACKENDS,
+    FACE_BOX_MODES,
+    clip_face_boxes,
+    run_face_backend,
+    square_box,
+)
 from .video_io_mert import (  # noqa: F401  (re-exported: the processor's decoder is the package's one decoder)
     IMAGE_EXTENSIONS,
     DecodedVideo,
@@ -49,6 +55,7 @@ class MERTVideoProcessorKwargs(VideosKwargs, total=False):
     face_margin: Optional[float]
     face_box_mode: Optional[str]
     face_detection_size: Optional[int]
+    landmark_backend: Optional[str]
     do_extract_eye_movements: Optional[bool]
     do_train_sampling: Optional[bool]
     allow_no_face: Optional[bool]
@@ -194,6 +201,9 @@ class MERTVideoProcessor(BaseVideoProcessor):
         face_box_mode (`str`, defaults to "union"): one box for the clip ("union") or smoothed per-frame boxes.
         face_detection_size (`int`, defaults to 320): frames are downscaled so their longer side is at most this
             before face detection (boxes are mapped back to full resolution).
+        landmark_backend (`str`, defaults to "mesh"): "mesh" — MTCNN finds the face, MediaPipe's face mesh and iris
+            model (shipped in the package) give the eyelids, eye corners and iris; "mtcnn" — MTCNN's 5 points only
+            (the fallback; no eyelid aperture). A custom `FaceLandmarkBackend` can be set as `processor.face_backend`.
         do_extract_eye_movements (`bool`, defaults to True): read the eye-movement series from the video.
         eye_frames (`int`, defaults to 64): frames read by the eye extractor, evenly spaced (None: every frame).
         eye_sequence_length (`int`, defaults to 256): steps L of the series given to the model.
@@ -244,6 +254,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     face_margin = 0.3
     face_box_mode = "union"
     face_detection_size = 320
+    landmark_backend = "mesh"
     do_extract_eye_movements = True
     eye_frames = 64
     eye_sequence_length = 256
@@ -257,6 +268,8 @@ class MERTVideoProcessor(BaseVideoProcessor):
         super().__init__(**kwargs)
         for key in CALL_TIME_KWARGS:
             setattr(self, key, None)
+        if self.landmark_backend not in FACE_BACKENDS:
+            raise ValueError(f"landmark_backend must be one of {FACE_BACKENDS}, got {self.landmark_backend!r}")
         if self.face_box_mode not in FACE_BOX_MODES:
             raise ValueError(f"face_box_mode must be one of {FACE_BOX_MODES}, got {self.face_box_mode!r}")
         self._face_backend = None
@@ -272,9 +285,9 @@ class MERTVideoProcessor(BaseVideoProcessor):
     @property
     def face_backend(self):
         if self._face_backend is None:
-            from .faces_mert import MTCNNBackend
+            from .faces_mert import default_face_backend
 
-            self._face_backend = MTCNNBackend(detect_size=self.face_detection_size)
+            self._face_backend = default_face_backend(self.landmark_backend, self.face_detection_size)
         return self._face_backend
 
     @face_backend.setter
@@ -444,11 +457,9 @@ class MERTVideoProcessor(BaseVideoProcessor):
         # Faces: one detection pass over every frame we use (none when the caller knows the face box)
         crop_faces = options["do_face_crop"] and face_box is None
         needed = np.union1d(model_idx, eye_idx) if crop_faces or extract_eyes else np.array([], int)
-        detections = {}
-        if len(needed):
-            det_boxes, det_landmarks, _ = self.face_backend.detect([decoded.frames[i] for i in needed])
-            detections = {int(i): (det_boxes[k], det_landmarks[k]) for k, i in enumerate(needed)}
-        any_face = any(np.isfinite(b).all() for b, _ in detections.values())
+        track = run_face_backend(self.face_backend, [decoded.frames[int(i)] for i in needed]) if len(needed) else None
+        row = {int(i): k for k, i in enumerate(needed)}
+        any_face = track is not None and bool(track.found.any())
         if len(needed) and not any_face and not options["allow_no_face"]:
             raise ValueError(
                 f"{decoded.name}: no face was found in any of the {len(needed)} frames examined; "
@@ -461,7 +472,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             crop_boxes = np.repeat(face_box[None], num_frames, axis=0)
         elif options["do_face_crop"] and any_face:
             crop_boxes = clip_face_boxes(
-                np.stack([detections[int(i)][0] for i in model_idx]), float(options["face_margin"]),
+                track.boxes[[row[int(i)] for i in model_idx]], float(options["face_margin"]),
                 options["face_box_mode"],
             )  # fmt: skip
         height, width = _output_size(options["size"])
@@ -495,7 +506,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             series = self._series_from_user(eye_movements)
         elif extract_eyes and any_face:
             eye_frames = [decoded.frames[int(i)] for i in eye_idx]
-            faces = tuple(np.stack([detections[int(i)][k] for i in eye_idx]) for k in (0, 1))
+            faces = track.select([row[int(i)] for i in eye_idx])
             # the eye frames are evenly spaced: their own rate is the video's rate over the spacing
             span = (eye_idx[-1] - eye_idx[0]) / decoded.fps if len(eye_idx) > 1 else 0.0
             eye_fps = (len(eye_idx) - 1) / span if span > 0 else decoded.fps

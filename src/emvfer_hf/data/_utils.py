@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
-from ..video_io_mert import IMAGE_EXTENSIONS, list_frame_files as list_frames, natural_frame_key  # noqa: F401
+from ..video_io_mert import IMAGE_EXTENSIONS, natural_frame_key  # noqa: F401
+from ..video_io_mert import list_frame_files as list_frames  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

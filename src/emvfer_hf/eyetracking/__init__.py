@@ -1,8 +1,15 @@
-"""High-quality eye-tracker recordings: Tobii Pro Lab / Pro SDK readers, a Pro Lab TSV writer, event detection,
-and conversion to the canonical eye-movement series of :mod:`emvfer_hf.eye_movement_mert`."""
+"""High-quality eye-tracker recordings: Tobii Pro Lab / Pro SDK and EyeLink EDF readers, a Pro Lab TSV writer,
+event detection, and conversion to the canonical eye-movement series of :mod:`emvfer_hf.eye_movement_mert`."""
 
 from .events import detect_events
-from .readers import events_from_labels, read_eye_tracking, read_tobii_sdk, read_tobii_tsv, read_tobii_xlsx
+from .readers import (
+    events_from_labels,
+    read_eye_tracking,
+    read_eyelink_edf,
+    read_tobii_sdk,
+    read_tobii_tsv,
+    read_tobii_xlsx,
+)
 from .recording import EyeTrackingRecording
 from .writer import write_tobii_tsv
 
@@ -11,6 +18,7 @@ __all__ = [
     "detect_events",
     "events_from_labels",
     "read_eye_tracking",
+    "read_eyelink_edf",
     "read_tobii_sdk",
     "read_tobii_tsv",
     "read_tobii_xlsx",

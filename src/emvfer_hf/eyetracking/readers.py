@@ -1,4 +1,5 @@
-"""Readers for Tobii exports: Pro Lab TSV (both header styles), Pro Lab .xlsx, and Pro SDK gaze-sample dicts/CSV.
+"""Readers for Tobii exports (Pro Lab TSV in both header styles, Pro Lab .xlsx, Pro SDK gaze-sample dicts/CSV) and
+for SR Research EyeLink ``.edf`` files (optional extra ``eyelink``: the ``eyelinkio`` package).
 
 All readers return an :class:`~emvfer_hf.eyetracking.EyeTrackingRecording` and raise ``ValueError`` naming the
 file and the column or problem for bad input (unreadable or truncated file, missing gaze columns, no valid sample,
@@ -231,7 +232,7 @@ def recording_from_frame(
 
     events = None
     mcol = _find_column(cols, "eye movement type")
-    if mcol is not None:
+    if mcol is not None and (df[mcol].fillna("").astype(str).str.strip() != "").any():  # an all-empty column: no labels
         events = events_from_labels(t, df[mcol].fillna(""))
     return EyeTrackingRecording(t, pl, pr, gx, gy, valid, vl, vr, resolution, events, source, meta)
 
@@ -408,3 +409,205 @@ def read_eye_tracking(path: PathLike, **kwargs) -> EyeTrackingRecording:
             return read_tobii_sdk(path, **kwargs)
         return recording_from_frame(df, str(path), **kwargs)
     return read_tobii_tsv(path, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- EyeLink EDF
+_EYELINK_EYES = {"LEFT_EYE": ("left",), "RIGHT_EYE": ("right",), "BINOCULAR": ("left", "right")}
+
+
+def _import_eyelinkio():
+    try:
+        import eyelinkio
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"read_eyelink_edf needs the optional package 'eyelinkio' ({e}); install it with "
+            f'pip install "emvfer-hf[eyelink]"'
+        ) from None
+    return eyelinkio
+
+
+_EDF_PROBE = """
+import ctypes, sys
+from eyelinkio.edf._edf2py import edf_close_file, edf_open_file
+err = ctypes.c_int(1)
+fid = edf_open_file(sys.argv[1].encode(), 2, 1, 1, ctypes.byref(err))
+if fid is None or err.value != 0:
+    sys.exit(3)
+edf_close_file(fid)
+"""
+
+
+def _probe_edf(path: Path, timeout_s: float = 300.0) -> None:
+    """Open the EDF once in a child process: SR Research's edfapi, which eyelinkio wraps, crashes the process
+    (segmentation fault) on some corrupt files instead of returning an error."""
+    import subprocess
+    import sys
+
+    try:
+        proc = subprocess.run([sys.executable, "-c", _EDF_PROBE, os.fspath(path.resolve())], capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"{path}: the EyeLink EDF API did not finish opening the file in {timeout_s:.0f} s") from None
+    if proc.returncode < 0:
+        raise ValueError(f"{path}: corrupt EyeLink EDF file (the EDF API crashed opening it, signal "
+                         f"{-proc.returncode})")
+    if proc.returncode != 0:
+        detail = (proc.stdout + proc.stderr).replace("loadEvents = 1", "").strip()[-300:]
+        raise ValueError(f"{path}: unreadable EyeLink EDF file (the EDF API could not open it: {detail or 'error'})")
+
+
+def _binocular_gaze(left, right, times):
+    """Cyclopean gaze of two eyes: their mean where both are valid; where one eye is lost, that eye shifted by half
+    the local left-right disparity (interpolated from the neighbouring binocular samples), so that losing one eye
+    does not make the gaze point jump by half the vergence/calibration difference (a spurious saccade)."""
+    out = []
+    both = left[3] & right[3]
+    for k in (0, 1):
+        lv, rv = left[k], right[k]
+        mean = 0.5 * (lv + rv)
+        if both.any():
+            d = np.interp(times, times[both], (lv - rv)[both])
+        else:
+            d = np.zeros(len(times))
+        g = np.where(both, mean, np.where(left[3], lv - 0.5 * d, np.where(right[3], rv + 0.5 * d, np.nan)))
+        out.append(g)
+    return out[0], out[1]
+
+
+def read_eyelink_edf(path: PathLike, eye: Optional[str] = None, probe: bool = True) -> EyeTrackingRecording:
+    """Read an SR Research EyeLink ``.edf`` recording (needs the optional extra ``emvfer-hf[eyelink]``).
+
+    Samples come from ``eyelinkio.read_edf``: gaze (``gx``/``gy``) in screen pixels of the ``GAZE_COORDS`` the
+    tracker was set up with (the gaze plane, ``recording.resolution``; ``to_series`` maps it to [-1, 1]), and the
+    pupil size in the EDF's own unit (``metadata["pupil_units"]``: ``PUPIL_AREA`` or ``PUPIL_DIAMETER``, arbitrary
+    camera units, not mm; the canonical series z-scores pupils per recording, so only their dynamics matter).
+    A sample is valid where the eye has a gaze point and a non-zero pupil (EyeLink writes missing data as pupil 0
+    and gaze ``MISSING_DATA``). eyelinkio joins recording blocks end to end, so timestamps run without gaps.
+
+    The tracker's online-parser events of the chosen eye (``ENDFIX``/``ENDSACC``/``ENDBLINK``) are carried in
+    ``recording.events`` (``event``, ``onset_ms``, ``offset_ms``, and ``peak_velocity`` for saccades, in the
+    parser's own units). EyeLink reports every blink inside a saccade (the lid moves the pupil image before it is
+    lost): those blink-saccade pairs stay as the parser wrote them, with ``contains_blink`` True on the saccade.
+    All eyes' events are in ``metadata["tracker_events"]`` with an ``eye`` column.
+
+    Args:
+        path: the ``.edf`` file.
+        eye: ``"left"``, ``"right"`` or ``"both"``; default: the recorded eye, ``"both"`` for binocular files.
+            With both eyes gaze is their mean (where one eye is lost, that eye corrected by the local disparity)
+            and the events are those of the eye with more valid samples (``metadata["events_eye"]``).
+        probe: first open the file in a child process (a fraction of a second), because the native EDF API
+            crashes the whole process on some corrupt files; ``False`` skips it for files known to be good.
+    Returns:
+        :class:`EyeTrackingRecording`.
+    Raises:
+        ImportError: eyelinkio is not installed.
+        ValueError: naming the file: missing, not an EDF / unreadable, no samples, an eye that was not recorded, or
+            no valid sample.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    eyelinkio = _import_eyelinkio()
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.startswith(b"SR_RESEARCH"):
+        raise ValueError(f"{path}: not an EyeLink EDF file (it does not start with the 'SR_RESEARCH' preamble)")
+    if probe:
+        _probe_edf(path)
+    try:
+        edf = eyelinkio.read_edf(str(path))
+    except Exception as e:  # OSError from the edfapi, RuntimeError/ValueError on corrupt content
+        raise ValueError(f"{path}: unreadable EyeLink EDF file ({type(e).__name__}: {e})") from None
+    info = edf["info"]
+    samples, times = edf["samples"], np.asarray(edf["times"], dtype=np.float64)
+    if samples is None or len(times) == 0:
+        raise ValueError(f"{path}: the EDF holds no samples (recorded with link/file samples off?)")
+    fields = list(info["sample_fields"])
+    recorded = _EYELINK_EYES.get(str(info.get("eye")), ())
+    if not recorded:
+        raise ValueError(f"{path}: unknown recorded eye {info.get('eye')!r}")
+    if eye is None:
+        eye = "both" if len(recorded) == 2 else recorded[0]
+    eye = str(eye).lower()
+    wanted = ("left", "right") if eye == "both" else (eye,)
+    if eye not in ("left", "right", "both") or any(e not in recorded for e in wanted):
+        raise ValueError(f"{path}: eye={eye!r} not available; the file recorded {info.get('eye')} "
+                         f"(choose from {list(recorded) + (['both'] if len(recorded) == 2 else [])})")
+
+    def channel(name: str, which: str) -> np.ndarray:
+        key = name if len(recorded) == 1 else f"{name}_{which}"
+        if key not in fields:
+            return np.full(len(times), np.nan)
+        return np.asarray(samples[fields.index(key)], dtype=np.float64)
+
+    n = len(times)
+    per_eye = {}
+    for which in ("left", "right"):
+        if which not in recorded:
+            per_eye[which] = (np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool))
+            continue
+        x, y, p = channel("xpos", which), channel("ypos", which), channel("ps", which)
+        ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(p) & (p > 0)
+        per_eye[which] = (np.where(ok, x, np.nan), np.where(ok, y, np.nan), np.where(ok, p, np.nan), ok)
+    use = [w for w in ("left", "right") if w in wanted]
+    if len(use) == 2:
+        gx, gy = _binocular_gaze(per_eye["left"], per_eye["right"], times)
+    else:
+        gx, gy = per_eye[use[0]][0], per_eye[use[0]][1]
+    vl = per_eye["left"][3] if "left" in use else np.zeros(n, bool)
+    vr = per_eye["right"][3] if "right" in use else np.zeros(n, bool)
+    pl = per_eye["left"][2] if "left" in use else np.full(n, np.nan)
+    pr = per_eye["right"][2] if "right" in use else np.full(n, np.nan)
+    if len(recorded) == 1:  # one eye: it is both pupil channels (as a Pro Lab export with one eye averaged)
+        pl = pr = per_eye[recorded[0]][2]
+        vl = vr = per_eye[recorded[0]][3]
+    valid = (vl | vr) & np.isfinite(gx) & np.isfinite(gy)
+    if not valid.any():
+        raise ValueError(f"{path}: no valid sample for eye={eye!r} (gaze missing or pupil 0 everywhere)")
+
+    # the online parser's events, per eye (eyelinkio numbers eyes 0 = left, 1 = right)
+    rows = []
+    disc = edf["discrete"]
+    blinks = disc.get("blinks")
+    for name, key in (("fixation", "fixations"), ("saccade", "saccades"), ("blink", "blinks")):
+        table = disc.get(key)
+        if table is None or len(table) == 0:
+            continue
+        for ev in table:
+            which = "right" if int(ev["eye"]) == 1 else "left"
+            if len(recorded) == 1:
+                which = recorded[0]
+            row = {"event": name, "onset_ms": float(ev["stime"]) * 1000.0, "offset_ms": float(ev["etime"]) * 1000.0,
+                   "eye": which, "peak_velocity": float(ev["pv"]) if name == "saccade" else np.nan,
+                   "contains_blink": False}
+            if name == "saccade" and blinks is not None and len(blinks):
+                same = (blinks["eye"] == ev["eye"]) & (blinks["stime"] >= ev["stime"]) & (blinks["etime"] <= ev["etime"])
+                row["contains_blink"] = bool(same.any())
+            rows.append(row)
+    tracker = pd.DataFrame(rows, columns=list(EVENT_COLUMNS) + ["eye", "peak_velocity", "contains_blink"])
+    tracker = tracker.sort_values("onset_ms", kind="stable").reset_index(drop=True)
+    if eye == "both":
+        events_eye = "left" if per_eye["left"][3].sum() >= per_eye["right"][3].sum() else "right"
+    else:
+        events_eye = eye
+    events = tracker[tracker["eye"] == events_eye].drop(columns="eye").reset_index(drop=True)
+    if len(events) == 0:
+        events = None
+
+    coords = info.get("screen_coords")
+    resolution = (float(coords[0]), float(coords[1])) if coords is not None else DEFAULT_RESOLUTION
+    meta = {
+        "format": "eyelink_edf",
+        "tracker": str(info.get("version", "")),
+        "camera": str(info.get("camera", "")),
+        "recorded_eye": str(info.get("eye")),
+        "eye": eye,
+        "events_eye": events_eye,
+        "pupil_units": str(info.get("ps_units")),
+        "sampling_rate_hz": float(info.get("sfreq", np.nan)),
+        "resolution_source": "GAZE_COORDS" if coords is not None else "default",
+        "meas_date": str(info.get("meas_date", "")),
+        "tracker_events": tracker,
+        "calibrations": info.get("calibrations", []),
+    }
+    return EyeTrackingRecording(times * 1000.0, pl, pr, gx, gy, valid, vl, vr, resolution, events, str(path), meta)

@@ -42,14 +42,17 @@ class EyeTrackingRecording:
 
     Attributes:
         timestamps_ms: (N,) float64, strictly increasing, milliseconds since the first sample of the export.
-        pupil_left, pupil_right: (N,) float64 pupil diameters in mm, NaN where that eye is invalid.
+        pupil_left, pupil_right: (N,) float64 pupil sizes, NaN where that eye is invalid: diameters in mm for Tobii
+            exports; EyeLink's area or diameter in camera units (``metadata["pupil_units"]``). The canonical series
+            z-scores pupils per recording, so only their dynamics matter.
         gaze_x, gaze_y: (N,) float64 gaze point in the units of ``resolution`` (display pixels for Pro Lab exports,
             0..1 for the Pro SDK), origin top-left, NaN where no gaze was recorded.
         valid: (N,) bool, True where the sample carries a gaze point (at least one eye valid).
         valid_left, valid_right: (N,) bool per-eye validity.
         resolution: (width, height) of the gaze plane in gaze units; gaze is mapped to [-1, 1] across it.
-        events: the export's own events (``event`` fixation/saccade/blink, ``onset_ms``, ``offset_ms``) when the
-            export has an ``Eye movement type`` column, else None. :func:`detect_events` never looks at them.
+        events: the tracker's own events (``event`` fixation/saccade/blink, ``onset_ms``, ``offset_ms``, possibly
+            more columns) when the export has them: a Pro Lab ``Eye movement type`` column, an EyeLink EDF's
+            online-parser events; else None. :func:`detect_events` never looks at them.
         source: the file (or description) the recording was read from, used in error messages.
         metadata: anything else the reader found (participant, recording name, resolution origin, ...).
     """

@@ -166,11 +166,15 @@ def figure_feature_projection(
     return findings
 
 
-def figure_eye_distribution(panels: Sequence[tuple[str, dict, dict]], path: Path, source_note: str) -> dict:
+def figure_eye_distribution(panels: Sequence[tuple[str, dict, dict]], path: Path, source_note: str,
+                            prior_auc: Optional[dict] = None) -> dict:  # fmt: skip
     """Fig. 13: per model, the eye features of the SAME clips fed the high-quality series and the visual one, in a
     shared PCA plane; last panel: W(E', Ē) of both inputs under the PEML model. Findings per panel: the paired gap
     mean‖f_hq(i) − f_vis(i)‖ / mean‖f_hq(i) − f_hq(j)‖ (lower = the visual features land closer to the
-    high-quality ones), and for W the mean of each input and the AUC of W separating high-quality from visual."""
+    high-quality ones), and for W the mean of each input and the AUC of W separating high-quality from visual.
+    `prior_auc` (`emvfer_hf.study.prior_quality.prior_auc_table`): does W measure quality, per prior variant — ROC AUC
+    of real clean eye series against noisy / constant / shuffled / missing / pupil-failed copies; passed through to
+    the findings (`"prior_auc"`) for the report's Fig. 13 section."""
     from sklearn.metrics import roc_auc_score
 
     plt = _pyplot()
@@ -202,6 +206,8 @@ def figure_eye_distribution(panels: Sequence[tuple[str, dict, dict]], path: Path
         ax.legend(fontsize=7)
     fig.suptitle(source_note, fontsize=8)
     _save(fig, path)
+    if prior_auc is not None:
+        findings["prior_auc"] = prior_auc
     return findings
 
 

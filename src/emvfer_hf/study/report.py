@@ -196,7 +196,8 @@ def write_report(path: Path, info: dict, records: dict, pretrain_eval: dict, fin
                                 f"{_fmt(v['linear_probe_acc'])}" for k, v in f[key].items())  # fmt: skip
             out += [f"### {title}", "", f"{text} {numbers}.", "", f"![{alt}](figures/{file})", ""]
     if "fig13" in f:
-        gaps = "; ".join(f"{k}: {_fmt(v['paired_gap'])}" for k, v in f["fig13"].items() if "paired_gap" in v)
+        gaps = "; ".join(f"{k}: {_fmt(v['paired_gap'])}" for k, v in f["fig13"].items()
+                         if isinstance(v, dict) and "paired_gap" in v)  # fmt: skip
         w = f["fig13"].get("instruction_weight")
         w_text = (f" Instruction weight W under the PEML model: mean {_fmt(w['mean_hq'])} on high-quality input vs "
                   f"{_fmt(w['mean_visual'])} on visual input; AUC of W separating them {_fmt(w['auc'])} (0.5 = W "
@@ -205,6 +206,14 @@ def write_report(path: Path, info: dict, records: dict, pretrain_eval: dict, fin
                 f"{info['fig13_source']} Paired gap (mean distance between a clip's high-quality and visual eye "
                 f"features, relative to the spread of the high-quality ones; lower = closer): {gaps}.{w_text}",
                 "", "![eye feature distributions](figures/fig13_eye_feature_distribution.png)", ""]  # fmt: skip
+        if f["fig13"].get("prior_auc"):
+            from .prior_quality import markdown_table
+
+            out += ["#### Does W measure quality? ROC AUC per prior variant", "",
+                    "W of real clean eye series (held-out windows) against degraded copies of them; 1.0 = W ranks every "
+                    "clean series above every degraded one, 0.5 = chance, 0 = W prefers the broken series. The "
+                    "default (bold) is the distributional-feature prior, a deliberate difference from the paper's "
+                    "mean series.", "", markdown_table(f["fig13"]["prior_auc"]), ""]  # fmt: skip
     if "fig14" in f:
         out += ["### Training loss of the Table VI variants (Fig. 14)", "",
                 "Mean loss over the last 10% of steps: "

@@ -18,12 +18,24 @@ import numpy as np
 import torch
 
 from ..configuration_mert import MERTConfig
-from ..metrics import classification_metrics, confusion_matrix, fold_summary, save_confusion_matrix
+from ..metrics import (
+    classification_metrics,
+    confusion_matrix,
+    fold_summary,
+    save_confusion_matrix,
+)
 from ..modeling_mert import MERTForVideoClassification
 from ..video_processing_mert import MERTVideoProcessor
 from .arguments import parse_config_overrides, resolve_output_dir
 from .data import ClipDataset, preprocess_splits, tracker_series
-from .loop import make_dataloader, predict, predicted_labels, save_json, save_trained, train
+from .loop import (
+    make_dataloader,
+    predict,
+    predicted_labels,
+    save_json,
+    save_trained,
+    train,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +309,8 @@ def run_pretrain(args) -> dict:
     test_data = ClipDataset(test_set, processor, "tracker") if test_set is not None else None
     accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
 
-    # The prior Ē (and Σ) of the high-quality training recordings, stored in the model [9]-[11]
+    # The prior Ē of the high-quality training recordings, stored in the model [9]-[11]: the distribution of the
+    # quality features (the default W, eye_prior_mert) and the paper-literal mean series with Σ (the other options)
     series = [tracker_series(path) for path in train_set["eye_tracking"] if path]
     accelerator.unwrap_model(model).set_eye_prior_from_series(series)
     save_trained(accelerator, model, output_dir, processor)
@@ -419,9 +432,9 @@ def run_evaluate(args) -> dict:
     """Evaluate one checkpoint per fold (or one for all folds) on a benchmark: per-fold metrics, mean ± std, or LOSO
     on the concatenated predictions; confusion-matrix PNG and results JSON in `--output_dir`."""
     from accelerate import Accelerator
+    from transformers import AutoModelForVideoClassification
 
     import emvfer_hf  # noqa: F401
-    from transformers import AutoModelForVideoClassification
 
     args.dataset = args.dataset or "dfew"
     args.model_name_or_path = args.model_name_or_path or f"emvfer-{args.dataset}"

