@@ -3,7 +3,6 @@ gradient checkpointing gives the same loss and gradients, torch.compile (eager b
 stopping stops — and sharded preprocessing writes the same cache as one process."""
 
 import argparse
-import functools
 from pathlib import Path
 
 import datasets

@@ -13,7 +13,6 @@ import importlib
 import unittest
 import unittest.mock
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
