@@ -31,8 +31,15 @@ install_requires = [
     "tqdm>=4.60",
 ]
 
+# ONNX export and the onnxruntime runtime (`emvfer export`, `emvfer predict --runtime onnx`); onnxscript is the
+# dynamo exporter's translator. All three install from wheels and work with numpy 2.
+onnx_requires = ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"]
+
 extras = {
-    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "scikit-video>=1.1.11", "eyelinkio>=0.3"],
+    # parameterized: imported by transformers' common tests (run from the transformers sdist, tests/registry_data.py)
+    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "scikit-video>=1.1.11", "eyelinkio>=0.3", "parameterized>=0.9",
+             *onnx_requires],
+    "onnx": onnx_requires,
     # EyeLink EDF recordings (`emvfer_hf.eyetracking.read_eyelink_edf`); eyelinkio bundles SR Research's EDF API.
     "eyelink": ["eyelinkio>=0.3"],
     "train": ["tensorboard>=2.14"],

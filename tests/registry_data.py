@@ -69,3 +69,105 @@ def pyfeat_data(name: str) -> Path:
 def eyelink_edf(name: str) -> Path:
     """A real EyeLink EDF recording from eyelinkio's test data (``eyelinkio/tests/data/<name>``)."""
     return wheel_member(EYELINKIO, f"eyelinkio/tests/data/{name}")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# transformers' own common tests (ModelTesterMixin, ConfigTester, VideoProcessingTestMixin)
+#
+# They are not in the wheel; the source distribution on PyPI carries the top-level ``tests/*.py`` of the installed
+# version, but not the helper packages they import relatively (``tests/utils``, ``tests/exporters``,
+# ``tests/generation``). The few names they take from those are written here (our own minimal versions): the
+# configuration kwargs every config must accept, and two mixins that stay empty for a model that neither generates
+# nor is tested for export by the mixin (MERT's export is tested in tests/test_export.py).
+_TRANSFORMERS_TEST_HELPERS = {
+    "__init__.py": "",
+    "utils/__init__.py": "",
+    "utils/test_configuration_utils.py": '''
+"""Written by emvfer's tests/registry_data.py: the sdist does not ship tests/utils."""
+# One non-default value for each general `PreTrainedConfig` argument (checked by ConfigTester.check_config_arguments_init).
+config_common_kwargs = {
+    "return_dict": False,
+    "output_hidden_states": True,
+    "output_attentions": True,
+    "dtype": "float16",
+    "chunk_size_feed_forward": 5,
+    "architectures": ["MERTForVideoClassification"],
+    "id2label": {0: "label"},
+    "label2id": {"label": "0"},
+    "problem_type": "regression",
+}
+''',
+    "exporters/__init__.py": "",
+    "exporters/test_export.py": '''
+"""Written by emvfer's tests/registry_data.py: the sdist does not ship tests/exporters (MERT: tests/test_export.py)."""
+
+
+class ExportTesterMixin:
+    pass
+''',
+    "generation/__init__.py": "",
+    "generation/test_utils.py": '''
+"""Written by emvfer's tests/registry_data.py: the sdist does not ship tests/generation (MERT does not generate)."""
+
+
+class GenerationTesterMixin:
+    pass
+''',
+}
+
+#: the package name the extracted ``tests/`` gets (``tests`` is ours)
+TRANSFORMERS_TESTS_PACKAGE = "transformers_tests"
+
+
+def transformers_tests_dir() -> Path:
+    """The ``tests/`` folder of the installed transformers' sdist, extracted as the package ``transformers_tests``
+    (with the helper modules it lacks) and put on ``sys.path``; skips with the reason where pip cannot fetch it."""
+    import tarfile
+
+    import transformers
+
+    version = transformers.__version__
+    requirement = f"transformers=={version}"
+    root = CACHE / "sdists" / requirement
+    package = root / TRANSFORMERS_TESTS_PACKAGE
+    marker = package / ".complete"
+    if not marker.exists():
+        found = sorted(root.glob(f"transformers-{version}.tar.gz"))
+        if not found:
+            root.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--quiet",
+                   "-d", str(root), requirement]  # fmt: skip
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as err:
+                detail = getattr(err, "stderr", "") or str(err)
+                pytest.skip(f"cannot fetch the {requirement} sdist (its tests/) from the package registry: "
+                            f"{detail.strip()[-300:]}")  # fmt: skip
+            found = sorted(root.glob(f"transformers-{version}.tar.gz"))
+            if not found:
+                pytest.skip(f"pip download {requirement} --no-binary :all: wrote no sdist into {root}")
+        prefix = f"transformers-{version}/tests/"
+        tmp = root / (TRANSFORMERS_TESTS_PACKAGE + ".part")
+        with tarfile.open(found[0]) as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix)
+                       and m.name.endswith(".py")]  # fmt: skip
+            if not any(m.name.endswith("/test_modeling_common.py") for m in members):
+                raise FileNotFoundError(f"{found[0].name} has no tests/test_modeling_common.py")
+            for member in members:
+                target = tmp / member.name[len(prefix):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+        for name, text in _TRANSFORMERS_TEST_HELPERS.items():
+            target = tmp / name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text.lstrip())
+        (tmp / ".complete").write_text(requirement)
+        if package.exists():
+            import shutil
+
+            shutil.rmtree(package)
+        tmp.replace(package)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return package

@@ -62,8 +62,16 @@ def test_paper_defaults():
     ],
 )
 def test_invalid_config_raises(kwargs, message):
+    """Unknown options fail at construction; inconsistent sizes when a model is built (check_sizes runs first)."""
     with pytest.raises(ValueError, match=message):
-        MERTConfig(**kwargs)
+        MERTModel(MERTConfig(**kwargs))
+
+
+def test_config_takes_any_sizes_and_checks_them_on_use():
+    config = MERTConfig(hidden_size=37)  # as transformers' ConfigTester builds it: 37 is not divisible by 12 heads
+    assert config.hidden_size == 37
+    with pytest.raises(ValueError, match=r"hidden_size \(37\) must be divisible by num_attention_heads \(12\)"):
+        MERTForVideoClassification(config)
 
 
 def test_tiny_config_derives_sizes(tiny_config):
@@ -493,7 +501,9 @@ def test_bad_inputs_raise_clear_errors(tiny_config):
     with pytest.raises(ValueError, match="pixel_values must have shape"):
         model(pixel_values=pixel_values[0])
     with pytest.raises(ValueError, match="pixel_values must have shape"):
-        model(pixel_values=pixel_values[:, :3])  # wrong frame count
+        model(pixel_values=pixel_values[..., :16, :16])  # wrong image size
+    with pytest.raises(ValueError, match="at least one frame"):
+        model(pixel_values=pixel_values[:, :0])
     with pytest.raises(ValueError, match="eye_movement_values must have shape"):
         model(pixel_values=pixel_values, eye_movement_values=eyes[:, :10])
     with pytest.raises(ValueError, match="eye_movement_mask must have shape"):
@@ -569,3 +579,22 @@ def test_cpu_heap_preparation_stops_fresh_page_faults():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     before, after = map(float, out[-2:])
     assert before > 100 and after < 4, (before, after)
+
+
+def test_other_frame_counts_interpolate_temporal_positions(tiny_config):
+    """A clip sampled at `fps=` has another T than the config's: the head's frame positions are interpolated."""
+    torch.manual_seed(0)
+    model = MERTForVideoClassification(tiny_config).eval()
+    pixel_values, eyes = make_inputs(tiny_config)
+    head = model.mert.head
+    same = head.temporal_positions(tiny_config.num_frames)
+    assert same is head.position_embeddings
+    more = head.temporal_positions(7)
+    assert more.shape == (1, 8, tiny_config.head_hidden_size)
+    torch.testing.assert_close(more[:, :2], same[:, :2])  # CLS and the first frame
+    torch.testing.assert_close(more[:, -1], same[:, -1])  # the last frame
+    for num_frames in (1, 3, 7):
+        frames = pixel_values[:, torch.linspace(0, tiny_config.num_frames - 1, num_frames).round().long()]
+        with torch.no_grad():
+            logits = model(pixel_values=frames, eye_movement_values=eyes).logits
+        assert logits.shape == (2, tiny_config.num_labels) and torch.isfinite(logits).all()

@@ -210,7 +210,10 @@ def test_accelerate_configs_load():
     for path in sorted((REPO / "examples" / "accelerate_configs").glob("*.yaml")):
         kinds[path.stem] = str(load_config_from_file(str(path)).distributed_type)
     assert kinds == {"cpu": "DistributedType.NO", "deepspeed_zero2": "DistributedType.DEEPSPEED",
-                     "fsdp": "DistributedType.FSDP", "multi_gpu": "DistributedType.MULTI_GPU"}  # fmt: skip
+                     "fsdp": "DistributedType.FSDP", "multi_gpu": "DistributedType.MULTI_GPU",
+                     "multi_node": "DistributedType.MULTI_GPU"}  # fmt: skip
+    multi_node = load_config_from_file(str(REPO / "examples" / "accelerate_configs" / "multi_node.yaml"))
+    assert multi_node.num_machines == 2 and multi_node.num_processes == 16 and multi_node.main_process_port
 
 
 def test_weight_decay_groups(tiny_config):

@@ -176,7 +176,8 @@ def test_face_only_outside_the_eye_frames_gives_an_invalid_eye_series():
 
 
 def test_unsupported_standard_options_are_refused(tiny_processor):
+    """do_sample_frames=False and fps= are supported now (tests/test_processor_contract.py); do_resize=False is not:
+    the face crops always take `size`."""
     frames = np.zeros((8, 32, 32, 3), np.uint8)
-    for kwargs in ({"do_sample_frames": False}, {"do_resize": False}, {"fps": 2}):
-        with pytest.raises(ValueError, match="not supported"):
-            tiny_processor(frames, **kwargs)
+    with pytest.raises(ValueError, match="not supported"):
+        tiny_processor(frames, do_resize=False)

@@ -1,4 +1,4 @@
-"""The `emvfer` console script: `predict`, `eyes`, `sample-data`."""
+"""The `emvfer` console script: `predict`, `export`, `eyes`, `sample-data`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ def _add_predict(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="torch (default) or onnx: run the graph written by `emvfer export` with onnxruntime")
+    p.add_argument("--onnx", default=None, help="the ONNX file for --runtime onnx (default MODEL/model.onnx)")
     p.set_defaults(func=run_predict)
 
 
@@ -27,8 +30,13 @@ def predict_videos(videos, model, processor, top_k: int = 3, batch_size: int = 1
     import torch
     from tqdm.auto import tqdm
 
-    model = model.to(device).eval()
-    top_k = max(1, min(top_k, model.config.num_labels))
+    config = getattr(model, "config", None)
+    has_prior = bool(getattr(model, "has_eye_prior", True))
+    if hasattr(model, "session"):  # ONNX: the config travels separately (set by run_predict)
+        config = model.config
+    else:
+        model = model.to(device).eval()
+    top_k = max(1, min(top_k, config.num_labels))
     bar = tqdm(total=len(videos), desc="predicting", disable=not progress or len(videos) < 2, file=sys.stderr)
     for start in range(0, len(videos), batch_size):
         chunk = videos[start : start + batch_size]
@@ -41,16 +49,21 @@ def predict_videos(videos, model, processor, top_k: int = 3, batch_size: int = 1
         results = {}
         if ready:
             batch = {k: torch.cat([inputs[k] for _, inputs in ready]).to(device) for k in ready[0][1]}
-            with torch.inference_mode():
-                out = model(**batch)
-            probs = out.logits.float().softmax(-1).cpu()
-            weights = out.instruction_weights
+            if hasattr(model, "session"):  # an ONNXVideoClassifier
+                result = model(**batch)
+                probs = torch.from_numpy(result["logits"]).float().softmax(-1)
+                weights = result.get("instruction_weights") if has_prior else None
+            else:
+                with torch.inference_mode():
+                    out = model(**batch)
+                probs = out.logits.float().softmax(-1).cpu()
+                weights = out.instruction_weights
             for row, (video, _) in enumerate(ready):
                 scores, ids = probs[row].topk(top_k)
                 results[video] = {
                     "video": str(video),
                     "predictions": [
-                        {"label": model.config.id2label[int(i)], "score": round(float(s), 4)} for s, i in zip(scores, ids)
+                        {"label": config.id2label[int(i)], "score": round(float(s), 4)} for s, i in zip(scores, ids)
                     ],
                     "instruction_weight": None if weights is None else round(float(weights[row]), 4),
                 }
@@ -64,8 +77,17 @@ def run_predict(args) -> int:
     import emvfer_hf  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForVideoClassification, AutoVideoProcessor
 
-    model = AutoModelForVideoClassification.from_pretrained(args.model)
     processor = AutoVideoProcessor.from_pretrained(args.model)
+    if args.runtime == "onnx":
+        from transformers import AutoConfig
+
+        from .export import ONNXVideoClassifier
+
+        model = ONNXVideoClassifier(args.onnx or Path(args.model) / "model.onnx")
+        model.config = AutoConfig.from_pretrained(args.model)
+        model.has_eye_prior = True  # W as the graph computed it (0 for a checkpoint without prior)
+    else:
+        model = AutoModelForVideoClassification.from_pretrained(args.model)
     failed = 0
     for result in predict_videos(args.videos, model, processor, args.top_k, args.batch_size, args.device):
         failed += "error" in result
@@ -78,6 +100,48 @@ def run_predict(args) -> int:
             w = result["instruction_weight"]
             print(f"{result['video']}: {labels}" + ("" if w is None else f"  (eye-signal weight W={w:.3f})"), flush=True)
     return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# emvfer export
+def _add_export(subparsers) -> None:
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX (dynamic batch)")
+    p.add_argument("model", help="checkpoint folder")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--output", default=None, help="ONNX file to write (default MODEL/model.onnx)")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--quantize", action="store_true", help="also write an int8 dynamically quantised graph (*.int8.onnx)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch logits check")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args) -> int:
+    import emvfer_hf  # noqa: F401
+    import numpy as np
+    import torch
+    from transformers import AutoModelForVideoClassification
+
+    from .export import ONNXVideoClassifier, example_inputs, export_onnx, quantize_onnx
+
+    model = AutoModelForVideoClassification.from_pretrained(args.model).float().eval()
+    output = Path(args.output) if args.output else Path(args.model) / "model.onnx"
+    export_onnx(model, output, opset=args.opset)
+    print(f"wrote {output} (inputs pixel_values, eye_movement_values, eye_movement_mask; dynamic batch)")
+    if not args.no_check:
+        inputs = dict(zip(("pixel_values", "eye_movement_values", "eye_movement_mask"),
+                          example_inputs(model.config, batch_size=3, seed=1)))  # fmt: skip
+        with torch.no_grad():
+            expected = model(**inputs).logits.numpy()
+        got = ONNXVideoClassifier(output)(**inputs)["logits"]
+        diff = float(np.abs(got - expected).max())
+        print(f"onnxruntime vs PyTorch (batch 3): max |Δlogit| = {diff:.2e}")
+        if diff > 1e-4:
+            print("emvfer export: error: the ONNX logits differ from PyTorch by more than 1e-4", file=sys.stderr)
+            return 1
+    if args.quantize:
+        quantized = quantize_onnx(output, output.with_suffix(".int8.onnx"))
+        print(f"wrote {quantized} (int8 dynamic quantisation)")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -123,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command")
     _add_predict(subparsers)
+    _add_export(subparsers)
     _add_eyes(subparsers)
     _add_sample_data(subparsers)
     return parser

@@ -117,7 +117,7 @@ class MERTConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self._check()
+        self._check_options()
 
     # ----------------------------------------------------------------------------------------------------------------
     # Sizes derived from the config (never stored, so that a tiny config stays consistent)
@@ -166,8 +166,19 @@ class MERTConfig(PreTrainedConfig):
         return (self.image_size // self.patch_size) ** 2
 
     # ----------------------------------------------------------------------------------------------------------------
-    def _check(self):
-        """Raise a `ValueError` that names the field for any inconsistent value."""
+    def _check_options(self):
+        """At construction: the named options (distance, prior, stage, eps) must be known values. Sizes are free here,
+        as in transformers (a config may be built with any sizes and edited afterwards); `check_sizes` checks them when
+        a model is built from the config."""
+        check_instruction_options(self.instruction_prior, self.instruction_distance)
+        if not self.instruction_eps > 0:
+            raise ValueError(f"MERTConfig.instruction_eps must be > 0, got {self.instruction_eps}")
+        if self.training_stage not in TRAINING_STAGES:
+            raise ValueError(f"MERTConfig.training_stage must be one of {TRAINING_STAGES}, got {self.training_stage!r}")
+
+    def check_sizes(self):
+        """On use (`MERTModel.__init__`): raise a `ValueError` that names the field for any inconsistent size."""
+        self._check_options()
 
         def positive(name):
             value = getattr(self, name)
@@ -210,11 +221,6 @@ class MERTConfig(PreTrainedConfig):
                 f"MERTConfig.peml_level_weights has {len(self.peml_level_weights)} entries but there are "
                 f"{len(self.resolved_peml_levels)} PEML levels {self.resolved_peml_levels}"
             )
-        check_instruction_options(self.instruction_prior, self.instruction_distance)
-        if not self.instruction_eps > 0:
-            raise ValueError(f"MERTConfig.instruction_eps must be > 0, got {self.instruction_eps}")
-        if self.training_stage not in TRAINING_STAGES:
-            raise ValueError(f"MERTConfig.training_stage must be one of {TRAINING_STAGES}, got {self.training_stage!r}")
 
 
 __all__ = ["INSTRUCTION_DISTANCES", "INSTRUCTION_PRIORS", "MERTConfig"]

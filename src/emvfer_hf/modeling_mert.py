@@ -58,13 +58,18 @@ class MERTModelOutput(ModelOutput):
     instruction_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
         W(E', Ē) of eqs. [9]-[11]: how close each sample's eye-movement series is to the high-quality prior
         (larger = more trustworthy). `None` while the model has no prior.
+    eye_hidden_states, eye_attentions, head_hidden_states, head_attentions (*optional*):
+        The same as `hidden_states` / `attentions` for the eye encoder (`(batch_size, num_eye_tokens, ...)`) and the
+        Transformer head.
     hidden_states (`tuple(torch.FloatTensor)`, *optional*):
         Video encoder: embedding output plus one entry per layer (after fusion), each `(batch_size * num_frames,
         num_tokens, hidden_size)`.
     attentions (`tuple(torch.FloatTensor)`, *optional*):
-        Video encoder: one entry per layer, each `(batch_size * num_frames, num_heads, num_tokens, num_tokens)`.
-    eye_hidden_states, eye_attentions, head_hidden_states, head_attentions (*optional*):
-        The same for the eye encoder (`(batch_size, num_eye_tokens, ...)`) and the Transformer head.
+        Video encoder: one entry per layer, each `(batch_size * num_frames, num_heads, num_tokens, num_tokens)`: the
+        attention probabilities the layer used (gradients flow through them).
+
+    As in transformers, the optional hidden states and attentions come last (`return_dict=False` tuples too), in the
+    order eye encoder, head, video encoder (`hidden_states`, `attentions`).
     """
 
     last_hidden_state: Optional[torch.FloatTensor] = None
@@ -73,12 +78,12 @@ class MERTModelOutput(ModelOutput):
     eye_last_hidden_state: Optional[torch.FloatTensor] = None
     level_features: Optional[tuple[torch.FloatTensor, ...]] = None
     instruction_weights: Optional[torch.FloatTensor] = None
-    hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
-    attentions: Optional[tuple[torch.FloatTensor, ...]] = None
     eye_hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
     eye_attentions: Optional[tuple[torch.FloatTensor, ...]] = None
     head_hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
     head_attentions: Optional[tuple[torch.FloatTensor, ...]] = None
+    hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
+    attentions: Optional[tuple[torch.FloatTensor, ...]] = None
 
 
 @dataclass
@@ -90,20 +95,20 @@ class MERTVideoClassifierOutput(ModelOutput):
     level_logits (`tuple(torch.FloatTensor)`, one per PEML level, each `(batch_size, num_labels)`):
         Scores of the auxiliary level heads p^l.
     instruction_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*): W(E', Ē), see [`MERTModelOutput`].
-    hidden_states, attentions, eye_hidden_states, eye_attentions, head_hidden_states, head_attentions:
-        See [`MERTModelOutput`].
+    eye_hidden_states, eye_attentions, head_hidden_states, head_attentions, hidden_states, attentions:
+        See [`MERTModelOutput`] (the same order: hidden states and attentions last).
     """
 
     loss: Optional[torch.FloatTensor] = None
     logits: Optional[torch.FloatTensor] = None
     level_logits: Optional[tuple[torch.FloatTensor, ...]] = None
     instruction_weights: Optional[torch.FloatTensor] = None
-    hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
-    attentions: Optional[tuple[torch.FloatTensor, ...]] = None
     eye_hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
     eye_attentions: Optional[tuple[torch.FloatTensor, ...]] = None
     head_hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
     head_attentions: Optional[tuple[torch.FloatTensor, ...]] = None
+    hidden_states: Optional[tuple[torch.FloatTensor, ...]] = None
+    attentions: Optional[tuple[torch.FloatTensor, ...]] = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -185,11 +190,17 @@ class MERTLayer(ViTLayer):
     def __init__(self, config: ViTConfig):
         super().__init__(config)
         self.intermediate_size = config.intermediate_size
+        self.run_whole = False  # set while attentions are recorded: one map per layer, the very tensor used
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
         """(N, S, D) → (N, S, D)."""
         block = super().forward
-        if hidden_states.device.type != "cpu" or attention_mask is not None or torch.compiler.is_compiling():
+        if (
+            self.run_whole
+            or hidden_states.device.type != "cpu"
+            or attention_mask is not None
+            or torch.compiler.is_compiling()
+        ):
             return block(hidden_states, attention_mask, **kwargs)
         _prepare_cpu_heap()
         num_sequences, seq_len = hidden_states.shape[:2]
@@ -323,11 +334,28 @@ class MERTTemporalHead(nn.Module):
         self.layers = nn.ModuleList([MERTLayer(vit_config) for _ in range(vit_config.num_hidden_layers)])
         self.layernorm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
 
+    def temporal_positions(self, num_frames: int) -> torch.Tensor:
+        """(1, 1 + num_frames, dim): the CLS position and the learned frame positions; for another number of frames
+        than the config's (e.g. a processor sampling at `fps=`), the frame positions are linearly interpolated over
+        the same time span."""
+        trained = self.position_embeddings.shape[1] - 1
+        if num_frames == trained:
+            return self.position_embeddings
+        cls, frames = self.position_embeddings[:, :1], self.position_embeddings[:, 1:]
+        if trained == 1:
+            frames = frames.expand(-1, num_frames, -1)
+        else:
+            frames = nn.functional.interpolate(
+                frames.transpose(1, 2), size=num_frames, mode="linear", align_corners=True
+            ).transpose(1, 2)
+        return torch.cat([cls, frames], dim=1)
+
 
 @contextlib.contextmanager
 def _record_attentions(layers, sink: Optional[list]):
     """Collect the attention maps of `layers` (`MERTLayer`) into `sink`, one (N, heads, S, S) tensor per layer, at the
-    end of the block (no-op when `sink` is None). A layer that ran in chunks gets its chunks' maps concatenated."""
+    end of the block (no-op when `sink` is None). The layers run whole (not in CPU chunks) meanwhile, so each map is
+    the attention-probability tensor the layer actually multiplied with its values: gradients flow through it."""
     if sink is None:
         yield
         return
@@ -336,12 +364,16 @@ def _record_attentions(layers, sink: Optional[list]):
         layer.attention.register_forward_hook(lambda module, args, output, maps=maps: maps.append(output[1]))
         for layer, maps in zip(layers, per_layer)
     ]
+    for layer in layers:
+        layer.run_whole = True
     try:
         yield
     finally:
         for hook in hooks:
             hook.remove()
-    sink.extend(torch.cat(maps) for maps in per_layer if maps)
+        for layer in layers:
+            layer.run_whole = False
+    sink.extend(maps[0] if len(maps) == 1 else torch.cat(maps) for maps in per_layer if maps)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -488,6 +520,7 @@ class MERTModel(MERTPreTrainedModel):
     [`MERTForVideoClassification`]."""
 
     def __init__(self, config: MERTConfig):
+        config.check_sizes()  # sizes are validated on use, not on construction (as in transformers)
         super().__init__(config)
         self._video_vit_config = _vit_config(config, "video")
         self._eye_vit_config = _vit_config(config, "eye")
@@ -513,6 +546,13 @@ class MERTModel(MERTPreTrainedModel):
         self.post_init()
         self.set_training_stage(config.training_stage)
 
+    # -- input embeddings (the ViT patch embedding of φ_V) ------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.video_encoder.embeddings.patch_embeddings
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.video_encoder.embeddings.patch_embeddings = value
+
     # -- stages ------------------------------------------------------------------------------------------------------
     def _stage_trainable_modules(self, stage: str) -> list[nn.Module]:
         shared = [self.fusion, self.eye_to_video, self.final_fusion, self.head]
@@ -531,8 +571,13 @@ class MERTModel(MERTPreTrainedModel):
     @property
     def has_eye_prior(self) -> bool:
         """Whether the prior that `config.instruction_prior` asks for is stored ("features" or the mean series)."""
-        flag = self.eye_prior_features_initialized if self.config.instruction_prior == "features" else self.eye_prior_initialized
-        return bool(flag.item() > 0)
+        return bool(self._eye_prior_flag().item() > 0)
+
+    def _eye_prior_flag(self) -> torch.Tensor:
+        """The 0-d buffer that says whether the prior `config.instruction_prior` asks for is stored."""
+        if self.config.instruction_prior == "features":
+            return self.eye_prior_features_initialized
+        return self.eye_prior_initialized
 
     @property
     def stored_eye_priors(self) -> tuple[str, ...]:
@@ -625,6 +670,9 @@ class MERTModel(MERTPreTrainedModel):
                 "pre-training stage (which stores it) or call "
                 "`model.set_eye_prior_from_series(high_quality_series)` before using PEML prompts"
             )
+        return self._instruction_weights(eye_movement_values, eye_movement_mask)
+
+    def _instruction_weights(self, eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor) -> torch.Tensor:
         return instruction_weight(
             eye_movement_values.detach(),  # W is a property of the input, never a path for gradients
             eye_movement_mask.detach(),
@@ -685,10 +733,17 @@ class MERTModel(MERTPreTrainedModel):
     # -- input checks --------------------------------------------------------------------------------------------------
     def _check_inputs(self, pixel_values, eye_movement_values, eye_movement_mask):
         c = self.config
-        expected = (c.num_frames, c.num_channels, c.image_size, c.image_size)
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 5 or tuple(pixel_values.shape[1:]) != expected:
+        # Any number of frames T >= 1 (the head's temporal positions are interpolated); fixed C, H, W.
+        expected = (c.num_channels, c.image_size, c.image_size)
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 5 or tuple(pixel_values.shape[2:]) != expected:
             got = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-            raise ValueError(f"pixel_values must have shape (batch_size, {', '.join(map(str, expected))}), got {got}")
+            raise ValueError(
+                f"pixel_values must have shape (batch_size, num_frames, {', '.join(map(str, expected))}) "
+                f"(num_frames {c.num_frames} as trained, or any other T >= 1: temporal positions are interpolated), "
+                f"got {got}"
+            )
+        if pixel_values.shape[1] < 1:
+            raise ValueError(f"pixel_values must hold at least one frame, got shape {tuple(pixel_values.shape)}")
         batch_size = pixel_values.shape[0]
         expected_eye = (batch_size, c.eye_sequence_length, c.eye_num_channels)
         if eye_movement_values is not None and tuple(eye_movement_values.shape) != expected_eye:
@@ -752,7 +807,13 @@ class MERTModel(MERTPreTrainedModel):
         eye_movement_mask = eye_movement_mask.bool()
 
         # Instruction weight W(E', Ē) [9]-[11] (no parameters involved)
-        weights = self.instruction_weights(eye_movement_values, eye_movement_mask) if self.has_eye_prior else None
+        if torch.compiler.is_compiling():
+            # torch.export / torch.compile: no data-dependent branch on the prior flag (a `.item()` guard); W is
+            # computed and zeroed where the model has no prior (the eye prompts then vanish, as without eye input).
+            weights = self._instruction_weights(eye_movement_values, eye_movement_mask)
+            weights = weights * (self._eye_prior_flag() > 0).to(weights.dtype)
+        else:
+            weights = self.instruction_weights(eye_movement_values, eye_movement_mask) if self.has_eye_prior else None
 
         # Encoders' token embeddings [3]
         video = self.video_encoder.embeddings(pixel_values.flatten(0, 1).to(dtype))  # (B·T, 1 + N_v, D_v)
@@ -807,7 +868,8 @@ class MERTModel(MERTPreTrainedModel):
 
         # Transformer head over the T frame tokens [7]
         head = self.head
-        tokens = torch.cat([head.cls_token.expand(batch_size, -1, -1), frame_features], dim=1) + head.position_embeddings
+        tokens = torch.cat([head.cls_token.expand(batch_size, -1, -1), frame_features], dim=1)
+        tokens = tokens + head.temporal_positions(num_frames).to(tokens.dtype)
         head_states = (tokens,) if output_hidden_states else None
         head_attentions = [] if output_attentions else None
         with _record_attentions(head.layers, head_attentions):

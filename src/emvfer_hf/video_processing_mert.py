@@ -46,7 +46,7 @@ CALL_TIME_KWARGS = (
 )  # fmt: skip
 
 
-class MERTVideosKwargs(VideosKwargs, total=False):
+class MERTVideoProcessorKwargs(VideosKwargs, total=False):
     """The keyword arguments of `MERTVideoProcessor` beyond transformers' `VideosKwargs`."""
 
     eye_sequence_length: Optional[int]
@@ -66,6 +66,9 @@ class MERTVideosKwargs(VideosKwargs, total=False):
     return_face_boxes: Optional[bool]
     return_frame_indices: Optional[bool]
     return_eye_series: Optional[bool]
+
+
+MERTVideosKwargs = MERTVideoProcessorKwargs  # the earlier name
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -95,9 +98,11 @@ def eye_frame_indices(num_available: int, eye_frames: Optional[int]) -> np.ndarr
     return np.unique(np.round(np.linspace(0, num_available - 1, eye_frames)).astype(int))
 
 
-def crop_and_resize(frame: np.ndarray, box: Optional[np.ndarray], height: int, width: int) -> np.ndarray:
+def crop_and_resize(
+    frame: np.ndarray, box: Optional[np.ndarray], height: int, width: int, resize: bool = True
+) -> np.ndarray:
     """Crop `box` (x0, y0, x1, y1; may reach outside the frame, which is padded with black) and resize to
-    (height, width). `box=None` takes the central square."""
+    (height, width) (`resize=False`: the crop as it is). `box=None` takes the central square."""
     import cv2
 
     h, w = frame.shape[:2]
@@ -111,8 +116,69 @@ def crop_and_resize(frame: np.ndarray, box: Optional[np.ndarray], height: int, w
         frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
     crop = frame[y0:y1, x0:x1]
+    if not resize:
+        return np.ascontiguousarray(crop)
     interpolation = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
     return cv2.resize(crop, (width, height), interpolation=interpolation)
+
+
+def _output_size(size) -> tuple[int, int]:
+    """(height, width) of a transformers size: an int, `{"height", "width"}` or `{"shortest_edge"}` (a face crop is
+    square, so its shortest edge is its side)."""
+    if isinstance(size, (int, float)):
+        return int(size), int(size)
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    if get("height") and get("width"):
+        return int(get("height")), int(get("width"))
+    if get("shortest_edge"):
+        return int(get("shortest_edge")), int(get("shortest_edge"))
+    raise ValueError(f"size must have 'height' and 'width' or 'shortest_edge', got {size!r}")
+
+
+def _center_crop(pixels, height: int, width: int):
+    """Centre crop of (T, C, H, W) frames (numpy or torch) to (height, width); a smaller input is padded with 0."""
+    h, w = pixels.shape[-2:]
+    if h < height or w < width:
+        pad_h, pad_w = max(0, height - h), max(0, width - w)
+        if isinstance(pixels, np.ndarray):
+            pixels = np.pad(pixels, ((0, 0), (0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)))
+        else:
+            import torch
+
+            pixels = torch.nn.functional.pad(pixels, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        h, w = pixels.shape[-2:]
+    top, left = (h - height) // 2, (w - width) // 2
+    return pixels[..., top : top + height, left : left + width]
+
+
+def _resize_on_device(crops: list, height: int, width: int, device):
+    """Face crops (uint8 (h, w, 3), any sizes) → (T, 3, height, width) float32 on `device`, resized there with
+    antialiased bilinear interpolation (the `device=` path of the processor)."""
+    import torch
+
+    out = []
+    for crop in crops:
+        tensor = torch.from_numpy(np.ascontiguousarray(crop)).to(device).permute(2, 0, 1)[None].float()
+        out.append(torch.nn.functional.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True,
+                                                   align_corners=False)[0])  # fmt: skip
+    return torch.stack(out)
+
+
+def _as_metadata_list(video_metadata, num_videos: int) -> list:
+    """`video_metadata` as given (None, one or a list of `VideoMetadata`/dicts, possibly nested one level as
+    transformers' processors pass it) → one `VideoMetadata` or None per video."""
+    from transformers.video_utils import VideoMetadata
+
+    if video_metadata is None:
+        return [None] * num_videos
+    items = video_metadata if isinstance(video_metadata, (list, tuple)) else [video_metadata]
+    flat = []
+    for item in items:
+        flat.extend(item if isinstance(item, (list, tuple)) else [item])
+    flat = [VideoMetadata(**{"total_num_frames": 0, **item}) if isinstance(item, dict) else item for item in flat]
+    if len(flat) != num_videos:
+        raise ValueError(f"got {len(flat)} video_metadata entries for {num_videos} videos")
+    return flat
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -155,9 +221,23 @@ class MERTVideoProcessor(BaseVideoProcessor):
         return_face_boxes (`bool`): also return `face_boxes` (B, T, 4) in frame pixels (NaN where none was used).
         return_frame_indices (`bool`): also return `frame_indices` (B, T), the sampled frames (0-based).
         return_eye_series (`bool`): also return `eye_series`, the per-frame `EyeMovementSeries` before resampling.
+
+    The v5 `BaseVideoProcessor` contract:
+        do_sample_frames (`bool`, defaults to True): False takes the frames as given (pre-sampled), all of them.
+        fps (`float`, *optional*): sample at this rate instead of `num_frames` (T = frames · fps / video fps, at least
+            1; the model interpolates its temporal positions for that T). Needs the video's rate: from the file, from
+            `video_metadata`, or `default_fps` for arrays and frame folders.
+        video_metadata: `VideoMetadata` or dicts (fps, total_num_frames, duration), one per video: overrides the
+            rate of the decoded input (e.g. for arrays).
+        return_metadata (`bool`): also return `video_metadata`, a `VideoMetadata` per video with its fps, duration,
+            frame count and the frame indices used (`frames_indices`).
+        device (`str` or `torch.device`): resize, rescale and normalise the cropped frames with torch on that device
+            (e.g. "cuda"); the returned tensors are on it. Decoding and face detection stay where they are.
+        size: `{"height", "width"}` or `{"shortest_edge"}` (a square face crop of that side); with `do_center_crop`
+            the result is centre-cropped to `crop_size`.
     """
 
-    valid_kwargs = MERTVideosKwargs
+    valid_kwargs = MERTVideoProcessorKwargs
     model_input_names = ["pixel_values", "eye_movement_values", "eye_movement_mask"]
     num_frames = 16
     size = {"height": 224, "width": 224}
@@ -169,6 +249,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     image_std = [0.5, 0.5, 0.5]
     do_convert_rgb = True
     do_sample_frames = True
+    default_to_square = False  # an int size is the shortest edge, as in transformers (a face crop is square anyway)
     do_face_crop = True
     face_margin = 0.3
     face_box_mode = "union"
@@ -229,11 +310,12 @@ class MERTVideoProcessor(BaseVideoProcessor):
         if unknown:
             raise TypeError(f"MERTVideoProcessor got unexpected keyword arguments {sorted(unknown)}")
         options = {key: kwargs.get(key, getattr(self, key, None)) for key in self.valid_kwargs.__annotations__}
-        if options["do_sample_frames"] is False or options["do_resize"] is False or options["fps"] is not None:
-            raise ValueError(
-                "MERTVideoProcessor always samples `num_frames` frames (one per equal segment) and resizes the face "
-                "crops to `size`: do_sample_frames=False, do_resize=False and fps= are not supported"
-            )
+        if kwargs.get("fps") is not None and kwargs.get("num_frames") is not None:
+            raise ValueError("`num_frames` and `fps` are mutually exclusive arguments, please use only one!")
+        if kwargs.get("num_frames") is not None:
+            options["fps"] = None  # a call-time num_frames wins over a saved fps (and a call-time fps over num_frames)
+        if options["do_resize"] is False:
+            raise ValueError("MERTVideoProcessor resizes the face crops to `size`: do_resize=False is not supported")
         for key in CALL_TIME_KWARGS:
             options[key] = kwargs.get(key)
         return_tensors = kwargs.get("return_tensors")
@@ -244,6 +326,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             eye_movements = [eye_movements]
         if eye_movements is not None and len(eye_movements) != len(videos):
             raise ValueError(f"got {len(eye_movements)} eye-movement inputs for {len(videos)} videos")
+        metadata = _as_metadata_list(options["video_metadata"], len(videos))
         face_box = options["face_box"]
         if face_box is not None:
             face_box = np.asarray(face_box, dtype=np.float32).reshape(-1, 4)
@@ -257,6 +340,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
                 options,
                 eye_movements=None if eye_movements is None else eye_movements[i],
                 face_box=None if face_box is None else face_box[i],
+                metadata=metadata[i],
             )
             pixel_values.append(result["pixel_values"])
             eye_values.append(result["eye_movement_values"])
@@ -264,9 +348,21 @@ class MERTVideoProcessor(BaseVideoProcessor):
             boxes.append(result["face_boxes"])
             indices.append(result["frame_indices"])
             series.append(result["eye_series"])
+            metadata[i] = result["video_metadata"]
 
+        if options["device"] is not None:
+            import torch
+
+            stack = torch.stack
+        else:
+            stack = np.stack
+        if len({tuple(p.shape) for p in pixel_values}) > 1:
+            raise ValueError(
+                "the videos sampled to different frame counts "
+                f"{[p.shape[0] for p in pixel_values]} (fps= on videos of different lengths): process them one by one"
+            )
         data = {
-            "pixel_values": np.stack(pixel_values),
+            "pixel_values": stack(pixel_values),
             "eye_movement_values": np.stack(eye_values),
             "eye_movement_mask": np.stack(eye_masks),
         }
@@ -274,10 +370,14 @@ class MERTVideoProcessor(BaseVideoProcessor):
             data["face_boxes"] = np.stack(boxes)
         if options["return_frame_indices"]:
             data["frame_indices"] = np.stack(indices)
-        skip = None
+        skip = []
         if options["return_eye_series"]:
             data["eye_series"] = series
-            skip = ["eye_series"]
+            skip.append("eye_series")
+        if options["return_metadata"]:
+            data["video_metadata"] = metadata
+            skip.append("video_metadata")
+        skip = skip or None
         return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=skip)
 
     @staticmethod
@@ -297,23 +397,62 @@ class MERTVideoProcessor(BaseVideoProcessor):
             return [list(videos)]  # a list of frames is one video
         raise ValueError(f"unsupported video input of type {type(videos).__name__}")
 
-    def _process_one(self, video, options: dict, eye_movements=None, face_box=None) -> dict:
-        num_frames = int(options["num_frames"])
+    def sample_frames(self, metadata, num_frames=None, fps=None, train: bool = False, rng=None, **kwargs) -> np.ndarray:
+        """The frame indices of a video described by `metadata` (`VideoMetadata`): `num_frames` (default
+        `self.num_frames`) one per equal segment (`sample_segment_indices`), or, with `fps`, as many as the video's
+        duration holds at that rate (which needs `metadata.fps`)."""
+        if fps is not None and num_frames is not None:
+            raise ValueError("`num_frames` and `fps` are mutually exclusive arguments, please use only one!")
+        total = int(metadata.total_num_frames)
+        if fps is not None:
+            if not metadata.fps:
+                raise ValueError(
+                    "sampling at `fps=` needs the video's own frame rate: pass `video_metadata` with an `fps` (or a "
+                    "`default_fps` for arrays and frame folders)"
+                )
+            num_frames = max(1, int(total / metadata.fps * fps))
+        num_frames = int(num_frames if num_frames is not None else self.num_frames)
+        return sample_segment_indices(total, num_frames, train=train, rng=rng)
+
+    def _process_one(self, video, options: dict, eye_movements=None, face_box=None, metadata=None) -> dict:
+        from transformers.video_utils import VideoMetadata
+
         train = bool(options["do_train_sampling"])
         rng = np.random.default_rng(options["sampling_seed"])
         extract_eyes = bool(options["do_extract_eye_movements"]) and eye_movements is None
         eye_count = options["eye_frames"]
+        fps = options["fps"]
+        given_fps = metadata.fps if metadata is not None and metadata.fps else None
         plan = {}
 
-        def indices_fn(total):
-            plan["model"] = sample_segment_indices(total, num_frames, train=train, rng=rng)
+        def indices_fn(total, video_fps=None):
+            if options["do_sample_frames"] is False:  # pre-sampled frames: all of them, as they are
+                plan["model"] = np.arange(total)
+            else:
+                rate = given_fps or video_fps or float(options["default_fps"])
+                meta = VideoMetadata(total_num_frames=total, fps=rate, duration=total / rate)
+                num = None if fps is not None else options["num_frames"]
+                plan["model"] = self.sample_frames(meta, num_frames=num, fps=fps, train=train, rng=rng)
             plan["eyes"] = eye_frame_indices(total, eye_count) if extract_eyes else np.array([], dtype=int)
             return np.union1d(plan["model"], plan["eyes"])
 
         decoded = decode_video(video, indices_fn=indices_fn, default_fps=float(options["default_fps"]))
-        if "model" not in plan:  # arrays decode without calling back for a count
-            indices_fn(decoded.num_frames)
+        video_fps = given_fps or decoded.fps
+        if "model" not in plan or (fps is not None and given_fps is None and decoded.fps != options["default_fps"]):
+            indices_fn(decoded.num_frames, decoded.fps)  # arrays decode without a count; a file's own rate for fps=
+            missing = [i for i in np.union1d(plan["model"], plan["eyes"]) if int(i) not in decoded.frames]
+            if missing:
+                keep = set(int(i) for i in np.union1d(plan["model"], plan["eyes"]))
+                decoded = decode_video(video, indices_fn=lambda total: sorted(keep),
+                                       default_fps=float(options["default_fps"]))  # fmt: skip
         model_idx, eye_idx = plan["model"], plan["eyes"]
+        num_frames = len(model_idx)
+        if given_fps:
+            decoded.fps = given_fps
+        video_metadata = VideoMetadata(
+            total_num_frames=decoded.num_frames, fps=video_fps, duration=decoded.num_frames / video_fps,
+            frames_indices=[int(i) for i in model_idx], video_backend="emvfer",
+        )  # fmt: skip
 
         # Faces: one detection pass over every frame we use (none when the caller knows the face box)
         crop_faces = options["do_face_crop"] and face_box is None
@@ -336,18 +475,28 @@ class MERTVideoProcessor(BaseVideoProcessor):
                 track.boxes[[row[int(i)] for i in model_idx]], float(options["face_margin"]),
                 options["face_box_mode"],
             )  # fmt: skip
-        size = options["size"]
-        height, width = (int(size), int(size)) if isinstance(size, (int, float)) else (size["height"], size["width"])
-        frames = np.stack([
-            crop_and_resize(decoded.frames[int(i)], None if crop_boxes is None else crop_boxes[k], height, width)
+        height, width = _output_size(options["size"])
+        device = options["device"]
+        frames = [
+            crop_and_resize(decoded.frames[int(i)], None if crop_boxes is None else crop_boxes[k],
+                            height, width, resize=device is None)
             for k, i in enumerate(model_idx)
-        ])  # fmt: skip
-        pixels = frames.astype(np.float32).transpose(0, 3, 1, 2)  # (T, 3, H, W)
+        ]  # fmt: skip
+        if device is None:
+            pixels = np.stack(frames).astype(np.float32).transpose(0, 3, 1, 2)  # (T, 3, H, W)
+        else:
+            pixels = _resize_on_device(frames, height, width, device)
+        if options["do_center_crop"] and options["crop_size"] is not None:
+            pixels = _center_crop(pixels, *_output_size(options["crop_size"]))
         if options["do_rescale"]:
             pixels = pixels * float(options["rescale_factor"])
         if options["do_normalize"]:
             mean = np.asarray(options["image_mean"], np.float32).reshape(1, -1, 1, 1)
             std = np.asarray(options["image_std"], np.float32).reshape(1, -1, 1, 1)
+            if device is not None:
+                import torch
+
+                mean, std = torch.as_tensor(mean, device=pixels.device), torch.as_tensor(std, device=pixels.device)
             pixels = (pixels - mean) / std
 
         # Eye movements
@@ -373,7 +522,8 @@ class MERTVideoProcessor(BaseVideoProcessor):
 
         face_boxes = np.full((num_frames, 4), np.nan, np.float32) if crop_boxes is None else crop_boxes
         return {
-            "pixel_values": pixels.astype(np.float32),
+            "pixel_values": pixels.astype(np.float32) if device is None else pixels.float(),
+            "video_metadata": video_metadata,
             "eye_movement_values": values.astype(np.float32),
             "eye_movement_mask": mask.astype(bool),
             "face_boxes": face_boxes,

@@ -170,6 +170,31 @@ def preprocess_dataset(
     )
 
 
+def preprocess_shard(
+    dataset: datasets.Dataset,
+    compute_fn: ComputeFn,
+    cache_dir: PathLike,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    video_column: str = "video",
+    version: str = "1",
+) -> int:
+    """Fill this shard's part of the per-clip cache: rows ``shard_index, shard_index + num_shards, ...`` of
+    ``dataset`` (one shard per Accelerate process, ``accelerator.process_index`` of ``num_processes``, on any number
+    of machines sharing ``cache_dir``). Every clip is one ``.npz`` file written atomically, so the shards write
+    disjoint parts of the same cache and, together, exactly the cache one process would write. Returns the number
+    of clips of the shard."""
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
+    if video_column not in dataset.column_names:
+        raise ValueError(f"preprocess_shard: no {video_column!r} column in {dataset.column_names}")
+    cache = PreprocessingCache(cache_dir, compute_fn, version)
+    videos = dataset[video_column][shard_index::num_shards]
+    for video in videos:
+        cache(video)
+    return len(videos)
+
+
 def make_compute_fn(processor, extract_eyes: bool = True) -> ComputeFn:
     """The ``compute_fn`` of the project: ONE pass of a :class:`~emvfer_hf.MERTVideoProcessor` over the clip
     (decoding, MTCNN faces on the sampled and the eye frames, the visual eye series from the same detections).

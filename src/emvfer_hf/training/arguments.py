@@ -51,6 +51,19 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     opt.add_argument("--lr_scheduler_type", default="cosine")
     opt.add_argument("--num_warmup_steps", type=int, default=0)
     opt.add_argument("--seed", type=int, default=42)
+    opt.add_argument("--max_grad_norm", type=float, default=None,
+                     help="clip the global gradient norm to this value (default: no clipping)")
+    opt.add_argument("--gradient_checkpointing", action="store_true",
+                     help="recompute each Transformer layer in the backward pass (less activation memory)")
+    opt.add_argument("--torch_compile", action="store_true", help="wrap the model in torch.compile")
+    opt.add_argument("--torch_compile_backend", default="inductor",
+                     help="torch.compile backend (inductor; 'eager' or 'aot_eager' to debug)")
+    opt.add_argument("--early_stopping_patience", type=int, default=None,
+                     help="stop when the validation metric has not improved for this many evaluations (epochs)")
+    opt.add_argument("--metric_for_best_model", default=None,
+                     help="validation metric watched by early stopping (default: the first one, e.g. war)")
+    opt.add_argument("--greater_is_better", type=lambda v: str(v).lower() in ("1", "true", "yes"), default=True,
+                     help="whether a larger --metric_for_best_model is better (default true)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default=None, help="default: emvfer-<dataset>")

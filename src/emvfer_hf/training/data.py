@@ -171,11 +171,19 @@ def preprocess_splits(splits, processor, extract_eyes: bool, cache_dir=None, num
     """Add the cached per-clip preprocessing (face boxes, sampled frames and, with `extract_eyes`, the visual eye
     series) to each split (`None` stays `None`): face detection and eye extraction run once per clip, ever, not once
     per epoch (`emvfer_hf.data.preprocess_dataset`, keyed by file content/mtime and the processor's settings)."""
-    from ..data.cache import compute_fn_version, make_compute_fn, preprocess_dataset
+    from ..data.cache import compute_fn_version, make_compute_fn, preprocess_dataset, preprocess_shard
 
     compute_fn = make_compute_fn(processor, extract_eyes)
     version = compute_fn_version(processor, extract_eyes)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    if accelerator is not None and accelerator.num_processes > 1:
+        # Sharded across every process of every machine: process i computes clips i, i + N, ... into the shared
+        # cache; then every process reads the whole cache (all hits) into its split.
+        for split in splits:
+            if split is not None:
+                preprocess_shard(split, compute_fn, cache_dir, accelerator.process_index, accelerator.num_processes,
+                                 version=version)  # fmt: skip
+        accelerator.wait_for_everyone()
     context = accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext()
     with context:
         return [

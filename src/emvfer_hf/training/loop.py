@@ -121,6 +121,12 @@ def train(
     )
     sampler = train_loader.sampler  # kept (inside the batch sampler) by accelerator.prepare
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
+    max_grad_norm = getattr(args, "max_grad_norm", None)
+    patience = getattr(args, "early_stopping_patience", None)
+    if getattr(args, "gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(args, "torch_compile", False):
+        model = torch.compile(model, backend=getattr(args, "torch_compile_backend", None) or "inductor")
 
     steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
@@ -161,7 +167,8 @@ def train(
             starting_epoch = completed_steps // steps_per_epoch
             resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
 
-    history = {"train_loss": [], "eval": []}
+    history = {"train_loss": [], "eval": [], "grad_norm": []}
+    best, evaluations_without_improvement = None, 0
     progress = tqdm(range(max_train_steps), disable=not accelerator.is_local_main_process, desc="training")
     progress.update(completed_steps)
     for epoch in range(starting_epoch, num_epochs):
@@ -176,6 +183,9 @@ def train(
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
+                if max_grad_norm is not None and accelerator.sync_gradients:
+                    norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)  # the norm before clipping
+                    history["grad_norm"].append(float(norm))
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
@@ -199,6 +209,21 @@ def train(
             accelerator.print(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"))
             if args.with_tracking:
                 accelerator.log({f"eval_{k}": v for k, v in metrics.items()}, step=completed_steps)
+            if patience is not None and compute_metrics is not None:
+                name = getattr(args, "metric_for_best_model", None) or next(k for k in metrics if k != "epoch")
+                if name not in metrics:
+                    raise ValueError(f"--metric_for_best_model {name!r} is not a validation metric: {sorted(metrics)}")
+                value = metrics[name] if getattr(args, "greater_is_better", True) else -metrics[name]
+                if best is None or value > best:
+                    best, evaluations_without_improvement = value, 0
+                else:
+                    evaluations_without_improvement += 1
+                if evaluations_without_improvement >= patience:
+                    history["stopped_early_at_epoch"] = epoch
+                    accelerator.print(f"early stopping: {name} has not improved for {patience} evaluation(s)")
+                    if checkpointing_steps == "epoch":
+                        accelerator.save_state(str(output_dir / f"epoch_{epoch}"))
+                    break
         if checkpointing_steps == "epoch":
             accelerator.save_state(str(output_dir / f"epoch_{epoch}"))
         if completed_steps >= max_train_steps:

@@ -1,0 +1,112 @@
+"""Export of MERT: `torch.export` and ONNX (with a dynamic batch), an onnxruntime classifier and int8 dynamic
+quantisation. Used by `emvfer export` / `emvfer predict --runtime onnx` and benchmarks/bench_onnx.py.
+
+The ONNX graph takes `pixel_values` (B, T, C, H, W) float32, `eye_movement_values` (B, L, 5) float32 and
+`eye_movement_mask` (B, L) bool, and returns `logits` (B, num_labels) (and `instruction_weights` (B,)); B is dynamic,
+T, H, W and L are those of the config. onnx / onnxruntime come with the `[onnx]` extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+ONNX_INPUT_NAMES = ("pixel_values", "eye_movement_values", "eye_movement_mask")
+ONNX_OUTPUT_NAMES = ("logits", "instruction_weights")
+
+
+class MERTExportWrapper(nn.Module):
+    """MERTForVideoClassification with positional tensor inputs and a (logits, W) output, for export."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, eye_movement_values, eye_movement_mask):
+        out = self.model(pixel_values=pixel_values, eye_movement_values=eye_movement_values,
+                         eye_movement_mask=eye_movement_mask, return_dict=True)  # fmt: skip
+        weights = out.instruction_weights
+        if weights is None:  # a model without the prior Ē (pre-training stage): W is undefined, exported as 0
+            weights = out.logits.new_zeros(out.logits.shape[0])
+        return out.logits, weights
+
+
+def example_inputs(config, batch_size: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    pixel_values = torch.randn(batch_size, config.num_frames, config.num_channels, config.image_size,
+                               config.image_size, generator=g)  # fmt: skip
+    eyes = torch.randn(batch_size, config.eye_sequence_length, config.eye_num_channels, generator=g)
+    mask = torch.ones(batch_size, config.eye_sequence_length, dtype=torch.bool)
+    return pixel_values, eyes, mask
+
+
+def _dynamic_batch():
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    return ({0: batch}, {0: batch}, {0: batch})
+
+
+def torch_export(model, batch_size: int = 2):
+    """`torch.export.export` of the classifier with a dynamic batch (no data-dependent guards)."""
+    wrapper = MERTExportWrapper(model.eval()).eval()
+    return torch.export.export(wrapper, example_inputs(model.config, batch_size), dynamic_shapes=_dynamic_batch(),
+                               strict=False)  # fmt: skip
+
+
+def export_onnx(model, output, opset: int = 18) -> Path:
+    """Write `model` (a MERTForVideoClassification, fp32) as an ONNX graph with a dynamic batch to `output`."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model = model.float().eval()
+    wrapper = MERTExportWrapper(model).eval()
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper, example_inputs(model.config), dynamo=True, opset_version=opset,
+            input_names=list(ONNX_INPUT_NAMES), output_names=list(ONNX_OUTPUT_NAMES),
+            dynamic_shapes=_dynamic_batch(), verbose=False,
+        )  # fmt: skip
+    program.save(str(output), external_data=False)
+    return output
+
+
+def quantize_onnx(source, output) -> Path:
+    """int8 dynamic quantisation (weights int8, activations quantised on the fly) of an ONNX graph."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(output), weight_type=QuantType.QInt8)
+    return Path(output)
+
+
+class ONNXVideoClassifier:
+    """An onnxruntime session of an exported MERT graph, called like the PyTorch model on the processor's output:
+    `classifier(**inputs)` → `{"logits": (B, num_labels), "instruction_weights": (B,)}` numpy arrays."""
+
+    def __init__(self, path, num_threads: Optional[int] = None, providers=None):
+        try:
+            import onnxruntime as ort
+        except ImportError as error:  # pragma: no cover
+            raise ImportError("the ONNX runtime needs onnxruntime: pip install 'emvfer-hf[onnx]'") from error
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such ONNX file (write one with `emvfer export`)")
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, **inputs) -> dict:
+        feed = {}
+        for name in self.input_names:
+            value = inputs[name]
+            if hasattr(value, "detach"):
+                value = value.detach().cpu().numpy()
+            feed[name] = np.asarray(value, dtype=bool if name == "eye_movement_mask" else np.float32)
+        outputs = self.session.run(None, feed)
+        return dict(zip([o.name for o in self.session.get_outputs()], outputs))
+
+
+__all__ = ["MERTExportWrapper", "ONNXVideoClassifier", "export_onnx", "quantize_onnx", "torch_export"]
