@@ -58,11 +58,13 @@ def _write_video(path: Path, frames, fps: float, loops: int = 1) -> None:
 
 
 def peak_rss_of_reading(path: Path) -> float:
-    """Peak RSS (MiB) of a fresh process that reads the whole video with `extract_eye_movements`."""
+    """Peak RSS (MiB) of a fresh process that reads the whole video with `extract_eye_movements`: its VmHWM
+    (ru_maxrss of a child carries the parent's high-water mark across exec on Linux)."""
     code = (
-        "import resource, sys; from emvfer_hf.eye_movement_mert import extract_eye_movements; "
+        "from emvfer_hf.eye_movement_mert import extract_eye_movements; "
         f"s = extract_eye_movements({str(path)!r}); "
-        "print(len(s), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+        "print(len(s), int(hwm) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     return round(float(out[-1]), 1)
@@ -127,7 +129,7 @@ def main():
         "load_average_after": list(__import__("os").getloadavg()),
         "results": results,
         "memory": memory,
-        "self_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "self_peak_rss_mib (holds the decoded clips)": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
