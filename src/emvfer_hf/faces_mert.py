@@ -265,6 +265,23 @@ class MTCNNBackend(FaceLandmarkBackend):
         new_box = np.array([x1 + reg[0] * bw, y1 + reg[1] * bh, x1 + s - 1 + reg[2] * bw, y1 + s - 1 + reg[3] * bh])
         return new_box.astype(np.float32), lm.astype(np.float32), prob
 
+    def detect_all(self, frame: np.ndarray, min_prob: float = 0.9) -> FaceTrack:
+        """EVERY face of one frame (a row per face, most probable first), at the detection scale used by
+        :meth:`detect` and mapped back to frame pixels; ``min_prob`` drops weak detections."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.detect_size / float(max(h, w)))
+        small = frame if scale >= 1.0 else cv2.resize(
+            frame, (max(1, int(round(w * scale))), max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
+        boxes, probs, landmarks = self.mtcnn.detect(np.ascontiguousarray(small), landmarks=True)
+        if boxes is None or len(boxes) == 0:
+            return FaceTrack.empty(0)
+        keep = np.asarray(probs, np.float64) >= min_prob
+        order = np.argsort(-np.asarray(probs, np.float64)[keep])
+        return FaceTrack(np.asarray(boxes)[keep][order] / scale, np.asarray(landmarks)[keep][order] / scale,
+                         np.asarray(probs)[keep][order])  # fmt: skip
+
     def detect(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         frames = [np.ascontiguousarray(f) for f in frames]
         n = len(frames)
