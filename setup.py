@@ -18,9 +18,9 @@ install_requires = [
     "opencv-python-headless>=4.8",
     # 2.6 pins torch<2.3 and numpy<2; 2.5.3 ships the MTCNN weights inside the wheel (offline face detection).
     "facenet-pytorch>=2.5.3,<2.6",
-    # LiteRT runs the MediaPipe face-mesh and iris models shipped in the package (dense eye landmarks); it has no
-    # Windows wheel, where the faces module falls back to MTCNN's 5 points with a warning.
-    "ai-edge-litert>=1.2; platform_system != 'Windows'",
+    # LiteRT runs the MediaPipe face-mesh and iris models shipped in the package (dense eye landmarks). Its wheels are
+    # for Linux and Apple-silicon macOS; elsewhere the faces module falls back to MTCNN's 5 points with a warning.
+    "ai-edge-litert>=1.2; platform_system == 'Linux' or (platform_system == 'Darwin' and platform_machine == 'arm64')",
     "scipy>=1.10",
     "numpy>=1.24",
     "scikit-learn>=1.3",

@@ -50,8 +50,11 @@ def _dynamic_batch():
 
 
 def torch_export(model, batch_size: int = 2):
-    """`torch.export.export` of the classifier with a dynamic batch (no data-dependent guards)."""
-    wrapper = MERTExportWrapper(model.eval()).eval()
+    """`torch.export.export` of the classifier with a dynamic batch (no data-dependent guards). The caller's model
+    is left as it was (a copy is put in eval mode)."""
+    import copy
+
+    wrapper = MERTExportWrapper(copy.deepcopy(model).eval()).eval()
     return torch.export.export(wrapper, example_inputs(model.config, batch_size), dynamic_shapes=_dynamic_batch(),
                                strict=False)  # fmt: skip
 
@@ -60,7 +63,9 @@ def export_onnx(model, output, opset: int = 18) -> Path:
     """Write `model` (a MERTForVideoClassification, fp32) as an ONNX graph with a dynamic batch to `output`."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval()
+    import copy
+
+    model = copy.deepcopy(model).float().eval()  # the caller's model keeps its dtype and mode
     wrapper = MERTExportWrapper(model).eval()
     with torch.no_grad():
         program = torch.onnx.export(

@@ -7,19 +7,20 @@ series, so that the prior Ē of the instruction weight W(E', Ē) (paper eqs. [8]
 Canonical format (ARCHITECTURE §4): an array of shape (L, 5), float32, one row per time step, plus a boolean
 validity mask and the time stamps of the rows.
 
-| ch | name        | tracker source                    | visual source                                     |
-|----|-------------|-----------------------------------|---------------------------------------------------|
-| 0  | pupil_left  | pupil diameter, mm                | dark-blob diameter / inter-ocular distance        |
-| 1  | pupil_right | pupil diameter, mm                | same, other eye                                   |
-| 2  | gaze_x      | gaze point, [-1, 1] across display| pupil-centre offset inside the eye box, [-1, 1]   |
-| 3  | gaze_y      | same, vertical                    | same, vertical                                    |
-| 4  | behaviour   | fixation 0 / saccade 1 / blink 2  | from blob-size drops and centre velocity          |
+| ch | name        | tracker source                    | visual source (dense landmarks; 5-point fallback in brackets) |
+|----|-------------|-----------------------------------|----------------------------------------------------------------|
+| 0  | pupil_left  | pupil diameter, mm (or EDF units) | dark-blob diameter / the eye's corner distance [/ inter-ocular] |
+| 1  | pupil_right | pupil diameter, mm                | same, other eye                                                |
+| 2  | gaze_x      | gaze point, [-1, 1] across display| gaze direction (iris vs corners + head pose), ±25° ↦ ±1, +x the subject's right [pupil offset in the eye box] |
+| 3  | gaze_y      | same, vertical                    | same, vertical (+y down)                                       |
+| 4  | behaviour   | fixation 0 / saccade 1 / blink 2  | blinks from the eye aspect ratio, saccades from gaze velocity [blob-size drops] |
 
 After :func:`normalize_eye_movements` (the ONE normalisation used by both sources) the units are:
 pupils — z-scores relative to the recording's own baseline (dimensionless); gaze — [-1, 1];
 behaviour — code / 2, i.e. fixation 0.0, saccade 0.5, blink 1.0.
 
-This module is flat (only single-dot sibling imports, heavy optional dependencies imported lazily) so that it can be
+This module is flat (only single-dot sibling imports; heavy dependencies — cv2, scipy, LiteRT — imported inside the
+functions that need them) so that it can be
 shipped as remote code next to a checkpoint.
 """
 
@@ -259,7 +260,7 @@ def eye_movement_prior(
 
 
 # =====================================================================================================================
-# Visual extraction: faces and landmarks (MTCNN), the paper's pupil chain, behaviour classification
+# Visual extraction: the paper's pupil chain, the eye channels from landmarks (faces_mert), behaviour classification
 # =====================================================================================================================
 # Heavy dependencies (cv2, torch, facenet_pytorch, av) are imported inside the functions that need them, so that
 # this file stays importable (and shippable as remote code) without them.
@@ -289,7 +290,7 @@ def measure_pupil(
     it the eye region is the ellipse inscribed in the patch.
 
     bilateral filter → erosion (a 3x3 minimum filter: removes glints and thin bright gaps, dark areas grow
-    slightly) → Otsu threshold computed only over the eye region (the ellipse inscribed in the patch) → dark mask,
+    slightly) → Otsu threshold computed only over the eye region (``region``, else the ellipse inscribed in the patch) → dark mask,
     opened with a small disc so that thin lashes and lid lines detach from the round iris → connected components → the blob that contains the darkest point of the (smoothed) eye region, NOT the largest
     blob (which is often lashes or eyelid shadow) → darkness-weighted centroid and equivalent diameter.
     """
@@ -683,24 +684,42 @@ class VisualEyeMovementExtractor:
             faces = FaceTrack(*faces)
         if len(faces) != len(frames):
             raise ValueError(f"{source}: faces has {len(faces)} rows for {len(frames)} frames")
-        found = faces.found
-        if not found.any():
-            if not allow_no_face:
-                raise ValueError(
-                    f"{source}: no face found in any of its {len(frames)} frames (pass allow_no_face=True for an "
-                    "all-invalid series)"
-                )
-            values = np.zeros((len(frames), NUM_EYE_MOVEMENT_CHANNELS), np.float32)
-            return EyeMovementSeries(values, np.zeros(len(frames), bool), times, True,
-                                     {"source": source, "fps": fps, "faces": faces})
-        if faces.has_eye_landmarks:
-            values, valid = self.classify_landmarks(self.measure_landmarks(frames, faces), faces, times)
+        if not faces.found.any() and not allow_no_face:
+            raise ValueError(
+                f"{source}: no face found in any of its {len(frames)} frames (pass allow_no_face=True for an "
+                "all-invalid series)"
+            )
+        return self.series_from(self.measure_clip(frames, faces), faces, times, source, fps)
+
+    def measure_clip(self, frames: Sequence[np.ndarray], faces: FaceTrack):
+        """The raw per-frame measurements of a clip (:meth:`measure_landmarks` with dense landmarks, else
+        :meth:`measure`). Chunks of a long video are measured one by one and joined with :func:`join_measurements`
+        before the one classification of the whole video."""
+        return self.measure_landmarks(frames, faces) if faces.has_eye_landmarks else self.measure(frames, faces)
+
+    def series_from(self, raw, faces: FaceTrack, times_s: np.ndarray, source: str = "<frames>",
+                    fps: float = 25.0) -> EyeMovementSeries:
+        """Raw measurements of a whole clip or video → its series (blinks, saccades and their adaptive
+        thresholds computed over all of it), normalised when ``self.normalize``."""
+        times_s = np.asarray(times_s, dtype=np.float64)
+        metadata = {"source": source, "fps": fps, "faces": faces}
+        if not faces.found.any():
+            values = np.zeros((len(times_s), NUM_EYE_MOVEMENT_CHANNELS), np.float32)
+            return EyeMovementSeries(values, np.zeros(len(times_s), bool), times_s, True, metadata)
+        if isinstance(raw, dict):
+            values, valid = self.classify_landmarks(raw, faces, times_s)
         else:
-            values, valid = self.classify(self.measure(frames, faces), found, times)
+            values, valid = self.classify(raw, faces.found, times_s)
         values = self.to_subject_frame(values)
-        series = EyeMovementSeries(values.astype(np.float32), valid, times, normalized=False,
-                                   metadata={"source": source, "fps": fps, "faces": faces})
+        series = EyeMovementSeries(values.astype(np.float32), valid, times_s, normalized=False, metadata=metadata)
         return series.normalize() if self.normalize else series
+
+
+def join_measurements(parts: Sequence):
+    """Join the raw measurements of consecutive chunks (dicts of per-frame arrays, or arrays)."""
+    if isinstance(parts[0], dict):
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    return np.concatenate(parts)
 
 
 def _load_frames(frames_or_video, fps: Optional[float]) -> tuple[list, float, str]:
@@ -729,7 +748,7 @@ def extract_eye_movements(
     Args:
         frames_or_video: RGB frames (T, H, W, 3) uint8 (array or list) or a video file path (decoded with PyAV).
         fps: frame rate; default the video stream's rate, or 25 for frames.
-        backend: face/landmark backend (default :class:`MTCNNBackend`).
+        backend: face/landmark backend (default :func:`~.faces_mert.default_face_backend`: the face mesh).
         faces: precomputed detections for these frames — a :class:`FaceTrack` or ``(boxes (T,4), landmarks
             (T,5,2)[, probs (T,)])`` — to reuse one detection pass (see :func:`detect_faces`).
         allow_no_face: return an all-invalid series instead of raising when no frame has a face.
@@ -752,29 +771,31 @@ def extract_eye_movements(
 
 
 def _extract_in_chunks(path: str, fps, extractor, allow_no_face: bool, chunk_frames: int) -> EyeMovementSeries:
-    """A video file, chunk by chunk (`chunk_frames` decoded frames at a time, so memory stays bounded): raw values
-    per chunk, joined on the video's time line, then the ONE normalisation over the whole video."""
-    import copy
-
-    raw_extractor = copy.copy(extractor)
-    raw_extractor.normalize = False
-    parts, start, rate = [], 0, None
+    """A video file, chunk by chunk (`chunk_frames` decoded frames at a time, so memory stays bounded): faces and
+    raw measurements per chunk, joined on the video's time line, then ONE classification (blink baseline, saccade
+    threshold) and ONE normalisation over the whole video."""
+    backend = extractor.backend  # built once, reused for every chunk
+    raws, tracks, start, rate = [], [], 0, None
     for frames, stream_fps in iter_frame_chunks(path, chunk_frames):
         rate = float(fps or stream_fps)
-        part = raw_extractor(frames, fps=rate, allow_no_face=True, source=path)
-        parts.append((part, start / rate))
+        faces = run_face_backend(backend, frames)
+        tracks.append(faces)
+        raws.append(extractor.measure_clip(frames, faces) if faces.found.any() else None)
         start += len(frames)
-    if not any(part.valid.any() for part, _ in parts) and not allow_no_face:
+    faces = FaceTrack.concatenate(tracks)
+    if not faces.found.any() and not allow_no_face:
         raise ValueError(
             f"{path}: no face found in any of its {start} frames (pass allow_no_face=True for an all-invalid series)"
         )
-    faces = [part.metadata.get("faces") for part, _ in parts]
-    series = EyeMovementSeries(
-        np.concatenate([part.values for part, _ in parts]),
-        np.concatenate([part.valid for part, _ in parts]),
-        np.concatenate([part.times_s + offset for part, offset in parts]),
-        normalized=not any(part.valid.any() for part, _ in parts),  # an all-invalid series is already zeros
-        metadata={"source": path, "fps": rate,
-                  "faces": FaceTrack.concatenate(faces) if all(f is not None for f in faces) else None},
-    )  # fmt: skip
-    return series.normalize() if extractor.normalize else series
+    template = next((raw for raw in raws if raw is not None), None)
+    if template is None:
+        return extractor.series_from(None, faces, np.arange(start) / rate, path, rate)
+    filled = [raw if raw is not None else _empty_measurement(template, len(track)) for raw, track in zip(raws, tracks)]
+    return extractor.series_from(join_measurements(filled), faces, np.arange(start) / rate, path, rate)
+
+
+def _empty_measurement(template, n: int):
+    """All-NaN raw measurements of ``n`` frames shaped like ``template`` (a chunk without a face)."""
+    if isinstance(template, dict):
+        return {key: np.full((n, *value.shape[1:]), np.nan) for key, value in template.items()}
+    return np.full((n, *template.shape[1:]), np.nan)

@@ -1,7 +1,8 @@
 """Faces for EM-VFER: detection, landmarks and the face box of a clip.
 
 A :class:`FaceLandmarkBackend` turns RGB frames into a :class:`FaceTrack`: per frame the face box, five landmarks
-(eye centres, nose tip, mouth corners) and a confidence. Used by the video processor (face crops) and the visual
+(eye centres, nose tip, mouth corners) and a confidence; a dense backend (:class:`FaceMeshBackend`, the default)
+also gives eye landmarks (corners, eyelids, iris centre) and the head pose. Used by the video processor (face crops) and the visual
 eye-movement extractor (eye regions).
 
 Flat module (single-dot sibling imports only, heavy dependencies imported lazily) so that it ships as remote code.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -126,7 +128,14 @@ class FaceTrack:
         tracks = list(tracks)
         if not tracks:
             raise ValueError("no face tracks to concatenate")
-        join = (lambda name: None if any(getattr(t, name) is None for t in tracks)  # noqa: E731
+        if any(t.eyes is not None for t in tracks):  # dense parts beside 5-point ones: NaN eyes where none
+            tracks = [t if t.eyes is not None else FaceTrack(t.boxes, t.landmarks, t.probs,
+                                                              np.full((len(t), 2, NUM_EYE_POINTS, 2), np.nan),
+                                                              t.head_pose) for t in tracks]  # fmt: skip
+        if any(t.head_pose is not None for t in tracks):
+            tracks = [t if t.head_pose is not None else FaceTrack(t.boxes, t.landmarks, t.probs, t.eyes,
+                                                                   np.full((len(t), 3), np.nan)) for t in tracks]  # fmt: skip
+        join = (lambda name: None if getattr(tracks[0], name) is None  # noqa: E731
                 else np.concatenate([getattr(t, name) for t in tracks]))  # fmt: skip
         return cls(join("boxes"), join("landmarks"), join("probs"), join("eyes"), join("head_pose"))
 
@@ -440,7 +449,8 @@ class FaceMeshBackend(FaceLandmarkBackend):
         self.workers = max(1, int(workers if workers is not None else min(4, os.cpu_count() or 1)))
         self.min_segment = max(1, int(min_segment))
         self._interpreters = {}
-        self._clones = []
+        self._clone_interpreters = []
+        self._lock = threading.RLock()
 
     def _model(self, name: str):
         """The LiteRT interpreter of ``face_landmark`` or ``iris_landmark``, built on first use (and again after
@@ -454,8 +464,13 @@ class FaceMeshBackend(FaceLandmarkBackend):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_interpreters"], state["_clones"] = {}, []
+        state["_interpreters"], state["_clone_interpreters"] = {}, []
+        state.pop("_lock", None)
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     @staticmethod
     def _run(interpreter, image: np.ndarray) -> list[np.ndarray]:
@@ -463,7 +478,8 @@ class FaceMeshBackend(FaceLandmarkBackend):
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
                                (image.astype(np.float32) * (1.0 / 255.0))[None])  # fmt: skip
         interpreter.invoke()
-        return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+        outputs = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+        return sorted(outputs, key=lambda a: -a.size)  # landmarks first, then the score / the iris
 
     def _mesh_in(self, frame: np.ndarray, roi: tuple) -> tuple[np.ndarray, float]:
         """The mesh (468, 3) in frame pixels and the presence probability, for ``roi = (centre, side, angle)``."""
@@ -523,23 +539,26 @@ class FaceMeshBackend(FaceLandmarkBackend):
         frames = [np.ascontiguousarray(f) for f in frames]
         segments = max(1, min(self.workers, len(frames) // self.min_segment))
         if segments == 1:
-            return self._detect_segment(frames)
+            with self._lock:
+                return self._detect_segment(frames)
         # Consecutive segments on their own threads (LiteRT and OpenCV release the GIL), each with its own
         # interpreters; each segment starts with a detection, as a key frame would.
         from concurrent.futures import ThreadPoolExecutor
 
         bounds = np.linspace(0, len(frames), segments + 1).round().astype(int)
-        if not self._clones:
-            self._clones = [self._clone() for _ in range(self.workers - 1)]
-        workers = [self, *self._clones]
-        with ThreadPoolExecutor(segments) as pool:
-            parts = list(pool.map(lambda k: workers[k]._detect_segment(frames[bounds[k] : bounds[k + 1]]),
-                                  range(segments)))  # fmt: skip
+        with self._lock:  # one caller at a time: LiteRT interpreters are not thread-safe
+            while len(self._clone_interpreters) < segments - 1:
+                self._clone_interpreters.append({})
+            # clones carry the current settings; each keeps its own interpreters across calls
+            workers = [self, *(self._clone(cache) for cache in self._clone_interpreters[: segments - 1])]
+            with ThreadPoolExecutor(segments) as pool:
+                parts = list(pool.map(lambda k: workers[k]._detect_segment(frames[bounds[k] : bounds[k + 1]]),
+                                      range(segments)))  # fmt: skip
         return FaceTrack.concatenate(parts)
 
-    def _clone(self) -> "FaceMeshBackend":
+    def _clone(self, interpreters: dict) -> "FaceMeshBackend":
         clone = copy.copy(self)
-        clone._interpreters, clone._clones = {}, []
+        clone._interpreters, clone._clone_interpreters = interpreters, []
         return clone
 
     def _detect_segment(self, frames: list) -> FaceTrack:

@@ -203,7 +203,8 @@ def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, 
     never sits in memory whole. Inputs and errors as in `decode_video`.
 
     With `prefetch` (default) a video file's next chunk is decoded on a background thread while the caller works
-    on the current one (PyAV releases the GIL): at most two chunks are in memory.
+    on the current one (PyAV releases the GIL): at most three chunks are in memory (the caller's, the one queued,
+    the one being decoded).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -232,7 +233,7 @@ def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, 
 
 def _prefetched(generator):
     """The items of `generator`, each produced on a background thread while the previous one is being used; an
-    exception in the generator is raised here, at the item where it happened."""
+    exception in the generator is raised here, at the item where it happened. Closing early stops the thread."""
     import queue
     import threading
 
@@ -240,21 +241,24 @@ def _prefetched(generator):
     done = object()
     stop = threading.Event()
 
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for item in generator:
-                while not stop.is_set():
-                    try:
-                        items.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
         except BaseException as error:  # handed to the consumer
-            items.put((None, error))
+            put((None, error))
             return
-        items.put((done, None))
+        put((done, None))
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
@@ -268,6 +272,11 @@ def _prefetched(generator):
             yield item
     finally:
         stop.set()
+        while True:  # free a queued chunk so that a blocked producer sees `stop`
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                break
         thread.join(timeout=5)
 
 

@@ -5,7 +5,7 @@ ARCHITECTURE §3:
     video file / frame folder / array
       └─ decode (PyAV; frame folders via OpenCV) ─ sample T frames, one per equal segment
          (middle of the segment at eval, random within it with `do_train_sampling`)
-         face: MTCNN boxes + 5 landmarks ─ one square box per clip (union, or smoothed per-frame boxes) with a
+         face: the face backend (MTCNN + face mesh by default) ─ one square box per clip (union, or smoothed per-frame boxes) with a
                margin ─ crop ─ resize ─ rescale + normalise
          eyes: the visual extractor on a denser set of frames of the SAME decoded video → canonical 5-channel series
                (eye_movement_mert) → resampled to `eye_sequence_length` steps
@@ -196,7 +196,8 @@ class MERTVideoProcessor(BaseVideoProcessor):
         num_frames (`int`, defaults to 16): frames T per clip, one per equal segment.
         size (`dict`, defaults to `{"height": 224, "width": 224}`): size of the face crops.
         do_rescale, rescale_factor, do_normalize, image_mean, image_std: as in transformers (mean/std 0.5).
-        do_face_crop (`bool`, defaults to True): crop the face found by MTCNN; False takes the central square.
+        do_face_crop (`bool`, defaults to True): crop the face found by the face backend; False takes the
+            central square.
         face_margin (`float`, defaults to 0.3): the square crop's side is `max(w, h) * (1 + face_margin)`.
         face_box_mode (`str`, defaults to "union"): one box for the clip ("union") or smoothed per-frame boxes.
         face_detection_size (`int`, defaults to 320): frames are downscaled so their longer side is at most this
@@ -276,8 +277,13 @@ class MERTVideoProcessor(BaseVideoProcessor):
         self._eye_extractor = None
 
     def to_dict(self) -> dict:
-        output = super().to_dict()
-        for key in ("_face_backend", "_eye_extractor", *CALL_TIME_KWARGS):
+        # the backends hold models: keep them out of the base class's deep copy of __dict__
+        held = {key: self.__dict__.pop(key) for key in ("_face_backend", "_eye_extractor") if key in self.__dict__}
+        try:
+            output = super().to_dict()
+        finally:
+            self.__dict__.update(held)
+        for key in ("_face_backend", "_eye_extractor", "_custom_face_backend", *CALL_TIME_KWARGS):
             output.pop(key, None)
         return output
 
@@ -293,6 +299,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     @face_backend.setter
     def face_backend(self, backend):
         self._face_backend = backend
+        self._custom_face_backend = backend is not None  # part of the preprocessing cache key
         self._eye_extractor = None
 
     @property

@@ -9,7 +9,7 @@
 - ``preprocess_key`` — the cache key,
 
 computed by an injected ``compute_fn(video_path) -> dict`` with those keys (:func:`make_compute_fn` builds the
-default one on the project's MTCNN backend and visual extractor). Results are stored as one compressed ``.npz``
+default one on the processor's face backend and visual extractor). Results are stored as one compressed ``.npz``
 per clip under ``cache_dir/<key[:2]>/<key>.npz``, keyed by the media's CONTENT AND MTIME (size, mtime_ns and a
 hash of the first and last 64 KiB of every file; a frame folder hashes all its frames' names, sizes and mtimes) and
 by the ``version`` of the compute function: a changed file (or changed settings) is recomputed, an unchanged one is
@@ -197,7 +197,7 @@ def preprocess_shard(
 
 def make_compute_fn(processor, extract_eyes: bool = True) -> ComputeFn:
     """The ``compute_fn`` of the project: ONE pass of a :class:`~emvfer_hf.MERTVideoProcessor` over the clip
-    (decoding, MTCNN faces on the sampled and the eye frames, the visual eye series from the same detections).
+    (decoding, faces (the processor's face backend) on the sampled and the eye frames, the visual eye series from the same detections).
     Clips without a face are kept (central crops, an all-invalid eye series) with a warning."""
     import functools
 
@@ -205,8 +205,12 @@ def make_compute_fn(processor, extract_eyes: bool = True) -> ComputeFn:
 
 
 def compute_fn_version(processor, extract_eyes: bool = True) -> str:
-    """A ``version`` tag that changes whenever the processor's settings do (so the cache is recomputed)."""
-    text = processor.to_json_string() + str(bool(extract_eyes))
+    """A ``version`` tag that changes whenever the processor's settings do (so the cache is recomputed), including a
+    custom face backend set on it (its class and public settings)."""
+    backend = getattr(processor, "_face_backend", None) if getattr(processor, "_custom_face_backend", False) else None
+    custom = "" if backend is None else type(backend).__name__ + repr(sorted(
+        (k, v) for k, v in vars(backend).items() if not k.startswith("_") and isinstance(v, (int, float, str, bool))))
+    text = processor.to_json_string() + str(bool(extract_eyes)) + custom
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 

@@ -113,7 +113,11 @@ def detect_events(
     n = len(t)
     if n < 3:
         return empty_events()
-    step = float(np.median(np.diff(t)))
+    steps = np.diff(t)
+    steps = steps[steps > 0]
+    if not len(steps):
+        raise ValueError("detect_events: the recording's timestamps never increase (no sampling rate)")
+    step = float(np.median(steps))
     rate = 1000.0 / step
     ok = recording.valid & np.isfinite(recording.gaze_x) & np.isfinite(recording.gaze_y)
     gx, gy = recording.gaze_x, recording.gaze_y

@@ -558,9 +558,9 @@ def read_eyelink_edf(path: PathLike, eye: Optional[str] = None, probe: bool = Tr
     vr = per_eye["right"][3] if "right" in use else np.zeros(n, bool)
     pl = per_eye["left"][2] if "left" in use else np.full(n, np.nan)
     pr = per_eye["right"][2] if "right" in use else np.full(n, np.nan)
-    if len(recorded) == 1:  # one eye: it is both pupil channels (as a Pro Lab export with one eye averaged)
-        pl = pr = per_eye[recorded[0]][2]
-        vl = vr = per_eye[recorded[0]][3]
+    if len(use) == 1:  # one eye (recorded or chosen): it is both pupil channels, as a Pro Lab export with one eye
+        pl = pr = per_eye[use[0]][2]
+        vl = vr = per_eye[use[0]][3]
     valid = (vl | vr) & np.isfinite(gx) & np.isfinite(gy)
     if not valid.any():
         raise ValueError(f"{path}: no valid sample for eye={eye!r} (gaze missing or pupil 0 everywhere)")
