@@ -351,6 +351,17 @@ def measure_pupil(
     )
 
 
+def _fill_gaps(values: np.ndarray, channels: int) -> np.ndarray:
+    """A copy of ``values`` (N, C) whose NaN entries in the first ``channels`` columns are linearly interpolated over
+    time (edges take the nearest value; a column with no finite entry becomes 0)."""
+    filled = np.array(values, dtype=np.float64, copy=True)
+    idx = np.arange(len(filled))
+    for c in range(channels):
+        good = np.isfinite(filled[:, c])
+        filled[:, c] = np.interp(idx, idx[good], filled[good, c]) if good.any() else 0.0
+    return filled
+
+
 def _robust_sd(x: np.ndarray) -> float:
     """Median-based SD of the finite entries, sqrt(median(x²) - median(x)²) (Engbert & Kliegl)."""
     x = x[np.isfinite(x)]
@@ -560,11 +571,7 @@ class VisualEyeMovementExtractor:
         values[:, 2:4] = angles / self.gaze_range_deg
         values[blink, :4] = np.nan  # a closed eye has no pupil and no gaze: interpolated across
         values[~valid, :4] = np.nan
-        filled = values.copy()
-        idx = np.arange(n)
-        for c in range(4):
-            good = np.isfinite(values[:, c])
-            filled[:, c] = np.interp(idx, idx[good], values[good, c]) if good.any() else 0.0
+        filled = _fill_gaps(values, channels=4)
         behaviour = np.full(n, FIXATION, np.float64)
         seen = valid & ~blink & np.isfinite(values[:, 2])
         if n > 2 and seen.sum() > 2:
@@ -647,11 +654,7 @@ class VisualEyeMovementExtractor:
             values[:, 3] = np.nanmean(np.where(open_eye, raw[..., 1], np.nan), axis=1)
         valid = face.copy()
         # fill blinks and frames without a usable eye by interpolation over time
-        filled = values.copy()
-        idx = np.arange(n)
-        for c in range(4):
-            good = np.isfinite(values[:, c])
-            filled[:, c] = np.interp(idx, idx[good], values[good, c]) if good.any() else 0.0
+        filled = _fill_gaps(values, channels=4)
         # saccades from the gaze velocity (box half-widths per second)
         behaviour = np.full(n, FIXATION, np.float64)
         if n > 2:
