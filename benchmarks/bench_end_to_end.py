@@ -5,7 +5,7 @@ decode / face / eyes / model, at the paper configuration (random weights), on th
     python benchmarks/bench_end_to_end.py --quick    # one timed round, tiny model (smoke test)
 
 The stages are timed as the processor runs them (the same calls, one after the other): decoding the frames the
-processor keeps (T model frames + the eye frames), MTCNN on those frames (`MTCNNBackend.detect`), the visual eye
+processor keeps (T model frames + the eye frames), the face backend on those frames (MTCNN + face mesh), the visual eye
 extractor on the eye frames with the detections reused, and the model forward. The whole pipeline call is timed too.
 """
 
@@ -42,6 +42,7 @@ def make_720p_clip(path: Path, seconds: float = 10.0, fps: int = 30) -> Path:
 def time_stages(video: Path, processor, model, reps: int) -> dict:
     import torch
 
+    from emvfer_hf.faces_mert import run_face_backend
     from emvfer_hf.video_io_mert import decode_video
     from emvfer_hf.video_processing_mert import (
         eye_frame_indices,
@@ -64,12 +65,12 @@ def time_stages(video: Path, processor, model, reps: int) -> dict:
         decoded = decode_video(str(video), indices_fn=indices_fn)
         t1 = time.perf_counter()
         needed = np.union1d(plan["model"], plan["eyes"])
-        boxes, landmarks, _ = processor.face_backend.detect([decoded.frames[i] for i in needed])
+        track = run_face_backend(processor.face_backend, [decoded.frames[i] for i in needed])
         t2 = time.perf_counter()
         where = {int(i): k for k, i in enumerate(needed)}
         eye_rows = [where[int(i)] for i in plan["eyes"]]
         processor.eye_extractor([decoded.frames[int(i)] for i in plan["eyes"]], fps=decoded.fps,
-                                faces=(boxes[eye_rows], landmarks[eye_rows]))  # fmt: skip
+                                faces=track.select(eye_rows))  # fmt: skip
         t3 = time.perf_counter()
         inputs = processor(str(video), return_tensors="pt")
         t4 = time.perf_counter()
@@ -137,7 +138,7 @@ def main(argv=None) -> dict:
         config = MERTConfig(num_labels=7)  # the paper configuration
         processor = MERTVideoProcessor()  # its defaults: 16 frames of 224x224, 64 eye frames, L = 256
     model = MERTForVideoClassification(config).eval()
-    model.set_eye_prior(torch.zeros(config.eye_sequence_length, 5))
+    model.set_eye_prior_from_series(torch.randn(8, config.eye_sequence_length, 5))  # every prior (features, mean, MVN)
     model.set_training_stage("peml")
     reps = 1 if args.quick else args.reps
 

@@ -73,3 +73,17 @@ def test_gpu_peak_table():
     assert common.gpu_peak_bf16_tflops("NVIDIA H100 PCIe") == 756.0
     assert common.gpu_peak_bf16_tflops("NVIDIA A100-SXM4-80GB") == 312.0
     assert common.gpu_peak_bf16_tflops("Some Unknown GPU") is None
+
+
+def test_end_to_end_quick_run(tmp_path):
+    """bench_end_to_end.py in quick mode (tiny model, the real clip): the stages the processor runs, with the
+    default face backend, produce a result with every stage."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_end_to_end.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "end_to_end_quick.json").read_text())
+    clip = next(iter(result["clips"].values()))
+    assert {"decode", "face", "eyes", "model", "pipeline_total"} <= set(clip)
