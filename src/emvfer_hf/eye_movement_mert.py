@@ -43,7 +43,7 @@ from .faces_mert import (  # noqa: F401  (detect_faces and the backends are re-e
     detect_faces,
     run_face_backend,
 )
-from .video_io_mert import decode_video, iter_frame_chunks
+from .video_io_mert import iter_frame_chunks, load_frames
 
 EYE_MOVEMENT_CHANNELS = ("pupil_left", "pupil_right", "gaze_x", "gaze_y", "behaviour")
 NUM_EYE_MOVEMENT_CHANNELS = len(EYE_MOVEMENT_CHANNELS)
@@ -57,7 +57,8 @@ BEHAVIOUR_NAMES = {FIXATION: "fixation", SACCADE: "saccade", BLINK: "blink"}
 
 
 def _interpolate_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Fill the rows where ``valid`` is False by linear interpolation over time (edge rows take the nearest value).
+    """Fill the rows where ``valid`` is False, and NaN entries, by linear interpolation over time per channel (edge
+    rows take the nearest value; a channel with no usable entry becomes 0).
 
     Args:
         values: (N, C) array.
@@ -67,7 +68,7 @@ def _interpolate_invalid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """
     values = np.asarray(values, dtype=np.float64)
     out = values.copy()
-    if valid.all():
+    if valid.all() and np.isfinite(values).all():
         return out
     if not valid.any():
         return np.zeros_like(out)
@@ -351,17 +352,6 @@ def measure_pupil(
     )
 
 
-def _fill_gaps(values: np.ndarray, channels: int) -> np.ndarray:
-    """A copy of ``values`` (N, C) whose NaN entries in the first ``channels`` columns are linearly interpolated over
-    time (edges take the nearest value; a column with no finite entry becomes 0)."""
-    filled = np.array(values, dtype=np.float64, copy=True)
-    idx = np.arange(len(filled))
-    for c in range(channels):
-        good = np.isfinite(filled[:, c])
-        filled[:, c] = np.interp(idx, idx[good], filled[good, c]) if good.any() else 0.0
-    return filled
-
-
 def _robust_sd(x: np.ndarray) -> float:
     """Median-based SD of the finite entries, sqrt(median(x²) - median(x)²) (Engbert & Kliegl)."""
     x = x[np.isfinite(x)]
@@ -571,14 +561,14 @@ class VisualEyeMovementExtractor:
         values[:, 2:4] = angles / self.gaze_range_deg
         values[blink, :4] = np.nan  # a closed eye has no pupil and no gaze: interpolated across
         values[~valid, :4] = np.nan
-        filled = _fill_gaps(values, channels=4)
+        filled = _interpolate_invalid(values, np.ones(n, bool))  # blinks, lost eyes: interpolated across
         behaviour = np.full(n, FIXATION, np.float64)
         seen = valid & ~blink & np.isfinite(values[:, 2])
         if n > 2 and seen.sum() > 2:
             dt = np.gradient(times_s)
             deg = filled[:, 2:4] * self.gaze_range_deg
-            speed = np.hypot(np.gradient(deg[:, 0]) / dt, np.gradient(deg[:, 1]) / dt)
             vx, vy = np.gradient(deg[:, 0]) / dt, np.gradient(deg[:, 1]) / dt
+            speed = np.hypot(vx, vy)
             sx, sy = _robust_sd(vx[seen]), _robust_sd(vy[seen])
             threshold = max(self.saccade_lambda * float(np.hypot(sx, sy)), self.min_saccade_speed)
             behaviour[seen & (speed > threshold)] = SACCADE
@@ -654,7 +644,7 @@ class VisualEyeMovementExtractor:
             values[:, 3] = np.nanmean(np.where(open_eye, raw[..., 1], np.nan), axis=1)
         valid = face.copy()
         # fill blinks and frames without a usable eye by interpolation over time
-        filled = _fill_gaps(values, channels=4)
+        filled = _interpolate_invalid(values, np.ones(n, bool))  # blinks, lost eyes: interpolated across
         # saccades from the gaze velocity (box half-widths per second)
         behaviour = np.full(n, FIXATION, np.float64)
         if n > 2:
@@ -725,17 +715,6 @@ def join_measurements(parts: Sequence):
     return np.concatenate(parts)
 
 
-def _load_frames(frames_or_video, fps: Optional[float]) -> tuple[list, float, str]:
-    if isinstance(frames_or_video, (str, os.PathLike)):
-        decoded = decode_video(frames_or_video)
-        frames = [decoded.frames[i] for i in sorted(decoded.frames)]
-        return frames, float(fps or decoded.fps), str(frames_or_video)
-    frames = frames_or_video
-    if hasattr(frames, "numpy") and not isinstance(frames, np.ndarray):
-        frames = frames.numpy()
-    return list(frames), float(fps or 25.0), "<frames>"
-
-
 def extract_eye_movements(
     frames_or_video,
     fps: Optional[float] = None,
@@ -769,7 +748,7 @@ def extract_eye_movements(
     extractor = extractor or VisualEyeMovementExtractor(backend=backend, **extractor_kwargs)
     if isinstance(frames_or_video, (str, os.PathLike)) and faces is None:
         return _extract_in_chunks(str(frames_or_video), fps, extractor, allow_no_face, chunk_frames)
-    frames, fps, source = _load_frames(frames_or_video, fps)
+    frames, fps, source = load_frames(frames_or_video, fps)
     return extractor(frames, fps=fps, faces=faces, allow_no_face=allow_no_face, source=source)
 
 
@@ -783,22 +762,11 @@ def _extract_in_chunks(path: str, fps, extractor, allow_no_face: bool, chunk_fra
         rate = float(fps or stream_fps)
         faces = run_face_backend(backend, frames)
         tracks.append(faces)
-        raws.append(extractor.measure_clip(frames, faces) if faces.found.any() else None)
+        raws.append(extractor.measure_clip(frames, faces))  # NaN rows where no face: cheap
         start += len(frames)
     faces = FaceTrack.concatenate(tracks)
     if not faces.found.any() and not allow_no_face:
         raise ValueError(
             f"{path}: no face found in any of its {start} frames (pass allow_no_face=True for an all-invalid series)"
         )
-    template = next((raw for raw in raws if raw is not None), None)
-    if template is None:
-        return extractor.series_from(None, faces, np.arange(start) / rate, path, rate)
-    filled = [raw if raw is not None else _empty_measurement(template, len(track)) for raw, track in zip(raws, tracks)]
-    return extractor.series_from(join_measurements(filled), faces, np.arange(start) / rate, path, rate)
-
-
-def _empty_measurement(template, n: int):
-    """All-NaN raw measurements of ``n`` frames shaped like ``template`` (a chunk without a face)."""
-    if isinstance(template, dict):
-        return {key: np.full((n, *value.shape[1:]), np.nan) for key, value in template.items()}
-    return np.full((n, *template.shape[1:]), np.nan)
+    return extractor.series_from(join_measurements(raws), faces, np.arange(start) / rate, path, rate)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .video_io_mert import decode_video
+from .video_io_mert import load_frames
 
 FACE_BOX_MODES = ("union", "smooth")
 
@@ -226,21 +226,15 @@ class MTCNNBackend(FaceLandmarkBackend):
 
     # -- the full detector on downscaled frames
     def _detect_full(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        import cv2
-
         n = len(frames)
         boxes = np.full((n, 4), np.nan, np.float32)
         lms = np.full((n, 5, 2), np.nan, np.float32)
         probs = np.full(n, np.nan, np.float32)
         if n == 0:
             return boxes, lms, probs
-        h, w = frames[0].shape[:2]
-        scale = min(1.0, self.detect_size / float(max(h, w)))
-        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        scale = self._detection_scale(frames[0])
         for start in range(0, n, self.batch_size):
-            chunk = frames[start : start + self.batch_size]
-            if scale < 1.0:
-                chunk = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk]
+            chunk = [self._downscale(f, scale) for f in frames[start : start + self.batch_size]]
             b, p, lm = self.mtcnn.detect(np.stack(chunk), landmarks=True)
             for i in range(len(chunk)):
                 if b[i] is None or p[i] is None or len(b[i]) == 0:
@@ -274,16 +268,26 @@ class MTCNNBackend(FaceLandmarkBackend):
         new_box = np.array([x1 + reg[0] * bw, y1 + reg[1] * bh, x1 + s - 1 + reg[2] * bw, y1 + s - 1 + reg[3] * bh])
         return new_box.astype(np.float32), lm.astype(np.float32), prob
 
+    def _detection_scale(self, frame: np.ndarray) -> float:
+        """The factor (<= 1) that brings the frame's longer side to ``detect_size``."""
+        return min(1.0, self.detect_size / float(max(frame.shape[:2])))
+
+    @staticmethod
+    def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
+        import cv2
+
+        if scale >= 1.0:
+            return frame
+        h, w = frame.shape[:2]
+        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
     def detect_all(self, frame: np.ndarray, min_prob: float = 0.9) -> FaceTrack:
         """EVERY face of one frame (a row per face, most probable first), at the detection scale used by
         :meth:`detect` and mapped back to frame pixels; ``min_prob`` drops weak detections."""
-        import cv2
-
-        h, w = frame.shape[:2]
-        scale = min(1.0, self.detect_size / float(max(h, w)))
-        small = frame if scale >= 1.0 else cv2.resize(
-            frame, (max(1, int(round(w * scale))), max(1, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
-        boxes, probs, landmarks = self.mtcnn.detect(np.ascontiguousarray(small), landmarks=True)
+        scale = self._detection_scale(frame)
+        boxes, probs, landmarks = self.mtcnn.detect(np.ascontiguousarray(self._downscale(frame, scale)),
+                                                    landmarks=True)  # fmt: skip
         if boxes is None or len(boxes) == 0:
             return FaceTrack.empty(0)
         keep = np.asarray(probs, np.float64) >= min_prob
@@ -621,7 +625,8 @@ def default_face_backend(name: str = "mesh", detect_size: int = 320, device: str
         import warnings
 
         warnings.warn(f"{error}; using MTCNNBackend (5 landmarks) instead", stacklevel=2)
-        return MTCNNBackend(detect_size=detect_size, device=device)
+        detector.detect_every = 10  # tracking with O-Net between key frames, as the "mtcnn" backend
+        return detector
 
 
 def square_box(box: np.ndarray, margin: float) -> np.ndarray:
@@ -660,9 +665,4 @@ def clip_face_boxes(boxes: np.ndarray, margin: float, mode: str = "union") -> np
 def detect_faces(frames_or_video, backend: Optional[FaceLandmarkBackend] = None) -> FaceTrack:
     """Faces and 5 landmarks of every frame (one detection pass, reusable by the video processor for face crops
     and by :func:`extract_eye_movements` through ``faces=``)."""
-    if isinstance(frames_or_video, (str, os.PathLike)):
-        decoded = decode_video(frames_or_video)
-        frames = [decoded.frames[i] for i in sorted(decoded.frames)]
-    else:
-        frames = list(frames_or_video.numpy() if hasattr(frames_or_video, "numpy") else frames_or_video)
-    return run_face_backend(backend or default_face_backend(), frames)
+    return run_face_backend(backend or default_face_backend(), load_frames(frames_or_video)[0])

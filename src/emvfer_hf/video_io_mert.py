@@ -280,4 +280,17 @@ def _prefetched(generator):
         thread.join(timeout=5)
 
 
-__all__ = ["DecodedVideo", "decode_video", "iter_frame_chunks", "list_frame_files", "natural_frame_key"]
+def load_frames(frames_or_video, fps=None, default_fps: float = 25.0) -> tuple[list, float, str]:
+    """``(frames, fps, name)``: every RGB frame of a video path (decoded with :func:`decode_video`) or of frames given
+    as an array, tensor or list; ``fps`` overrides the stream's rate (``default_fps`` for frames)."""
+    if isinstance(frames_or_video, (str, os.PathLike)):
+        decoded = decode_video(frames_or_video, default_fps=default_fps)
+        frames = [decoded.frames[i] for i in sorted(decoded.frames)]
+        return frames, float(fps or decoded.fps), str(frames_or_video)
+    frames = frames_or_video
+    if hasattr(frames, "numpy") and not isinstance(frames, np.ndarray):
+        frames = frames.numpy()
+    return list(frames), float(fps or default_fps), "<frames>"
+
+
+__all__ = ["DecodedVideo", "decode_video", "iter_frame_chunks", "list_frame_files", "load_frames", "natural_frame_key"]
