@@ -127,3 +127,81 @@ def test_errors_name_the_problem(affwild2_root):
         M.affwild2_frame_metrics(M.windows_to_frames(labels, [], [], np.zeros((0, 8))))
     with pytest.raises(ValueError, match="split must be one of"):
         affwild2_frame_labels(affwild2_root, "test")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Each window is processed from its own frames (training, evaluation and the preprocessing cache)
+def shade(frame: int) -> int:
+    """The grey level of frame ``frame``'s crop in `numbered_root`: every frame tells which one it is."""
+    return 20 * frame
+
+
+@pytest.fixture()
+def numbered_root(affwild2_root):
+    for video, n in NUM_FRAMES.items():
+        kept = [i for i in range(1, n + 1) if i not in NO_CROP.get(video, set())]
+        crops = [np.full((8, 8, 3), shade(i), np.uint8) for i in kept]
+        write_jpgs(affwild2_root / "cropped_aligned" / video, crops, [f"{i:05d}.jpg" for i in kept])
+    return affwild2_root
+
+
+@pytest.fixture()
+def plain_processor():
+    """Pixel values are the frames themselves: no face crop, resize, rescale or normalisation."""
+    from emvfer_hf import MERTVideoProcessor
+
+    return MERTVideoProcessor(num_frames=4, size={"height": 8, "width": 8}, do_face_crop=False, do_rescale=False,
+                              do_normalize=False, eye_sequence_length=8)  # fmt: skip
+
+
+def frame_shades(pixel_values) -> list:
+    """The grey level of each frame of (T, 3, H, W) pixel values, rounded (jpg noise)."""
+    return [int(round(float(v))) for v in np.asarray(pixel_values).reshape(len(pixel_values), -1).mean(axis=1)]
+
+
+def test_each_window_is_processed_from_its_own_frames(numbered_root, plain_processor):
+    from emvfer_hf.training.data import ClipDataset
+
+    windows = load_affwild2(numbered_root, "validation", window=4, stride=2)["validation"]
+    items = ClipDataset(windows, plain_processor, eye_source="none")
+    got = {clip: frame_shades(items[i]["pixel_values"]) for i, clip in enumerate(windows["clip_id"])}
+    assert got["video1@00001"] == [shade(f) for f in (1, 2, 3, 4)]
+    assert got["video1@00003"] == [shade(f) for f in (3, 4, 5, 6)]
+    assert got["video1@00007"] == [shade(f) for f in (7, 8, 10, 10)]  # no crop of 9; 3 frames for T = 4
+    assert got["10-60-1280x720_right@00003"] == [shade(f) for f in (3, 4, 5, 6)]
+    train = ClipDataset(windows, plain_processor, eye_source="none", train=True)  # random frame per segment
+    for i, numbers in enumerate(windows["frame_numbers"]):
+        assert set(frame_shades(train[i]["pixel_values"])) <= {shade(f) for f in numbers}
+    whole = load_affwild2(numbered_root, "validation", window=None)["validation"]  # the folder itself, as before
+    video1 = whole["clip_id"].index("video1@00001")
+    np.testing.assert_array_equal(ClipDataset(whole, plain_processor, eye_source="none")[video1]["pixel_values"],
+                                  plain_processor(whole[video1]["video"], do_extract_eye_movements=False)["pixel_values"][0])  # fmt: skip
+
+
+
+def test_windows_have_their_own_cache_entries(numbered_root, plain_processor, tmp_path):
+    from emvfer_hf.data import media_fingerprint, preprocess_dataset
+    from emvfer_hf.data.cache import make_compute_fn
+
+    compute, seen = make_compute_fn(plain_processor, extract_eyes=False), []
+
+    def recording(video, **kwargs):
+        seen.append(video)
+        return compute(video, **kwargs)
+
+    windows = load_affwild2(numbered_root, "validation", window=4, stride=2)["validation"]
+    cache = tmp_path / "cache"
+    keys = preprocess_dataset(windows, recording, cache)["preprocess_key"]
+    assert len(set(keys)) == len(windows) == len(seen)  # one entry per window, computed once each
+    folder = numbered_root / "cropped_aligned" / "video1"
+    given = dict(zip(windows["clip_id"], seen))
+    assert given["video1@00007"] == tuple(str(folder / f"{f:05d}.jpg") for f in (7, 8, 10))  # the window's files
+    assert preprocess_dataset(windows, recording, cache)["preprocess_key"] == keys and len(seen) == len(windows)
+    write_jpgs(folder, [np.full((8, 8, 3), 7, np.uint8)], ["00010.jpg"])  # a frame only the last window has
+    again = preprocess_dataset(windows, recording, cache)["preprocess_key"]
+    assert seen[len(windows):] == [given["video1@00007"]]
+    assert [a == b for a, b in zip(again, keys)] == [c != "video1@00007" for c in windows["clip_id"]]
+    whole = load_affwild2(numbered_root, "validation", window=None)["validation"]  # a whole video: its folder's key
+    out = preprocess_dataset(whole, recording, cache)
+    assert dict(zip(out["clip_id"], out["preprocess_key"]))["video1@00001"] == media_fingerprint(folder, "1")
+    assert seen[-len(whole):] == whole["video"]  # the folders, as every other dataset's clips
