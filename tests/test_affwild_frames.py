@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from emvfer_hf import metrics as M
 from emvfer_hf.data._media import write_jpgs
@@ -156,7 +157,7 @@ def plain_processor():
 
 def frame_shades(pixel_values) -> list:
     """The grey level of each frame of (T, 3, H, W) pixel values, rounded (jpg noise)."""
-    return [int(round(float(v))) for v in np.asarray(pixel_values).reshape(len(pixel_values), -1).mean(axis=1)]
+    return [round(float(v)) for v in np.asarray(pixel_values).reshape(len(pixel_values), -1).mean(axis=1)]
 
 
 def test_each_window_is_processed_from_its_own_frames(numbered_root, plain_processor):
@@ -174,8 +175,8 @@ def test_each_window_is_processed_from_its_own_frames(numbered_root, plain_proce
         assert set(frame_shades(train[i]["pixel_values"])) <= {shade(f) for f in numbers}
     whole = load_affwild2(numbered_root, "validation", window=None)["validation"]  # the folder itself, as before
     video1 = whole["clip_id"].index("video1@00001")
-    np.testing.assert_array_equal(ClipDataset(whole, plain_processor, eye_source="none")[video1]["pixel_values"],
-                                  plain_processor(whole[video1]["video"], do_extract_eye_movements=False)["pixel_values"][0])  # fmt: skip
+    folder = plain_processor(whole[video1]["video"], do_extract_eye_movements=False)["pixel_values"][0]
+    np.testing.assert_array_equal(ClipDataset(whole, plain_processor, eye_source="none")[video1]["pixel_values"], folder)
 
 
 
@@ -205,3 +206,29 @@ def test_windows_have_their_own_cache_entries(numbered_root, plain_processor, tm
     out = preprocess_dataset(whole, recording, cache)
     assert dict(zip(out["clip_id"], out["preprocess_key"]))["video1@00001"] == media_fingerprint(folder, "1")
     assert seen[-len(whole):] == whole["video"]  # the folders, as every other dataset's clips
+
+
+def test_sample_data_windows_differ_in_pixels_and_cache(tmp_path, tiny_processor):
+    """The generated Aff-Wild2 sample data (face crops and source videos): the two 16-frame windows of a 32-frame
+    video show different expressions, and so different pixel values and cached faces / eye series."""
+    from emvfer_hf.data import make_sample_dataset, preprocess_dataset
+    from emvfer_hf.data._utils import frame_number
+    from emvfer_hf.data.cache import clip_source, compute_fn_version, make_compute_fn
+    from emvfer_hf.data.sample_data import VIDEO_FPS
+    from emvfer_hf.training.data import ClipDataset
+
+    root = make_sample_dataset("affwild2", tmp_path / "Aff-Wild2", clips_per_class=1, num_frames=8, seed=0)
+    windows = load_affwild2(root, "train")["train"]
+    first = windows["subject"].index(windows["subject"][0])
+    second = first + 1
+    assert windows["subject"][second] == windows["subject"][first] and windows["raw_video"][first]
+    media, fps = clip_source(windows[first])
+    assert [frame_number(f) for f in media] == windows["frame_numbers"][first]  # (some crops are missing)
+    assert fps == pytest.approx(VIDEO_FPS)  # the source mp4's rate
+    cached = preprocess_dataset(windows.select([first, second]), make_compute_fn(tiny_processor),
+                                tmp_path / "cache", version=compute_fn_version(tiny_processor))  # fmt: skip
+    assert cached["preprocess_key"][0] != cached["preprocess_key"][1]
+    assert not np.array_equal(cached["eye_movements"][0], cached["eye_movements"][1])
+    items = ClipDataset(cached, tiny_processor, eye_source="visual")
+    assert not torch.equal(items[0]["pixel_values"], items[1]["pixel_values"])
+    assert items[0]["eye_movement_mask"].any()

@@ -35,8 +35,9 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional
 
 import datasets
 import numpy as np
@@ -47,12 +48,12 @@ logger = logging.getLogger(__name__)
 
 CACHE_FIELDS = ("frame_indices", "face_boxes", "eye_movements", "eye_valid", "eye_times_s")
 _EDGE = 64 * 1024
-ComputeFn = Callable[..., Dict[str, np.ndarray]]
-Media = Union[str, Tuple[str, ...]]  # a video file / frame folder, or the frame files of a window
+ComputeFn = Callable[..., dict[str, np.ndarray]]
+Media = str | tuple[str, ...]  # a video file / frame folder, or the frame files of a window
 
 
 # ------------------------------------------------------------------------------------------------ a row's clip
-def window_frame_files(folder: PathLike, frame_numbers: Sequence[int]) -> Tuple[str, ...]:
+def window_frame_files(folder: PathLike, frame_numbers: Sequence[int]) -> tuple[str, ...]:
     """The image files of ``frame_numbers`` (1-based, as in the file names) in the frame folder ``folder``, in the
     order given: ``<folder>/<%05d>.jpg`` (the Aff-Wild2 ``cropped_aligned`` names) where those exist, else looked
     up by the number in the folder's names (:func:`frame_number`). Raises ``FileNotFoundError`` naming the folder
@@ -74,7 +75,7 @@ def _frame_count(folder: str) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def video_file_fps(path: str) -> Optional[float]:
+def video_file_fps(path: str) -> float | None:
     """The frame rate of a video file's first video stream (PyAV, no decoding); None when it has none or the file
     cannot be opened. Memoised per process."""
     import av
@@ -88,7 +89,7 @@ def video_file_fps(path: str) -> Optional[float]:
     return float(rate) if rate else None
 
 
-def clip_source(row: dict, video_column: str = "video") -> Tuple[Media, Optional[float]]:
+def clip_source(row: dict, video_column: str = "video") -> tuple[Media, float | None]:
     """``(media, fps)`` of a dataset row: what the processor reads for it, and at which frame rate.
 
     ``media`` is the row's ``video_column`` (a video file or a frame folder), except for a window of a frame folder
@@ -105,7 +106,7 @@ def clip_source(row: dict, video_column: str = "video") -> Tuple[Media, Optional
     return window_frame_files(video, numbers), fps
 
 
-def processor_video(media: Media, fps: Optional[float] = None) -> tuple:
+def processor_video(media: Media, fps: float | None = None) -> tuple:
     """``(video, kwargs)`` for ``processor(video, **kwargs)`` of a :func:`clip_source`: a path as it is; a window's
     frame files read into an array (T, H, W, 3) uint8; ``fps`` as the processor's ``video_metadata``."""
     kwargs = {} if fps is None else {"video_metadata": {"fps": float(fps)}}
@@ -114,8 +115,9 @@ def processor_video(media: Media, fps: Optional[float] = None) -> tuple:
     from ..video_io_mert import decode_video
 
     frames = [decode_video(f).frames[0] for f in media]
-    if len({f.shape for f in frames}) > 1:
-        raise ValueError(f"{Path(media[0]).parent}: the window's frames differ in size ({sorted({f.shape for f in frames})})")
+    shapes = sorted({f.shape for f in frames})
+    if len(shapes) > 1:
+        raise ValueError(f"{_describe(tuple(media))}: the window's frames differ in size ({shapes})")
     return np.stack(frames), kwargs
 
 
@@ -181,7 +183,7 @@ class PreprocessingCache:
     def path_for(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key}.npz"
 
-    def __call__(self, video_path: Media, fps: Optional[float] = None) -> Dict[str, np.ndarray]:
+    def __call__(self, video_path: Media, fps: float | None = None) -> dict[str, np.ndarray]:
         key = media_fingerprint(video_path, self.version if fps is None else f"{self.version}|fps={float(fps)!r}")
         path = self.path_for(key)
         if path.is_file():
@@ -314,8 +316,8 @@ def compute_fn_version(processor, extract_eyes: bool = True) -> str:
 
 
 def _processor_compute(
-    video_path: Media, processor, extract_eyes: bool = True, fps: Optional[float] = None
-) -> Dict[str, np.ndarray]:
+    video_path: Media, processor, extract_eyes: bool = True, fps: float | None = None
+) -> dict[str, np.ndarray]:
     video, kwargs = processor_video(video_path, fps)
     out = processor(
         video, return_face_boxes=True, return_frame_indices=True, return_eye_series=extract_eyes,

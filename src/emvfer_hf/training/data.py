@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.cache import clip_source, processor_video
+from ..data.cache import (
+    clip_source,
+    compute_fn_version,
+    make_compute_fn,
+    preprocess_dataset,
+    preprocess_shard,
+    processor_video,
+)
 
 EYE_SOURCES = ("tracker", "visual", "none")
 
@@ -176,8 +183,6 @@ def preprocess_splits(splits, processor, extract_eyes: bool, cache_dir=None, num
     """Add the cached per-clip preprocessing (face boxes, sampled frames and, with `extract_eyes`, the visual eye
     series) to each split (`None` stays `None`): face detection and eye extraction run once per clip, ever, not once
     per epoch (`emvfer_hf.data.preprocess_dataset`, keyed by file content/mtime and the processor's settings)."""
-    from ..data.cache import compute_fn_version, make_compute_fn, preprocess_dataset, preprocess_shard
-
     compute_fn = make_compute_fn(processor, extract_eyes)
     version = compute_fn_version(processor, extract_eyes)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
