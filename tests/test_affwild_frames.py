@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from emvfer_hf import metrics as M
 from emvfer_hf.data._media import write_jpgs
@@ -127,3 +128,107 @@ def test_errors_name_the_problem(affwild2_root):
         M.affwild2_frame_metrics(M.windows_to_frames(labels, [], [], np.zeros((0, 8))))
     with pytest.raises(ValueError, match="split must be one of"):
         affwild2_frame_labels(affwild2_root, "test")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Each window is processed from its own frames (training, evaluation and the preprocessing cache)
+def shade(frame: int) -> int:
+    """The grey level of frame ``frame``'s crop in `numbered_root`: every frame tells which one it is."""
+    return 20 * frame
+
+
+@pytest.fixture()
+def numbered_root(affwild2_root):
+    for video, n in NUM_FRAMES.items():
+        kept = [i for i in range(1, n + 1) if i not in NO_CROP.get(video, set())]
+        crops = [np.full((8, 8, 3), shade(i), np.uint8) for i in kept]
+        write_jpgs(affwild2_root / "cropped_aligned" / video, crops, [f"{i:05d}.jpg" for i in kept])
+    return affwild2_root
+
+
+@pytest.fixture()
+def plain_processor():
+    """Pixel values are the frames themselves: no face crop, resize, rescale or normalisation."""
+    from emvfer_hf import MERTVideoProcessor
+
+    return MERTVideoProcessor(num_frames=4, size={"height": 8, "width": 8}, do_face_crop=False, do_rescale=False,
+                              do_normalize=False, eye_sequence_length=8)  # fmt: skip
+
+
+def frame_shades(pixel_values) -> list:
+    """The grey level of each frame of (T, 3, H, W) pixel values, rounded (jpg noise)."""
+    return [round(float(v)) for v in np.asarray(pixel_values).reshape(len(pixel_values), -1).mean(axis=1)]
+
+
+def test_each_window_is_processed_from_its_own_frames(numbered_root, plain_processor):
+    from emvfer_hf.training.data import ClipDataset
+
+    windows = load_affwild2(numbered_root, "validation", window=4, stride=2)["validation"]
+    items = ClipDataset(windows, plain_processor, eye_source="none")
+    got = {clip: frame_shades(items[i]["pixel_values"]) for i, clip in enumerate(windows["clip_id"])}
+    assert got["video1@00001"] == [shade(f) for f in (1, 2, 3, 4)]
+    assert got["video1@00003"] == [shade(f) for f in (3, 4, 5, 6)]
+    assert got["video1@00007"] == [shade(f) for f in (7, 8, 10, 10)]  # no crop of 9; 3 frames for T = 4
+    assert got["10-60-1280x720_right@00003"] == [shade(f) for f in (3, 4, 5, 6)]
+    train = ClipDataset(windows, plain_processor, eye_source="none", train=True)  # random frame per segment
+    for i, numbers in enumerate(windows["frame_numbers"]):
+        assert set(frame_shades(train[i]["pixel_values"])) <= {shade(f) for f in numbers}
+    whole = load_affwild2(numbered_root, "validation", window=None)["validation"]  # the folder itself, as before
+    video1 = whole["clip_id"].index("video1@00001")
+    folder = plain_processor(whole[video1]["video"], do_extract_eye_movements=False)["pixel_values"][0]
+    np.testing.assert_array_equal(ClipDataset(whole, plain_processor, eye_source="none")[video1]["pixel_values"], folder)
+
+
+
+def test_windows_have_their_own_cache_entries(numbered_root, plain_processor, tmp_path):
+    from emvfer_hf.data import media_fingerprint, preprocess_dataset
+    from emvfer_hf.data.cache import make_compute_fn
+
+    compute, seen = make_compute_fn(plain_processor, extract_eyes=False), []
+
+    def recording(video, **kwargs):
+        seen.append(video)
+        return compute(video, **kwargs)
+
+    windows = load_affwild2(numbered_root, "validation", window=4, stride=2)["validation"]
+    cache = tmp_path / "cache"
+    keys = preprocess_dataset(windows, recording, cache)["preprocess_key"]
+    assert len(set(keys)) == len(windows) == len(seen)  # one entry per window, computed once each
+    folder = numbered_root / "cropped_aligned" / "video1"
+    given = dict(zip(windows["clip_id"], seen))
+    assert given["video1@00007"] == tuple(str(folder / f"{f:05d}.jpg") for f in (7, 8, 10))  # the window's files
+    assert preprocess_dataset(windows, recording, cache)["preprocess_key"] == keys and len(seen) == len(windows)
+    write_jpgs(folder, [np.full((8, 8, 3), 7, np.uint8)], ["00010.jpg"])  # a frame only the last window has
+    again = preprocess_dataset(windows, recording, cache)["preprocess_key"]
+    assert seen[len(windows):] == [given["video1@00007"]]
+    assert [a == b for a, b in zip(again, keys)] == [c != "video1@00007" for c in windows["clip_id"]]
+    whole = load_affwild2(numbered_root, "validation", window=None)["validation"]  # a whole video: its folder's key
+    out = preprocess_dataset(whole, recording, cache)
+    assert dict(zip(out["clip_id"], out["preprocess_key"]))["video1@00001"] == media_fingerprint(folder, "1")
+    assert seen[-len(whole):] == whole["video"]  # the folders, as every other dataset's clips
+
+
+def test_sample_data_windows_differ_in_pixels_and_cache(tmp_path, tiny_processor):
+    """The generated Aff-Wild2 sample data (face crops and source videos): the two 16-frame windows of a 32-frame
+    video show different expressions, and so different pixel values and cached faces / eye series."""
+    from emvfer_hf.data import make_sample_dataset, preprocess_dataset
+    from emvfer_hf.data._utils import frame_number
+    from emvfer_hf.data.cache import clip_source, compute_fn_version, make_compute_fn
+    from emvfer_hf.data.sample_data import VIDEO_FPS
+    from emvfer_hf.training.data import ClipDataset
+
+    root = make_sample_dataset("affwild2", tmp_path / "Aff-Wild2", clips_per_class=1, num_frames=8, seed=0)
+    windows = load_affwild2(root, "train")["train"]
+    first = windows["subject"].index(windows["subject"][0])
+    second = first + 1
+    assert windows["subject"][second] == windows["subject"][first] and windows["raw_video"][first]
+    media, fps = clip_source(windows[first])
+    assert [frame_number(f) for f in media] == windows["frame_numbers"][first]  # (some crops are missing)
+    assert fps == pytest.approx(VIDEO_FPS)  # the source mp4's rate
+    cached = preprocess_dataset(windows.select([first, second]), make_compute_fn(tiny_processor),
+                                tmp_path / "cache", version=compute_fn_version(tiny_processor))  # fmt: skip
+    assert cached["preprocess_key"][0] != cached["preprocess_key"][1]
+    assert not np.array_equal(cached["eye_movements"][0], cached["eye_movements"][1])
+    items = ClipDataset(cached, tiny_processor, eye_source="visual")
+    assert not torch.equal(items[0]["pixel_values"], items[1]["pixel_values"])
+    assert items[0]["eye_movement_mask"].any()

@@ -351,7 +351,9 @@ def load_affwild2(
     (``-1`` excluded) and windows without any valid labelled frame are dropped. ``frame_numbers`` and
     ``frame_labels`` (``-1`` kept) map window predictions back to the frames for the per-frame metric
     (:func:`emvfer_hf.metrics.windows_to_frames` with :func:`affwild2_frame_labels`). The column is not called
-    ``frame_indices``: the preprocessing cache adds that one (the 0-based frames the processor sampled).
+    ``frame_indices``: the preprocessing cache adds that one (the 0-based frames the processor sampled). Training,
+    evaluation and the cache process each window from its own frames only, at ``raw_video``'s frame rate
+    (:func:`emvfer_hf.data.cache.clip_source`).
 
     Args:
         split: ``"train"`` or ``"validation"`` (test labels are withheld by the challenge).
