@@ -9,7 +9,8 @@ Needs `pip install "emvfer-hf[demo]"` (on a Space: that line in requirements.txt
 import os
 from pathlib import Path
 
-from emvfer_hf.demo import DEFAULT_HOST, DEFAULT_MAX_DURATION_S, DEFAULT_MAX_FILE_SIZE, build_demo, launch_demo
+from emvfer_hf.demo import (DEFAULT_HOST, DEFAULT_MAX_DURATION_S, DEFAULT_MAX_FILE_SIZE, DEFAULT_PORT, build_demo,
+                            launch_demo)
 
 MODEL = os.environ.get("EMVFER_MODEL") or str(Path(__file__).resolve().parent / "model")
 if "EMVFER_MODEL" not in os.environ and not Path(MODEL).is_dir():
@@ -25,6 +26,6 @@ if __name__ == "__main__":
     launch_demo(
         demo,
         host=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
-        port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+        port=int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT),
         max_file_size=os.environ.get("EMVFER_MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE),
     )

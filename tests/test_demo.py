@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from emvfer_hf.cli import build_parser
 from emvfer_hf.demo import DEFAULT_HOST, probe_video
 
 from .registry_data import pyfeat_data
@@ -101,8 +100,6 @@ def test_probe_video_rejects(kind, bad_uploads):
 # The launched app
 def test_binds_to_localhost_by_default(demo_url):
     assert demo_url.startswith("http://127.0.0.1:")
-    args = build_parser().parse_args(["demo", "--model", "some/folder"])
-    assert (args.host, args.port, args.max_file_size, args.max_duration) == ("127.0.0.1", 7860, "200mb", 600.0)
 
 
 def test_client_predict_on_a_real_clip(client, carphone):
@@ -145,6 +142,62 @@ def test_upload_over_the_size_limit_is_refused(client, demo_url):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# `emvfer demo` and app.py: what they build and how they launch it (in this process; the served page is above)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Record the calls of `launch_demo` instead of serving (each would block)."""
+    import emvfer_hf.demo
+
+    calls = []
+    monkeypatch.setattr(emvfer_hf.demo, "launch_demo", lambda demo, **kwargs: calls.append((demo, kwargs)))
+    return calls
+
+
+def test_cli_demo_builds_and_launches_the_page(tiny_checkpoint, launches):
+    from emvfer_hf.cli import main as cli_main
+
+    assert cli_main(["demo", "--model", str(tiny_checkpoint), "--port", "7999", "--max-duration", "30"]) == 0
+    (demo, kwargs), = launches
+    assert kwargs == {"host": "127.0.0.1", "port": 7999, "max_file_size": "200mb"}
+    assert demo.emvfer_app.max_duration_s == 30 and isinstance(demo, gr.Blocks)
+
+
+def test_cli_demo_with_a_bad_model_folder(tmp_path, capsys):
+    from emvfer_hf.cli import main as cli_main
+
+    assert cli_main(["demo", "--model", str(tmp_path / "no-such-model")]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+
+
+def test_app_py_reads_the_environment(tiny_checkpoint, launches, monkeypatch):
+    import runpy
+
+    monkeypatch.setenv("EMVFER_MODEL", str(tiny_checkpoint))
+    monkeypatch.setenv("EMVFER_MAX_DURATION", "45")
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
+    (demo, kwargs), = launches
+    assert kwargs == {"host": "127.0.0.1", "port": 7860, "max_file_size": "200mb"}
+    assert demo.emvfer_app.max_duration_s == 45
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # as on a Space
+    runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
+    assert launches[-1][1]["host"] == "0.0.0.0"
+
+
+def test_app_py_without_a_checkpoint_says_so(tmp_path, monkeypatch):
+    import runpy
+
+    shutil.copy(ROOT / "app.py", tmp_path / "app.py")  # no model/ folder beside it
+    monkeypatch.delenv("EMVFER_MODEL", raising=False)
+    with pytest.raises(SystemExit, match="app.py: no checkpoint: set EMVFER_MODEL"):
+        runpy.run_path(str(tmp_path / "app.py"), run_name="__main__")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # A real headless browser
 @pytest.fixture(scope="module")
 def browser():
@@ -181,3 +234,6 @@ def test_browser_uploads_a_clip_and_sees_the_label(browser, demo_url, carphone):
     text = browser.find_element(By.CSS_SELECTOR, "#labels").text
     assert any(label in text for label in LABELS), text
     assert browser.find_elements(By.CSS_SELECTOR, "#eye-plot img")  # the eye-signal plot is on the page
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    host = demo_url.split("/")[2]
+    assert [u for u in loaded if not u.startswith(("data:", "blob:")) and u.split("/")[2] != host] == []  # all local

@@ -14,8 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from tests.conftest import TINY_MERT  # noqa: E402
-from tests.registry_data import pyfeat_data  # noqa: E402
+from tests.conftest import TINY_MERT
+from tests.registry_data import pyfeat_data
 
 CLIP = "WolfgangLanger_Pexels.mp4"
 LABELS = ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]  # DFEW's seven classes

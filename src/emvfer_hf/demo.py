@@ -25,7 +25,6 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -65,7 +64,7 @@ def _is_image_format(format_name: str) -> bool:
     return format_name == "image2" or format_name.endswith("_pipe")
 
 
-def probe_video(path, max_duration_s: Optional[float] = None) -> VideoProbe:
+def probe_video(path, max_duration_s: float | None = None) -> VideoProbe:
     """Check that `path` is a video with a moving-picture stream, and at most `max_duration_s` long.
 
     Only the container header is read (plus, for files that do not state their length, e.g. browser webcam
@@ -143,7 +142,7 @@ class MERTDemo:
 
     def __init__(self, model, processor, device: str = "cpu", top_k: int = 3,
                  max_duration_s: float = DEFAULT_MAX_DURATION_S, window: float = 2.0, stride: float = 1.0,
-                 max_faces: Optional[int] = None, batch_size: int = 8):  # fmt: skip
+                 max_faces: int | None = None, batch_size: int = 8):  # fmt: skip
         self.model = model.to(device).eval()
         self.processor = processor
         self.device = device
@@ -240,7 +239,7 @@ def _local_theme(gr):
 
 def build_demo(model_dir=None, *, model=None, processor=None, device: str = "cpu", top_k: int = 3,
                max_duration_s: float = DEFAULT_MAX_DURATION_S, window: float = 2.0, stride: float = 1.0,
-               max_faces: Optional[int] = None, title: str = "EM-VFER: facial expressions with eye movements"):  # fmt: skip
+               max_faces: int | None = None, title: str = "EM-VFER: facial expressions with eye movements"):  # fmt: skip
     """The demo page (a `gr.Blocks`); launch it with `launch_demo`.
 
     Args:
@@ -270,20 +269,21 @@ def build_demo(model_dir=None, *, model=None, processor=None, device: str = "cpu
             with gr.Column():
                 labels = gr.Label(num_top_classes=app.top_k, label="Expression (whole clip)", elem_id="labels")
                 weight = gr.Number(label="Eye-signal instruction weight W", precision=3, elem_id="weight")
-        eye_plot = gr.Image(type="filepath", label="Eye movements", elem_id="eye-plot")
         timeline_plot = gr.Image(type="filepath", label="Timeline", elem_id="timeline-plot")
         timeline_table = gr.Dataframe(label="Timeline (one row per face track and window)", elem_id="timeline")
+        eye_plot = gr.Image(type="filepath", label="Eye movements", elem_id="eye-plot")
         submit.click(app.predict, inputs=video, outputs=[labels, weight, eye_plot, timeline_plot, timeline_table],
                      api_name="predict")  # fmt: skip
     demo.emvfer_app = app  # the loaded model and limits, for callers that want them
     return demo
 
 
-def launch_demo(demo, host: str = DEFAULT_HOST, port: Optional[int] = DEFAULT_PORT,
+def launch_demo(demo, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
                 max_file_size=DEFAULT_MAX_FILE_SIZE, **launch_kwargs):  # fmt: skip
     """Serve the page. Binds to `host` (127.0.0.1 by default: this machine only) and refuses uploads larger than
-    `max_file_size` (`"200mb"`, or bytes). Extra keyword arguments go to `gr.Blocks.launch` (never `share=True`
-    unless you mean to publish the page through Gradio's tunnel)."""
+    `max_file_size` (`"200mb"`, or bytes). Extra keyword arguments go to `gr.Blocks.launch` (`share=True`
+    publishes the page through Gradio's tunnel: off unless asked for)."""
     gr = _require_gradio()
+    launch_kwargs.setdefault("share", False)  # Gradio would turn a share link on by itself inside Colab or Kaggle
     return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size, theme=_local_theme(gr),
                        **launch_kwargs)  # fmt: skip
