@@ -210,7 +210,10 @@ def browser():
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a driver or browser
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1800"):
+    flags = ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1800",
+             # chromium's own fake camera (a moving test pattern, no face) and no permission prompt
+             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # fmt: skip
+    for flag in flags:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     yield driver
@@ -237,3 +240,29 @@ def test_browser_uploads_a_clip_and_sees_the_label(browser, demo_url, carphone):
     loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     host = demo_url.split("/")[2]
     assert [u for u in loaded if not u.startswith(("data:", "blob:")) and u.split("/")[2] != host] == []  # all local
+
+
+def test_browser_records_from_the_webcam_and_gets_a_message(browser, demo_url):
+    """The webcam path: chromium's fake camera records a WebM (no length in its header) with no face in it."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(demo_url)
+    wait = WebDriverWait(browser, 60)
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#video button[aria-label='Capture from camera']"))).click()
+    wait.until(EC.element_to_be_clickable((By.XPATH, "//*[@id='video']//button[contains(., 'Access Webcam')]"))).click()
+    preview_ready = "const v = document.querySelector('#video video'); return !!v && v.readyState >= 2;"
+    wait.until(lambda d: d.execute_script(preview_ready))  # the camera is streaming
+    record = (By.XPATH, "//*[@id='video']//button[contains(translate(@aria-label, 'R', 'r'), 'record')]")
+    wait.until(EC.element_to_be_clickable(record)).click()  # start
+    time.sleep(3.0)
+    wait.until(EC.element_to_be_clickable(record)).click()  # stop
+    uploaded = "const v = document.querySelector('#video video'); return !!v && v.src.includes('/file=');"
+    wait.until(lambda d: d.execute_script(uploaded))  # the recording is on the server
+    browser.find_element(By.CSS_SELECTOR, "#submit").click()
+    message = "no face found in the video; upload a clip in which a face is visible"
+    WebDriverWait(browser, 120).until(lambda d: message in d.find_element(By.TAG_NAME, "body").text)
+    assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
