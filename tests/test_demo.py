@@ -31,14 +31,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_url(tiny_checkpoint):
+def demo(tiny_checkpoint):
+    """The page, served on a free local port (`demo.local_url`)."""
     from emvfer_hf.demo import build_demo, launch_demo
 
     demo = build_demo(tiny_checkpoint, max_duration_s=MAX_DURATION_S)
-    _, url, _ = launch_demo(demo, port=_free_port(), max_file_size=MAX_FILE_SIZE, prevent_thread_lock=True,
-                            quiet=True)  # fmt: skip
-    yield url
+    launch_demo(demo, port=_free_port(), max_file_size=MAX_FILE_SIZE, prevent_thread_lock=True, quiet=True)
+    yield demo
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def demo_url(demo):
+    return demo.local_url
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +105,18 @@ def test_probe_video_rejects(kind, bad_uploads):
 # The launched app
 def test_binds_to_localhost_by_default(demo_url):
     assert demo_url.startswith("http://127.0.0.1:")
+
+
+def test_old_uploads_and_plots_are_deleted(demo):
+    from emvfer_hf.demo import OUTPUT_MAX_AGE_S
+
+    assert demo.delete_cache == (900, OUTPUT_MAX_AGE_S)  # Gradio's uploads and recordings
+    workdir = demo.emvfer_app.workdir  # our plots
+    old, new = workdir / "old-request", workdir / "new-request"
+    old.mkdir(), new.mkdir()
+    os.utime(old, (old.stat().st_atime, old.stat().st_mtime - OUTPUT_MAX_AGE_S - 60))
+    demo.emvfer_app._prune_outputs()
+    assert not old.exists() and new.exists()
 
 
 def test_client_predict_on_a_real_clip(client, carphone):

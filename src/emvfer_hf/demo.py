@@ -17,7 +17,8 @@ The main function answers `gradio_client` at `api_name="/predict"`:
 Safety defaults: the server binds to 127.0.0.1 (`host` opens it to a network), uploads are capped at
 `DEFAULT_MAX_FILE_SIZE` and clips at `DEFAULT_MAX_DURATION_S` (read from the container with PyAV before any
 decoding), and an upload that is not a video (an image, an audio-only file, a text file named .mp4) gets a message
-instead of a stack trace. Gradio is the optional extra `pip install "emvfer-hf[demo]"`.
+instead of a stack trace. Uploads, recordings and plots are deleted after `OUTPUT_MAX_AGE_S` (an hour). Gradio is the
+optional extra `pip install "emvfer-hf[demo]"`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_MAX_FILE_SIZE = "200mb"
 DEFAULT_MAX_DURATION_S = 600.0
+#: uploads, recordings and plots are deleted after this long (seconds): the page keeps no videos of faces
+OUTPUT_MAX_AGE_S = 3600
 
 #: the timeline columns shown in the page's table (the DataFrame of `analyze_video` has one `p_<class>` per class too)
 TIMELINE_TABLE_COLUMNS = ("track_id", "start_s", "end_s", "label", "score", "instruction_weight", "blinks",
@@ -187,8 +190,18 @@ class MERTDemo:
         return table, png
 
     def _output_path(self, video_path, suffix: str) -> Path:
+        """A fresh file path for one plot (Gradio copies it into its cache; `_prune_outputs` removes it later)."""
         folder = Path(tempfile.mkdtemp(dir=self.workdir))
         return folder / f"{Path(video_path).stem}_{suffix}"
+
+    def _prune_outputs(self, max_age_s: float = OUTPUT_MAX_AGE_S) -> None:
+        """Delete the plots of requests older than `max_age_s`: a long-running page keeps no pictures of faces."""
+        import shutil
+        import time
+
+        for folder in self.workdir.iterdir():
+            if time.time() - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def predict(self, video_path):
         """The page's main function (`api_name="/predict"`).
@@ -205,6 +218,7 @@ class MERTDemo:
         gr = _require_gradio()
         from .visualization import plot_eye_movements
 
+        self._prune_outputs()
         if not video_path:
             raise gr.Error("Upload or record a video first.")
         try:
@@ -255,7 +269,8 @@ def build_demo(model_dir=None, *, model=None, processor=None, device: str = "cpu
     app = MERTDemo(model, processor, device=device, top_k=top_k, max_duration_s=max_duration_s, window=window,
                    stride=stride, max_faces=max_faces)  # fmt: skip
 
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    # delete_cache: every 15 min, Gradio deletes the uploads and recordings older than OUTPUT_MAX_AGE_S
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(900, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown(
             f"# {title}\n"
             "Upload or record a short video of a face. MERT (Liu et al., EM-VFER) reads the facial expression from "
