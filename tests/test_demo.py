@@ -132,7 +132,13 @@ def test_client_predict_on_a_real_clip(client, carphone):
 
     with Image.open(eye_plot) as image:
         assert image.format == "PNG" and image.size[0] > 500
-    assert timeline["headers"]  # the timeline table (its rows come from emvfer_hf.analysis)
+    with Image.open(timeline_plot) as image:
+        assert image.format == "PNG" and image.size[0] > 500
+    rows = [dict(zip(timeline["headers"], row)) for row in timeline["data"]]  # one per face track and window
+    assert timeline["headers"][:5] == ["track_id", "start_s", "end_s", "label", "score"]
+    faces = [row for row in rows if row["track_id"] >= 0]
+    assert len(faces) >= 3 and {row["label"] for row in faces} <= LABELS  # 2 s windows every 1 s over 4 s
+    assert all(row["end_s"] - row["start_s"] == pytest.approx(2.0, abs=0.05) for row in faces)
 
 
 @pytest.mark.parametrize("kind", [*BAD_KINDS[:-1], "no-face"])  # gradio_client does not upload a 0-byte file

@@ -80,6 +80,7 @@ def probe_video(path, max_duration_s: float | None = None) -> VideoProbe:
     """
     import av
 
+    from .analysis import probe_duration
     from .video_io_mert import _count_video_frames
 
     path = Path(path)
@@ -102,13 +103,8 @@ def probe_video(path, max_duration_s: float | None = None) -> VideoProbe:
             raise ValueError(f"{name}: the file has no video ({kind}); upload a video of a face")
         stream = streams[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        if container.duration:
-            duration = container.duration / av.time_base
-        elif stream.duration and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        else:
-            duration = None
         width, height = stream.width, stream.height
+    duration = probe_duration(path)
     if duration is None:  # no length in the header: count the packets (cheap, no decoding)
         duration = _count_video_frames(str(path)) / (fps or 25.0)
     if max_duration_s is not None and duration > max_duration_s:
@@ -173,20 +169,16 @@ class MERTDemo:
         weight = None if out.instruction_weights is None else float(out.instruction_weights[0])
         return probabilities, weight, series
 
-    def timeline(self, video_path):
-        """The recording's expression timeline: `(DataFrame, PNG path)` from `emvfer_hf.analysis`."""
-        try:
-            from .analysis import analyze_video, plot_timeline
-        except ImportError:  # TODO(issue 14): remove once emvfer_hf.analysis has landed
-            import pandas as pd
-
-            return pd.DataFrame({"reason": ["timeline not available in this version"]}), None
+    def timeline(self, video_path, progress: bool = False):
+        """The recording's expression timeline: `(DataFrame, PNG path)` from `emvfer_hf.analysis.analyze_video`
+        (`progress`: its tqdm bar, which the page shows)."""
+        from .analysis import analyze_video, plot_timeline
 
         table = analyze_video(str(video_path), self.model, self.processor, window=self.window, stride=self.stride,
                               max_faces=self.max_faces, batch_size=self.batch_size, device=self.device,
-                              progress=False)  # fmt: skip
+                              progress=progress)  # fmt: skip
         png = self._output_path(video_path, "timeline.png")
-        plot_timeline(table, path=png)
+        plot_timeline(table, path=png, title=f"expression timeline — {Path(video_path).name}")
         return table, png
 
     def _output_path(self, video_path, suffix: str) -> Path:
@@ -203,11 +195,12 @@ class MERTDemo:
             if time.time() - folder.stat().st_mtime > max_age_s:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def predict(self, video_path):
+    def predict(self, video_path, progress: bool = False):
         """The page's main function (`api_name="/predict"`).
 
         Args:
             video_path (`str`): the uploaded or recorded video.
+            progress (`bool`): show the timeline's progress bar (seconds of video analysed).
         Returns:
             `(labels, instruction_weight, eye_plot, timeline_plot, timeline_table)`: `{label: probability}` for
             `gr.Label`, W (`float`, None without eye prior), the PNG of the eye-movement channels, the PNG of the
@@ -224,13 +217,13 @@ class MERTDemo:
         try:
             probe_video(video_path, self.max_duration_s)
             probabilities, weight, series = self.classify_clip(video_path)
-            table, timeline_png = self.timeline(video_path)
+            table, timeline_png = self.timeline(video_path, progress=progress)
         except (ValueError, FileNotFoundError) as error:
             raise gr.Error(_user_message(error, video_path)) from error
         eye_png = plot_eye_movements(series, self._output_path(video_path, "eyes.png"),
                                      title=f"{Path(video_path).name}: eye movements")  # fmt: skip
         columns = [c for c in TIMELINE_TABLE_COLUMNS if c in table.columns]
-        return probabilities, weight, str(eye_png), timeline_png and str(timeline_png), table[columns].round(3)
+        return probabilities, weight, str(eye_png), str(timeline_png), table[columns].round(3)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -287,7 +280,11 @@ def build_demo(model_dir=None, *, model=None, processor=None, device: str = "cpu
         timeline_plot = gr.Image(type="filepath", label="Timeline", elem_id="timeline-plot")
         timeline_table = gr.Dataframe(label="Timeline (one row per face track and window)", elem_id="timeline")
         eye_plot = gr.Image(type="filepath", label="Eye movements", elem_id="eye-plot")
-        submit.click(app.predict, inputs=video, outputs=[labels, weight, eye_plot, timeline_plot, timeline_table],
+        def predict(video_path, progress=gr.Progress(track_tqdm=True)):  # noqa: B008  (Gradio's progress idiom)
+            """`MERTDemo.predict`, with the timeline's progress bar on the page."""
+            return app.predict(video_path, progress=True)
+
+        submit.click(predict, inputs=video, outputs=[labels, weight, eye_plot, timeline_plot, timeline_table],
                      api_name="predict")  # fmt: skip
     demo.emvfer_app = app  # the loaded model and limits, for callers that want them
     return demo
