@@ -9,8 +9,14 @@ Needs `pip install "emvfer-hf[demo]"` (on a Space: that line in requirements.txt
 import os
 from pathlib import Path
 
-from emvfer_hf.demo import (DEFAULT_HOST, DEFAULT_MAX_DURATION_S, DEFAULT_MAX_FILE_SIZE, DEFAULT_PORT, build_demo,
-                            launch_demo)
+from emvfer_hf.demo import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_DURATION_S,
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_PORT,
+    build_demo,
+    launch_demo,
+)
 
 MODEL = os.environ.get("EMVFER_MODEL") or str(Path(__file__).resolve().parent / "model")
 if "EMVFER_MODEL" not in os.environ and not Path(MODEL).is_dir():
