@@ -1,4 +1,4 @@
-"""The `emvfer` console script: `predict`, `analyze`, `live`, `export`, `eyes`, `sample-data`."""
+"""The `emvfer` console script: `predict`, `analyze`, `live`, `export`, `eyes`, `sample-data`, `demo`."""
 
 from __future__ import annotations
 
@@ -264,6 +264,33 @@ def _add_sample_data(subparsers) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# emvfer demo
+def _add_demo(subparsers) -> None:
+    from .demo import DEFAULT_HOST, DEFAULT_MAX_DURATION_S, DEFAULT_MAX_FILE_SIZE, DEFAULT_PORT
+
+    p = subparsers.add_parser("demo", help="serve the Gradio demo page (pip install 'emvfer-hf[demo]')")
+    p.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE, help="largest upload, e.g. 200mb")
+    p.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION_S, help="longest clip in seconds")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args) -> int:
+    from .demo import build_demo, launch_demo
+
+    try:
+        demo = build_demo(args.model, device=args.device, max_duration_s=args.max_duration)
+    except ImportError as error:  # Gradio is an optional extra
+        print(f"emvfer demo: error: {error}", file=sys.stderr)
+        return 2
+    launch_demo(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emvfer", description="EM-VFER: eye-movement-instructed video facial expression recognition"
@@ -275,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(subparsers)
     _add_eyes(subparsers)
     _add_sample_data(subparsers)
+    _add_demo(subparsers)
     return parser
 
 
