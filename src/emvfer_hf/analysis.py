@@ -29,7 +29,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
-from .faces_mert import FaceMeshBackend, FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
+from .faces_mert import FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
 from .video_io_mert import iter_frame_chunks
 from .video_processing_mert import sample_segment_indices
 
@@ -471,8 +471,8 @@ def analyze_video(
         raise ValueError(f"{video}: --end ({end}) must be after --start ({start_s})")
     duration = probe_duration(video) if path.is_file() else None
     total = (min(duration, end) if end is not None and duration else (end or duration)) or None
-    total = None if total is None else max(0.0, total - start_s)
-    bar = tqdm(total=None if total is None else round(total, 1), unit="s", desc=f"analysing {path.name}",
+    total = None if total is None else round(max(0.0, total - start_s), 1)
+    bar = tqdm(total=total, unit="s", desc=f"analysing {path.name}",
                disable=not progress, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]")  # fmt: skip
     state: dict = {}
     chunks = _frames_between(iter_frame_chunks(video, chunk_frames, float(processor.default_fps)), start_s, end, state)
@@ -483,7 +483,7 @@ def analyze_video(
                 analyzer = TimelineAnalyzer(model, processor, fps, window, stride, start_s, max_faces, batch_size, device,
                                             dtype, min_face_fraction)  # fmt: skip
             rows += analyzer.feed(frames)
-            bar.update(len(frames) / fps if total is None else min(len(frames) / fps, total - bar.n))
+            bar.update(len(frames) / fps if total is None else max(0.0, min(len(frames) / fps, total - bar.n)))
     except (ValueError, OSError, RuntimeError) as error:
         if analyzer is None:  # nothing decoded: the file itself is the problem
             bar.close()

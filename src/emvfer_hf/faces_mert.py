@@ -682,7 +682,7 @@ class FaceTracker:
         self,
         detector: Optional[MTCNNBackend] = None,
         landmarks: Optional[FaceMeshBackend] = "default",
-        detect_every: int = 5,
+        detect_every: int = 10,
         max_faces: Optional[int] = None,
         min_prob: float = 0.9,
         iou_threshold: float = 0.3,
