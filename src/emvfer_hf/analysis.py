@@ -17,12 +17,12 @@ on a camera or stream.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 import sys
 import time
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -591,7 +591,7 @@ def write_annotated_video(video, timeline, track_boxes: dict, path, start_s: flo
         int(t): np.stack([g.start_s, g.end_s, g.label.map(labels.index), g.score], axis=1).astype(np.float64)
         for t, g in named.groupby("track_id")
     }
-    colors = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+    colors = [(230, 25, 75), (40, 150, 60), (0, 110, 200), (225, 110, 30), (145, 30, 180), (0, 150, 150)]
     container, stream, index = None, None, 0
     try:
         for frames, fps in _frames_between(iter_frame_chunks(video, 32), start_s, end_s, {}):
@@ -617,7 +617,11 @@ def write_annotated_video(video, timeline, track_boxes: dict, path, start_s: flo
                     cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thick)
                     found = _label_at(rows_by_track, track, t)
                     text = f"#{track}" + ("" if found is None else f" {labels[found[0]]} {found[1]:.2f}")
-                    cv2.putText(canvas, text, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick, color,
+                    scale = 0.6 * thick
+                    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+                    y = max(th + base, y1)
+                    cv2.rectangle(canvas, (x1, y - th - base - 2), (x1 + tw + 4, y), color, cv2.FILLED)
+                    cv2.putText(canvas, text, (x1 + 2, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
                                 thick, cv2.LINE_AA)  # fmt: skip
                 for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
                     container.mux(packet)
