@@ -292,8 +292,8 @@ def test_truncated_file_keeps_the_frames_it_has(truncated_mp4):
         np.testing.assert_array_equal(decoded.frames[i], reference[i])
         if i < 227:  # the cut falls inside frame 227: the frames before it are the original's
             np.testing.assert_array_equal(decoded.frames[i], original[i])
+    processor = MERTVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_face_crop=False)
     with pytest.warns(VideoTruncatedWarning, match="truncated.mp4"):
-        processor = MERTVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, do_face_crop=False)
         out = processor(str(truncated_mp4), do_extract_eye_movements=False, return_frame_indices=True)
     assert out["frame_indices"].tolist() == [sample_segment_indices(228, 4).tolist()]
 

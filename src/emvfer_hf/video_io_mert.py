@@ -2,7 +2,11 @@
 
 Video files are decoded with PyAV (anything FFmpeg reads), frame folders (the DFEW / CASME layouts) and image files
 with OpenCV, arrays and tensors as they are. Long videos are read in chunks (:func:`iter_frame_chunks`) so that
-memory stays bounded. Used by the video processor, the visual eye-movement extractor and the face module alike.
+memory stays bounded. Sampling a video file (:func:`decode_video` with `indices_fn`) costs in proportion to the
+frames used: only those are converted to RGB, and sparse ones are reached by seeking to the keyframe before each,
+the frames identified by their timestamps so that they are exactly those of a full decode. A file that ends early
+warns (:class:`VideoTruncatedWarning`) and keeps what decoded. Used by the video processor, the visual eye-movement
+extractor and the face module alike.
 
 Flat module (no sibling imports, heavy dependencies imported lazily) so that it ships as remote code.
 """
@@ -281,10 +285,9 @@ class _VideoFileReader:
         try:
             for packet in self.container.demux(self.stream):
                 self._count_packet(packet)
-                if packet.size:
-                    if not packet.is_discard:
-                        pts.append(packet.pts)
-                        keyframes.append(packet.is_keyframe)
+                if packet.size and not packet.is_discard:
+                    pts.append(packet.pts)
+                    keyframes.append(packet.is_keyframe)
         except av.error.FFmpegError as error:
             self.error = error
         count, failed = len(pts), self.error is not None
