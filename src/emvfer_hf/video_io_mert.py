@@ -167,7 +167,7 @@ def decode_video(
 
 
 #: Sampling seeks to the keyframe before a wanted frame when that skips at least this many frames; closer frames
-#: are reached by decoding forward (a seek flushes the decoder, which costs about as much as a few frames).
+#: are reached by decoding forward (a seek empties the decoder, whose threads then refill their pipeline).
 SEEK_MIN_SKIP = 8
 
 
