@@ -2,7 +2,11 @@
 
 Video files are decoded with PyAV (anything FFmpeg reads), frame folders (the DFEW / CASME layouts) and image files
 with OpenCV, arrays and tensors as they are. Long videos are read in chunks (:func:`iter_frame_chunks`) so that
-memory stays bounded. Used by the video processor, the visual eye-movement extractor and the face module alike.
+memory stays bounded. Sampling a video file (:func:`decode_video` with `indices_fn`) costs in proportion to the
+frames used: only those are converted to RGB, and sparse ones are reached by seeking to the keyframe before each,
+the frames identified by their timestamps so that they are exactly those of a full decode. A file that ends early
+warns (:class:`VideoTruncatedWarning`) and keeps what decoded. Used by the video processor, the visual eye-movement
+extractor and the face module alike.
 
 Flat module (no sibling imports, heavy dependencies imported lazily) so that it ships as remote code.
 """
@@ -11,9 +15,10 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -74,14 +79,30 @@ def _read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+class VideoTruncatedWarning(UserWarning):
+    """A video file or stream ended before its end (a truncated file, a dropped stream): the frames decoded up to
+    there are used. Make it an error with ``warnings.simplefilter("error", VideoTruncatedWarning)``."""
+
+
+def _video_stream(container, name: str):
+    """The container's first video stream that is not an attached picture (an audio file's cover art); a
+    `ValueError` naming the file and what it holds instead when there is none (an audio-only file, say)."""
+    import av
+
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    held = [f"{s.type} ({s.codec_context.name if s.codec_context else '?'})" for s in container.streams]
+    what = f"its streams: {', '.join(held)}" if held else "it holds no stream at all"
+    raise ValueError(f"{name}: the file has no video stream ({what})")
+
+
 def _count_video_frames(path: str) -> int:
     """Frame count of a video file: the container's own number, else a count of the video packets (no decoding)."""
     import av
 
     with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: the file has no video stream")
-        stream = container.streams.video[0]
+        stream = _video_stream(container, path)
         if stream.frames:
             return int(stream.frames)
         return sum(1 for packet in container.demux(stream) if packet.size)
@@ -97,11 +118,16 @@ def decode_video(
     Args:
         source: path (str / Path) or array / tensor / list of frames.
         indices_fn: `indices_fn(num_frames) -> iterable of int`: the frames to keep (default: all). Only those are
-            kept in memory while decoding, so long or large videos stay cheap.
+            converted to RGB and kept in memory, and a video file's sparse frames are reached by seeking to the
+            keyframe before each, so sampling a long video costs in proportion to the frames used. The frames are
+            exactly those of a full decode; `num_frames` is the count a full decode yields.
         default_fps: the rate assumed where the input has none (frame folders, arrays).
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the input cannot be decoded or holds no frame; the message names the input.
+        ValueError: the input cannot be decoded, has no video stream (an audio file) or holds no frame; the message
+            names the input.
+    Warns:
+        VideoTruncatedWarning: a video file ends early (truncated); its frames up to there are used.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -140,62 +166,250 @@ def decode_video(
     return DecodedVideo({i: frames[i] for i in keep}, len(frames), default_fps, "video array")
 
 
-def _open_video_file(name: str, default_fps: float):
-    """`(fps, frames)`: the stream's rate and a generator of its RGB frames, in order. A truncated file ends the
-    generator early (what decoded is kept); a file that decodes nothing raises a `ValueError` naming it."""
-    import av
+#: Sampling seeks to the keyframe before a wanted frame when that skips at least this many frames; closer frames
+#: are reached by decoding forward (a seek empties the decoder, whose threads then refill their pipeline).
+SEEK_MIN_SKIP = 8
 
-    try:
-        container = av.open(name)
-    except av.error.FFmpegError as error:
-        raise ValueError(f"{name}: not a readable video file ({error})") from error
-    if not container.streams.video:
-        container.close()
-        raise ValueError(f"{name}: the file has no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    fps = float(stream.average_rate or stream.guessed_rate or default_fps)
 
-    def frames():
-        count = 0
+@dataclass
+class _StreamIndex:
+    """The frames of a video stream, read from its packets alone (no decoding): the frame at position i (what a full
+    decode yields i-th) is the packet with the i-th smallest pts. `starts`: the positions a decoder can start from,
+    increasing: 0 (the start of the file) and every keyframe."""
+
+    pts: np.ndarray
+    starts: np.ndarray
+
+    def start_before(self, position: int) -> int:
+        """The last position at or before `position` that decoding can start from."""
+        return int(self.starts[np.searchsorted(self.starts, position, side="right") - 1])
+
+
+class _VideoFileReader:
+    """The video stream of a file opened with PyAV, decoded in presentation order from the start or from a keyframe.
+    Counts what sampling costs: the frames decoded, those converted to RGB, the seeks.
+
+    Raises a `ValueError` naming the file when it cannot be opened as a video or has no video stream."""
+
+    def __init__(self, name: str, default_fps: float):
+        self.name = name
+        self.default_fps = default_fps
+        self.decoded = self.converted = self.seeks = 0
+        self._open()
+
+    def _open(self) -> None:
+        import av
+
         try:
-            for frame in container.decode(stream):
-                count += 1
-                yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as error:  # a truncated file: keep what decoded
-            if not count:
-                raise ValueError(f"{name}: cannot decode video ({error})") from error
-        finally:
-            container.close()
-        if not count:
-            raise ValueError(f"{name}: the video holds no decodable frame")
+            self.container = av.open(self.name)
+        except av.error.FFmpegError as error:
+            raise ValueError(f"{self.name}: not a readable video file ({error})") from error
+        try:
+            self.stream = _video_stream(self.container, self.name)
+        except ValueError:
+            self.container.close()
+            raise
+        self.stream.thread_type = "AUTO"
+        self.fps = float(self.stream.average_rate or self.stream.guessed_rate or self.default_fps)
+        self.declared_frames = int(self.stream.frames or 0)  # 0 where the container has no count (webm, mkv)
+        self.declared_s = self._declared_duration()
+        self.packets = 0  # packets read since the file was opened
+        self.reached_s = 0.0  # how far into the stream (seconds from its start) the packets read reach
+        self.error = None  # the FFmpeg error that ended the last read, if any
 
-    return fps, frames()
+    def _declared_duration(self) -> Optional[float]:
+        """The video stream's duration (s) as its header declares it: the stream's own, else the container's when
+        the video is its only stream (a container's duration also covers its audio); None when neither is known."""
+        if self.stream.duration and self.stream.time_base:
+            return float(self.stream.duration * self.stream.time_base)
+        if self.container.duration and len(self.container.streams) == 1:
+            return self.container.duration / 1e6
+        return None
+
+    def _count_packet(self, packet) -> None:
+        if packet.size:
+            self.packets += 1
+            if packet.pts is not None and self.stream.time_base:
+                start = self.stream.start_time or 0
+                self.reached_s = max(self.reached_s, float((packet.pts - start) * self.stream.time_base) + 1 / self.fps)
+
+    def reopen(self) -> None:
+        """Back to the start of the file (a fresh demuxer and decoder); the cost counters carry on."""
+        self.container.close()
+        self._open()
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def frames(self):
+        """Yield the decoded `av.VideoFrame`s from the current position to the end of the stream, in presentation
+        order. A read error ends the generator (kept in `self.error`), or, before any frame was ever decoded, raises
+        a `ValueError` naming the file."""
+        import av
+
+        self.error = None
+        try:
+            for packet in self.container.demux(self.stream):
+                self._count_packet(packet)
+                for frame in packet.decode():
+                    self.decoded += 1
+                    yield frame
+        except av.error.FFmpegError as error:
+            if not self.decoded:
+                raise ValueError(f"{self.name}: no frame could be decoded; corrupt or truncated? ({error})") from error
+            self.error = error
+
+    def rgb(self, frame) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of a decoded frame: the conversion every frame used costs, and only those."""
+        self.converted += 1
+        return frame.to_ndarray(format="rgb24")
+
+    def seek(self, pts: int) -> None:
+        """Move to the keyframe at or before `pts` (in the stream's time base); the decoder is flushed."""
+        self.container.seek(int(pts), stream=self.stream, backward=True, any_frame=False)
+        self.seeks += 1
+
+    def index(self) -> tuple[int, Optional[_StreamIndex]]:
+        """Demux the whole stream without decoding it, then reopen the file: `(count, index)`, the number of frames a
+        full decode yields (the packets, less those the container marks to discard) and their `_StreamIndex`, or
+        None where the packets lack distinct timestamps or demuxing failed (then only a full decode tells)."""
+        import av
+
+        pts, keyframes = [], []
+        try:
+            for packet in self.container.demux(self.stream):
+                self._count_packet(packet)
+                if packet.size and not packet.is_discard:
+                    pts.append(packet.pts)
+                    keyframes.append(packet.is_keyframe)
+        except av.error.FFmpegError as error:
+            self.error = error
+        count, failed = len(pts), self.error is not None
+        seen = self.packets, self.reached_s, self.error
+        self.reopen()
+        self.packets, self.reached_s, self.error = seen  # what the index saw, for `early_end`
+        if failed or not count or any(p is None for p in pts) or len(set(pts)) != count:
+            return count, None
+        order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
+        starts = np.union1d([0], np.flatnonzero(np.asarray(keyframes, dtype=bool)[order]))
+        return count, _StreamIndex(np.asarray(pts, dtype=np.int64)[order], starts)
+
+    def early_end(self) -> Optional[str]:
+        """Why the last read from the start stopped before the end of the stream, or None: a read error, fewer
+        packets than the header declares (a truncated mp4 simply stops), or packets that end over a second short of
+        the duration the header declares (a truncated mkv or webm, which declare no frame count). A truncated file
+        whose header declares neither (MPEG-TS, a live stream) cannot be told from a short one."""
+        if self.error is not None:
+            return f"read error: {self.error}"
+        if self.declared_frames and self.packets < self.declared_frames:
+            return f"{self.packets} of the {self.declared_frames} frames its header declares are present"
+        if self.declared_s and self.reached_s < self.declared_s - max(1.0, 3 / self.fps):
+            return f"its frames stop at {self.reached_s:.2f} s of the {self.declared_s:.2f} s its header declares"
+        return None
+
+    def stats(self) -> dict:
+        return {"frames_decoded": self.decoded, "frames_converted": self.converted, "seeks": self.seeks}
 
 
-def _decode_video_file(name: str, indices_fn, default_fps: float) -> DecodedVideo:
+def _warn_truncated(name: str, why: str, count: int) -> None:
+    warnings.warn(f"{name}: the video ends early ({why}); using the {count} frames decoded before that",
+                  VideoTruncatedWarning, stacklevel=3)  # fmt: skip
+
+
+def _read_from_start(reader: _VideoFileReader, keep: Optional[set]) -> tuple[dict, int]:
+    """`(frames, count)`: decode the whole stream from the start, converting to RGB only the frames at the positions
+    in `keep` (all when None); `count` is the number of frames decoded."""
+    frames: dict = {}
+    count = 0
+    for count, frame in enumerate(reader.frames(), start=1):
+        if keep is None or count - 1 in keep:
+            frames[count - 1] = reader.rgb(frame)
+    if not count:
+        raise ValueError(f"{reader.name}: the video holds no decodable frame")
+    return frames, count
+
+
+def _read_by_seeking(reader: _VideoFileReader, index: _StreamIndex, wanted: list) -> Optional[dict]:
+    """The RGB frames at the increasing positions `wanted`, decoding forward and seeking to the keyframe before a
+    wanted frame wherever that skips at least `SEEK_MIN_SKIP` frames; decoding stops after the last wanted frame.
+
+    Each decoded frame is placed by its pts in `index`, and frames must arrive at consecutive positions from the
+    keyframe sought to: the frames returned are those a full decode yields at these positions. None where the stream
+    does not decode as its index says (a missing or unknown frame, an end before a wanted frame); the caller then
+    decodes from the start."""
+    position_of = {int(p): i for i, p in enumerate(index.pts)}
+    frames: dict = {}
+    decoding, position = None, 0  # the decoder's frames, and the position of the next one expected
+    try:
+        for target in wanted:
+            start = index.start_before(target)
+            if decoding is None or start - position >= SEEK_MIN_SKIP:
+                if decoding is not None:
+                    decoding.close()
+                if start > 0:
+                    reader.seek(index.pts[start])
+                decoding, position = reader.frames(), start
+            for frame in decoding:
+                at = position_of.get(frame.pts)
+                if at is None or at > position:
+                    return None
+                if at < position:  # shown before the keyframe sought to (a leading frame of an open GOP)
+                    continue
+                position += 1
+                if at == target:
+                    frames[target] = reader.rgb(frame)
+                    break
+            else:
+                return None
+    finally:
+        if decoding is not None:
+            decoding.close()
+    return frames
+
+
+def _decode_video_file(
+    name: str, indices_fn, default_fps: float, seek: bool = True, stats: Optional[dict] = None
+) -> DecodedVideo:
+    """Decode the frames `indices_fn(count)` of a video file (all without it) at a cost in proportion to them: only
+    the frames used are converted to RGB and, with `seek`, sparse frames are reached by seeking to the keyframe before
+    them. The frames are those of a full decode either way. `stats`, if given, is filled with the cost: frames decoded
+    and converted, seeks, and `read` (how: "seek" or "from start")."""
     import av
 
-    try:
-        total = _count_video_frames(name)
-    except av.error.FFmpegError as error:
-        raise ValueError(f"{name}: not a readable video file ({error})") from error
-    keep = set(indices_fn(total)) if (indices_fn and total) else None
-    fps, stream = _open_video_file(name, default_fps)
-    frames: dict = {}
-    decoded = 0
-    for decoded, frame in enumerate(stream, start=1):
-        if keep is None or decoded - 1 in keep:
-            frames[decoded - 1] = frame
-    if keep is not None and decoded != total:
-        # The container's count was off (or the file is truncated): select again among the decoded frames,
-        # decoding a second time if a wanted frame was not kept.
-        wanted = sorted(set(indices_fn(decoded)))
-        if any(i not in frames for i in wanted):
-            wanted_set = set(wanted)
-            frames = {i: f for i, f in enumerate(_open_video_file(name, default_fps)[1]) if i in wanted_set}
-        frames = {i: frames[i] for i in wanted}
-    return DecodedVideo(frames, decoded, fps, name)
+    with _VideoFileReader(name, default_fps) as reader:
+        total, index = reader.index() if indices_fn else (0, None)
+        truncated = reader.early_end() if indices_fn else None
+        keep = sorted({int(i) for i in indices_fn(total) if 0 <= int(i) < total}) if indices_fn and total else None
+        frames, read = None, "seek"
+        if seek and index is not None and keep:
+            try:
+                frames = _read_by_seeking(reader, index, keep)
+            except av.error.FFmpegError:
+                frames = None
+        if frames is None:  # a full decode: every frame decoded, those kept converted
+            read = "from start"
+            if reader.decoded or reader.seeks:
+                reader.reopen()
+            frames, decoded = _read_from_start(reader, None if keep is None else set(keep))
+            truncated = truncated or reader.early_end()
+            if indices_fn and decoded != total:  # the index was off: select again among the frames decoded
+                wanted = sorted({int(i) for i in indices_fn(decoded) if 0 <= int(i) < decoded})
+                if any(i not in frames for i in wanted):
+                    reader.reopen()
+                    frames, _ = _read_from_start(reader, set(wanted))
+                frames = {i: frames[i] for i in wanted}
+            total = decoded
+        if stats is not None:
+            stats.update(reader.stats(), read=read, num_frames=total)
+    if truncated:
+        _warn_truncated(name, truncated, total)
+    return DecodedVideo(frames, total, reader.fps, name)
 
 
 def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, prefetch: bool = True):
@@ -205,6 +419,10 @@ def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, 
     With `prefetch` (default) a video file's next chunk is decoded on a background thread while the caller works
     on the current one (PyAV releases the GIL): at most three chunks are in memory (the caller's, the one queued,
     the one being decoded).
+
+    A stream that ends early (a truncated file) yields every frame decoded up to there, then warns with a
+    `VideoTruncatedWarning` naming the file and what was missing, so that a caller keeps its partial results (turn
+    the warning into an error to stop instead). A file that decodes no frame at all raises a `ValueError`.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -215,20 +433,28 @@ def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, 
         for start in range(0, len(frames), chunk_size):
             yield frames[start : start + chunk_size], decoded.fps
         return
-    fps, stream = _open_video_file(str(path), default_fps)
+    reader = _VideoFileReader(str(path), default_fps)
 
     def chunks():
-        chunk = []
-        for frame in stream:
-            chunk.append(frame)
-            if len(chunk) == chunk_size:
+        with reader:
+            chunk = []
+            for frame in reader.frames():
+                chunk.append(reader.rgb(frame))
+                if len(chunk) == chunk_size:
+                    yield chunk
+                    chunk = []
+            if chunk:
                 yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+            if not reader.decoded:
+                raise ValueError(f"{reader.name}: the video holds no decodable frame")
 
+    count = 0
     for chunk in (_prefetched(chunks()) if prefetch else chunks()):
-        yield chunk, fps
+        count += len(chunk)
+        yield chunk, reader.fps
+    why = reader.early_end()
+    if why:  # warned here, on the caller's thread, once every frame decoded has been yielded
+        _warn_truncated(reader.name, why, count)
 
 
 def _prefetched(generator):
@@ -293,4 +519,7 @@ def load_frames(frames_or_video, fps=None, default_fps: float = 25.0) -> tuple[l
     return list(frames), float(fps or default_fps), "<frames>"
 
 
-__all__ = ["DecodedVideo", "decode_video", "iter_frame_chunks", "list_frame_files", "load_frames", "natural_frame_key"]
+__all__ = [
+    "DecodedVideo", "VideoTruncatedWarning", "decode_video", "iter_frame_chunks", "list_frame_files", "load_frames",
+    "natural_frame_key",
+]  # fmt: skip
