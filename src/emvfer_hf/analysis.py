@@ -30,7 +30,7 @@ import numpy as np
 
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
 from .faces_mert import FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
-from .video_io_mert import iter_frame_chunks
+from .video_io_mert import VideoTruncatedWarning, iter_frame_chunks
 from .video_processing_mert import sample_segment_indices
 
 #: the columns of a timeline before the per-class ``p_<class>`` ones
@@ -152,6 +152,9 @@ class TimelineAnalyzer:
         self.batch_size = max(1, int(batch_size))
         self.device = device
         self.autocast = None if DTYPES[dtype] is None else getattr(torch, DTYPES[dtype])
+        if dtype == "bf16" and torch.device(device).type == "cpu" and not _native_cpu_bf16():
+            warnings.warn("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 autocast runs several times slower "
+                          "than fp32 here; use --dtype fp32", stacklevel=2)  # fmt: skip
         self.min_face_fraction = float(min_face_fraction)
         self.num_frames = int(processor.num_frames)
         self.length = int(processor.eye_sequence_length)
@@ -359,6 +362,15 @@ class TimelineAnalyzer:
         return self._boxes
 
 
+def _native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    import torch
+
+    cpu = getattr(torch._C, "_cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks) if cpu is not None else False
+
+
 def _slice_raw(raw, rows: np.ndarray):
     if isinstance(raw, dict):
         return {key: value[rows] for key, value in raw.items()}
@@ -477,21 +489,26 @@ def analyze_video(
     state: dict = {}
     chunks = _frames_between(iter_frame_chunks(video, chunk_frames, float(processor.default_fps)), start_s, end, state)
     analyzer, rows, stopped = None, [], None
-    try:
-        for frames, fps in chunks:
-            if analyzer is None:
-                analyzer = TimelineAnalyzer(model, processor, fps, window, stride, start_s, max_faces, batch_size, device,
-                                            dtype, min_face_fraction)  # fmt: skip
-            rows += analyzer.feed(frames)
-            bar.update(len(frames) / fps if total is None else max(0.0, min(len(frames) / fps, total - bar.n)))
-    except (ValueError, OSError, RuntimeError) as error:
-        if analyzer is None:  # nothing decoded: the file itself is the problem
+    with warnings.catch_warnings(record=True) as caught:  # the decoder's VideoTruncatedWarning: said once, below
+        warnings.simplefilter("always", VideoTruncatedWarning)
+        try:
+            for frames, fps in chunks:
+                if analyzer is None:
+                    analyzer = TimelineAnalyzer(model, processor, fps, window, stride, start_s, max_faces, batch_size,
+                                                device, dtype, min_face_fraction)  # fmt: skip
+                rows += analyzer.feed(frames)
+                bar.update(len(frames) / fps if total is None else max(0.0, min(len(frames) / fps, total - bar.n)))
+        except (ValueError, OSError, RuntimeError) as error:
+            if analyzer is None:  # nothing decoded: the file itself is the problem
+                raise
+            stopped = f"{video}: decoding stopped at {analyzer.frame_count / analyzer.fps + start_s:.2f} s: {error}"
+        finally:
             bar.close()
-            raise
-        stopped = f"{video}: decoding stopped at {analyzer.frame_count / analyzer.fps + start_s:.2f} s: {error}"
-        warnings.warn(stopped + " (the rows before it are kept)", stacklevel=2)
-    finally:
-        bar.close()
+    for record in caught:
+        if not issubclass(record.category, VideoTruncatedWarning):
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+        elif stopped is None:
+            stopped = str(record.message)
     if analyzer is None:
         raise ValueError(f"{video}: no frames between {start_s} s and {end} s (the video has {state.get('read', 0)} frames)")
     rows += analyzer.finish()
@@ -499,8 +516,8 @@ def analyze_video(
     expected_to = min(duration, end) if (duration and end is not None) else (end or duration)
     if not stopped and duration and expected_to - analysed_to > max(0.5, 2.0 / analyzer.fps):
         stopped = f"{video}: the stream ended at {analysed_to:.2f} s of the {expected_to:.2f} s it declares"
-        warnings.warn(stopped + " (the rows before it are kept)", stacklevel=2)
     if stopped:
+        warnings.warn(stopped + " (the rows before it are kept)", VideoTruncatedWarning, stacklevel=2)
         end_s = analyzer.frame_count / analyzer.fps + start_s
         rows.append({"track_id": -1, "start_s": round(end_s, 3), "end_s": round(end_s, 3), "label": "",
                      "reason": f"stream ended early: {stopped}"})  # fmt: skip
