@@ -1,4 +1,4 @@
-"""MERT configuration: the Multi-level Eye-movement Robust Transformer of EM-VFER (Liu et al.)."""
+"""MERT configuration: the Multimodal Emotion Recognition Transformer of EM-VFER (Liu et al.)."""
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -80,7 +80,7 @@ class MERTConfig(PreTrainedConfig):
             "without instruction weights" ablation).
         instruction_loss_weighting (`bool`, defaults to False): additionally weight the per-sample CE loss by the
             batch-normalised W (the paper's "reduce the impact of noisy samples" reading), PEML stage only.
-    Stages (ARCHITECTURE §5.6):
+    Stages (docs/design.md §Stages):
         training_stage (`str`, defaults to "pretrain"): "pretrain" (no prompts) or "peml" (prompts on, encoders frozen).
         train_video_encoder (`bool`, *optional*): whether the video encoder trains in the pre-training stage; `None`
             means "only if it was not initialised from a pretrained ViT".

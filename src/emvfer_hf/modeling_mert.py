@@ -1,4 +1,4 @@
-"""MERT: the Multi-level Eye-movement Robust Transformer of EM-VFER (Liu et al., "Leveraging Eye Movement for
+"""MERT: the Multimodal Emotion Recognition Transformer of EM-VFER (Liu et al., "Leveraging Eye Movement for
 Instructing Robust Video-based Facial Expression Recognition"), section III.
 
 Read top to bottom, a forward pass is:
@@ -554,7 +554,7 @@ class MERTPreTrainedModel(PreTrainedModel):
             base._reconcile_loaded_eye_prior(str(pretrained_model_name_or_path))
         return loaded
 
-    # -- stages (ARCHITECTURE §5.6) ------------------------------------------------------------------------------------
+    # -- stages (docs/design.md §Stages) -------------------------------------------------------------------------------
     def _stage_trainable_modules(self, stage: str) -> list[nn.Module]:
         raise NotImplementedError
 
@@ -893,7 +893,8 @@ class MERTModel(MERTPreTrainedModel):
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, image_size, image_size)`):
             Normalised face frames (see `MERTVideoProcessor`).
         eye_movement_values (`torch.FloatTensor` of shape `(batch_size, eye_sequence_length, eye_num_channels)`,
-            *optional*): the canonical eye-movement series E' (ARCHITECTURE §4). Without it every step is "missing":
+            *optional*): the canonical eye-movement series E' (docs/design.md §Eye-movement format). Without it every
+            step is "missing":
             the eye encoder sees the learned `missing_embedding` tokens, and W = 0 (the eye prompts vanish).
         eye_movement_mask (`torch.BoolTensor` of shape `(batch_size, eye_sequence_length)`, *optional*):
             True for valid steps; default all valid when values are given.
