@@ -14,16 +14,10 @@ from emvfer_hf.configuration_mert import FINAL_FUSIONS, FUSION_MLPS, LEVEL_HEADS
 from emvfer_hf.modeling_mert import MERTCrossModalLinear, MERTFusionLayer
 
 from .conftest import TINY_MERT
+from .test_modeling_mert import make_inputs
 
 ALL_SWITCHES = dict(fusion_mlp="linear", final_fusion="tokens", level_head="transformer")
 SWITCHES = [dict(fusion_mlp="linear"), dict(final_fusion="tokens"), dict(level_head="transformer"), ALL_SWITCHES]
-
-
-def make_inputs(config, batch_size=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    pixel_values = torch.randn(batch_size, config.num_frames, 3, config.image_size, config.image_size, generator=g)
-    eyes = torch.randn(batch_size, config.eye_sequence_length, config.eye_num_channels, generator=g)
-    return pixel_values, eyes
 
 
 def build(stage="peml", seed=0, **switches):
@@ -243,3 +237,18 @@ def test_torch_export_with_every_switch():
         with torch.no_grad():
             expected = model(inputs[0], eye_movement_values=inputs[1], eye_movement_mask=inputs[2]).logits
         torch.testing.assert_close(logits, expected)
+
+
+def test_onnx_export_with_every_switch(tmp_path):
+    """The ONNX graph of a model with all three switches (interpolation of [6] included) matches PyTorch."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in the [onnx] and [test] extras")
+    from emvfer_hf.export import ONNXVideoClassifier, example_inputs, export_onnx
+
+    model = build(**ALL_SWITCHES)
+    classifier = ONNXVideoClassifier(export_onnx(model, tmp_path / "model.onnx"))
+    for batch in (1, 3):
+        pixel_values, eyes, mask = example_inputs(model.config, batch_size=batch, seed=batch)
+        with torch.no_grad():
+            expected = model(pixel_values=pixel_values, eye_movement_values=eyes, eye_movement_mask=mask).logits
+        got = classifier(pixel_values=pixel_values, eye_movement_values=eyes, eye_movement_mask=mask)["logits"]
+        assert abs(got - expected.numpy()).max() < 1e-4
