@@ -35,11 +35,17 @@ install_requires = [
 # dynamo exporter's translator. All three install from wheels and work with numpy 2.
 onnx_requires = ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"]
 
+# The Gradio demo page (`emvfer demo`, app.py); gradio brings gradio_client, httpx and uvicorn.
+demo_requires = ["gradio>=6.0,<7"]  # 6: theme and css are arguments of launch()
+
 extras = {
     # parameterized: imported by transformers' common tests (run from the transformers sdist, tests/registry_data.py)
     "test": ["pytest>=8.0", "pytest-timeout>=2.3", "scikit-video>=1.1.11", "eyelinkio>=0.3", "parameterized>=0.9",
-             *onnx_requires],
+             *onnx_requires,
+             # tests/test_demo.py: the page through gradio_client and Debian's chromium (driven by Selenium)
+             *demo_requires, "selenium>=4.11"],
     "onnx": onnx_requires,
+    "demo": demo_requires,
     # EyeLink EDF recordings (`emvfer_hf.eyetracking.read_eyelink_edf`); eyelinkio bundles SR Research's EDF API.
     "eyelink": ["eyelinkio>=0.3"],
     "train": ["tensorboard>=2.14"],

@@ -97,7 +97,7 @@ def test_affwild2_windows(sample_root):
     assert ds.features["label"].names == list(LABELS["affwild2"])
     for row in ds:
         assert row["label"] != -1 and row["label"] in row["frame_labels"]
-        assert all(Path(row["video"], f"{i:05d}.jpg").is_file() for i in row["frame_indices"])
+        assert all(Path(row["video"], f"{i:05d}.jpg").is_file() for i in row["frame_numbers"])
     assert any(-1 in r for r in ds["frame_labels"])  # -1 frames are kept for the per-frame metric...
     assert {s for s in ds["subject"] if s.endswith("_right")}  # per-person annotation of a two-person video
     assert all(r.endswith(".mp4") for r in ds["raw_video"])

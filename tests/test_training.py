@@ -102,7 +102,7 @@ def test_finetune_evaluate_and_pipeline(workdir, pretrained):
     assert evaluated["metrics"]["war"] == pytest.approx(results["metrics"]["war"])  # same model, same clips
 
 
-def test_resume_gives_the_same_weights(workdir, pretrained):
+def test_resume_gives_identical_weights_and_losses(workdir, pretrained):
     full = workdir / "run-full"
     args = ("--max_train_steps", "4", "--learning_rate", "5e-4")
     finetune(workdir, full, *args, "--checkpointing_steps", "2", model=pretrained)
@@ -111,8 +111,48 @@ def test_resume_gives_the_same_weights(workdir, pretrained):
     finetune(workdir, resumed, *args, "--resume_from_checkpoint", str(full / "step_2"), model=pretrained)
     a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    differ = [key for key in a if not torch.equal(a[key], b[key])]
+    assert not differ, f"{len(differ)} tensors differ after resume, e.g. {differ[:3]}"
+    losses = json.loads((full / "results.json").read_text())["train_loss"]
+    resumed_losses = json.loads((resumed / "results.json").read_text())["train_loss"]
+    assert len(losses) == 4 and resumed_losses == losses[2:]  # steps 3 and 4, the same floats
+
+
+def test_affwild2_is_scored_per_frame(workdir, pretrained):
+    root = make_sample_dataset("affwild2", workdir / "Aff-Wild2", clips_per_class=2, num_frames=8, seed=0)
+    out = workdir / "emvfer-affwild2"
+    load_example("finetune_peml").main(
+        ["--dataset", "affwild2", "--data_dir", str(root), "--model_name_or_path", str(pretrained),
+         "--ignore_mismatched_sizes", "--max_train_steps", "1", *common_args(workdir, out)]
+    )  # fmt: skip
+    # the frames of the validation annotations: -1, or labelled without a face crop, or evaluated
+    ignored = uncovered = total = 0
+    for txt in root.glob("*ABAW*/EXPR_*/Validation_Set/*.txt"):
+        labels = [int(v) for v in txt.read_text().split()[1:]]
+        crops = root / "cropped_aligned" / txt.stem
+        total += len(labels)
+        ignored += labels.count(-1)
+        uncovered += sum(v != -1 and not (crops / f"{i:05d}.jpg").is_file() for i, v in enumerate(labels, 1))
+    assert ignored and uncovered  # the sample data has both kinds
+    results = json.loads((out / "results.json").read_text())
+    frames = results["metrics"]
+    assert (frames["ignored_frames"], frames["uncovered_frames"]) == (ignored, uncovered)
+    assert frames["frames"] == total - ignored - uncovered == sum(map(sum, results["confusion_matrix"]))
+    assert {"acc", "macro_f1"} <= set(frames) and "war" in results["window_metrics"]
+    assert "Accuracy (per frame)" in (out / "README.md").read_text()
+
+    evaluation = workdir / "evaluation-affwild2"
+    load_example("evaluate").main(
+        ["--dataset", "affwild2", "--data_dir", str(root), "--model_name_or_path", str(out), "--folds", "1", "2",
+         "--output_dir", str(evaluation), "--cache_dir", str(workdir / "cache")]
+    )  # fmt: skip
+    evaluated = json.loads((evaluation / "results.json").read_text())
+    assert "metrics" not in evaluated  # two folds: no single figure under the headline's name
+    assert evaluated["summary"]["acc"]["mean"] == pytest.approx(frames["acc"]) == evaluated["per_fold"][1]["acc"]
+    assert evaluated["summary"]["acc"]["std"] == pytest.approx(0.0)  # the same checkpoint twice
+    assert evaluated["pooled_metrics"]["frames"] == 2 * frames["frames"]
+    table = (evaluation / "results.md").read_text()
+    assert "mean ± std over folds" in table and "| pooled (all folds) |" in table and "labelled -1 left out" in table
 
 
 def test_two_process_cpu_run(workdir, pretrained):

@@ -1,4 +1,4 @@
-"""The `emvfer` console script: `predict`, `export`, `eyes`, `sample-data`."""
+"""The `emvfer` console script: `predict`, `analyze`, `live`, `export`, `eyes`, `sample-data`, `demo`."""
 
 from __future__ import annotations
 
@@ -103,6 +103,89 @@ def run_predict(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# emvfer analyze / emvfer live
+def _add_window_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    p.add_argument("--window", type=float, default=2.0, help="window length in seconds (default 2)")
+    p.add_argument("--stride", type=float, default=1.0, help="seconds between window starts (default 1)")
+    p.add_argument("--max-faces", type=int, default=None, help="at most this many faces per frame (the largest)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="model precision (autocast)")
+
+
+def _add_analyze(subparsers) -> None:
+    p = subparsers.add_parser("analyze", help="expression timeline of a recording: one row per face and window (CSV)")
+    p.add_argument("video", help="video file or frame folder")
+    _add_window_arguments(p)
+    p.add_argument("--start", type=float, default=None, help="analyse from this time (s)")
+    p.add_argument("--end", type=float, default=None, help="analyse until this time (s)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per model call")
+    p.add_argument("--out", required=True, help="CSV file of the timeline")
+    p.add_argument("--plot", default=None, help="PNG of each face's class probabilities over time")
+    p.add_argument("--annotated", default=None, help="video file with face boxes, track ids and labels drawn")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_analyze)
+
+
+def run_analyze(args) -> int:
+    from .analysis import analyze_video, plot_timeline
+
+    timeline = analyze_video(
+        args.video, args.model, window=args.window, stride=args.stride, start=args.start, end=args.end,
+        max_faces=args.max_faces, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+        progress=not args.quiet, annotated=args.annotated,
+    )  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    timeline.to_csv(args.out, index=False)
+    faces = timeline[timeline.track_id >= 0]
+    print(f"{args.out}: {len(timeline)} rows, {timeline.attrs['num_tracks']} face track(s), "
+          f"{timeline.attrs['analysed_s']:.1f} s analysed, {int((timeline.reason == 'no face').sum())} window(s) "
+          "without a face")  # fmt: skip
+    for track, rows in faces.groupby("track_id"):
+        counts = rows.label.value_counts()
+        print(f"  face {track}: {len(rows)} windows, mostly {counts.index[0]} ({counts.iloc[0]}/{len(rows)})")
+    if "stopped_early" in timeline.attrs:
+        print(f"warning: {timeline.attrs['stopped_early']}", file=sys.stderr)
+    if args.plot:
+        plot_timeline(timeline, args.plot)
+        print(f"{args.plot}: plot written")
+    if args.annotated:
+        print(f"{args.annotated}: annotated video written")
+    return 0
+
+
+def _add_live(subparsers) -> None:
+    p = subparsers.add_parser("live", help="predict a camera, stream or file every stride (rolling buffer)")
+    p.add_argument("--source", required=True, help="camera index (0), stream URL, or a video file (paced at its rate)")
+    _add_window_arguments(p)
+    p.add_argument("--show", action="store_true", help="draw the boxes, labels and W on the picture")
+    p.add_argument("--no-pace", action="store_true", help="read a file as fast as possible instead of at its rate")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this much video")
+    p.add_argument("--out", default=None, help="also write every prediction to this CSV file")
+    p.set_defaults(func=run_live_command)
+
+
+def run_live_command(args) -> int:
+    import emvfer_hf  # noqa: F401
+    from transformers import AutoModelForVideoClassification, AutoVideoProcessor
+
+    from .live import run_live
+
+    processor = AutoVideoProcessor.from_pretrained(args.model)
+    model = AutoModelForVideoClassification.from_pretrained(args.model)
+    rows = run_live(args.source, model, processor, window=args.window, stride=args.stride, max_faces=args.max_faces,
+                    device=args.device, dtype=args.dtype, pace=False if args.no_pace else None, show=args.show,
+                    max_seconds=args.max_seconds)  # fmt: skip
+    if args.out:
+        import pandas as pd
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(args.out, index=False)
+        print(f"{args.out}: {len(rows)} predictions written")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # emvfer export
 def _add_export(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX (dynamic batch)")
@@ -181,15 +264,45 @@ def _add_sample_data(subparsers) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# emvfer demo
+def _add_demo(subparsers) -> None:
+    from .demo import DEFAULT_HOST, DEFAULT_MAX_DURATION_S, DEFAULT_MAX_FILE_SIZE, DEFAULT_PORT
+
+    p = subparsers.add_parser("demo", help="serve the Gradio demo page (pip install 'emvfer-hf[demo]')")
+    p.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE, help="largest upload, e.g. 200mb")
+    p.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION_S, help="longest clip in seconds")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args) -> int:
+    from .demo import build_demo, launch_demo
+
+    try:
+        demo = build_demo(args.model, device=args.device, max_duration_s=args.max_duration)
+    except ImportError as error:  # Gradio is an optional extra
+        print(f"emvfer demo: error: {error}", file=sys.stderr)
+        return 2
+    launch_demo(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emvfer", description="EM-VFER: eye-movement-instructed video facial expression recognition"
     )
     subparsers = parser.add_subparsers(dest="command")
     _add_predict(subparsers)
+    _add_analyze(subparsers)
+    _add_live(subparsers)
     _add_export(subparsers)
     _add_eyes(subparsers)
     _add_sample_data(subparsers)
+    _add_demo(subparsers)
     return parser
 
 

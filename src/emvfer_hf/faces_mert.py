@@ -607,6 +607,222 @@ class FaceMeshBackend(FaceLandmarkBackend):
 
 
 
+# ---------------------------------------------------------------------------------------------------- face tracks
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box of ``a`` (N, 4) with every box of ``b`` (M, 4): (N, M)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x1, y1 = np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1])
+    x2, y2 = np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def face_appearance(frame: np.ndarray, box: np.ndarray, bins: tuple = (16, 8)) -> np.ndarray:
+    """A small appearance descriptor of the face in ``box``: its hue-saturation histogram (``bins``), L1-normalised.
+    It re-identifies a face that left the picture and came back (skin, hair, glasses and lighting differ between
+    people far more than within one person's clip); it is not a face-recognition embedding."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    x1, y1 = int(np.clip(np.floor(box[0]), 0, w - 1)), int(np.clip(np.floor(box[1]), 0, h - 1))
+    x2, y2 = int(np.clip(np.ceil(box[2]), x1 + 1, w)), int(np.clip(np.ceil(box[3]), y1 + 1, h))
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame[y1:y2, x1:x2]), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, list(bins), [0, 180, 0, 256]).reshape(-1).astype(np.float64)
+    return hist / max(hist.sum(), 1e-9)
+
+
+def appearance_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Hellinger distance of two appearance histograms: 0 (same) … 1 (disjoint)."""
+    return float(np.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(a * b)))))
+
+
+@dataclass
+class _TrackState:
+    track_id: int
+    box: np.ndarray
+    appearance: np.ndarray
+    last_frame: int
+    roi: Optional[tuple] = None  # the face mesh's region for the next frame (dense tracking)
+    lost: bool = False
+
+
+class FaceTracker:
+    """Every face of a video, linked into tracks across frames — streamed: call :meth:`update` chunk by chunk.
+
+    1. Key frames (every ``detect_every`` frames) go to the detector's :meth:`MTCNNBackend.detect_all` (every face
+       above ``min_prob``; the ``max_faces`` largest when set).
+    2. Detections are assigned to the active tracks by box overlap (IoU ≥ ``iou_threshold``, optimal assignment).
+    3. A detection that overlaps no active track is matched against the tracks lost within ``max_lost_s`` by
+       appearance (:func:`face_appearance`, Hellinger distance ≤ ``reid_threshold``): a face that leaves and comes
+       back keeps its track id. Otherwise it starts a new track.
+    4. Between key frames each track follows its face: with a dense ``landmarks`` backend (:class:`FaceMeshBackend`)
+       from the previous frame's mesh, as MediaPipe tracks (the mesh's presence score ends the track's frame run);
+       with the 5-point detector, by MTCNN's O-Net on the previous box.
+
+    :meth:`update` returns, per track seen in the chunk, a :class:`FaceTrack` with one row per frame of the chunk
+    (NaN rows where the track's face is absent), with dense eye landmarks and head pose when ``landmarks`` is
+    dense — the input of the eye-movement extractor and of the face crops, per person.
+
+    Args:
+        detector: the :class:`MTCNNBackend` (default: one with ``detect_size=320``).
+        landmarks: a :class:`FaceMeshBackend` for dense eye landmarks, or None for 5 points (default: a
+            :class:`FaceMeshBackend` on ``detector`` when LiteRT is available).
+        detect_every: key-frame period in frames.
+        max_faces: at most this many faces per frame (the largest).
+        min_prob: detection confidence for a face on a key frame.
+        iou_threshold: box overlap that continues a track.
+        reid_threshold: appearance distance under which a lost track is taken up again.
+        max_lost_s: how long a lost track can be taken up again (None: for the whole video).
+        fps: frame rate (for ``max_lost_s``).
+    """
+
+    def __init__(
+        self,
+        detector: Optional[MTCNNBackend] = None,
+        landmarks: Optional[FaceMeshBackend] = "default",
+        detect_every: int = 5,
+        max_faces: Optional[int] = None,
+        min_prob: float = 0.9,
+        iou_threshold: float = 0.3,
+        reid_threshold: float = 0.35,
+        max_lost_s: Optional[float] = None,
+        fps: float = 25.0,
+    ):
+        self.detector = detector if detector is not None else MTCNNBackend(detect_size=320)
+        if isinstance(landmarks, str):
+            try:
+                landmarks = FaceMeshBackend(detector=self.detector, workers=1)
+            except (ImportError, FileNotFoundError) as error:
+                import warnings
+
+                warnings.warn(f"{error}; face tracks get MTCNN's 5 landmarks (no eyelids)", stacklevel=2)
+                landmarks = None
+        self.landmarks = landmarks
+        self.detect_every = max(1, int(detect_every))
+        self.max_faces = None if max_faces is None else max(1, int(max_faces))
+        self.min_prob = float(min_prob)
+        self.iou_threshold = float(iou_threshold)
+        self.reid_threshold = float(reid_threshold)
+        self.max_lost_s = max_lost_s
+        self.fps = float(fps)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track (a new video)."""
+        self._tracks: dict[int, _TrackState] = {}
+        self._next_id = 0
+        self._frame = 0
+
+    @property
+    def dense(self) -> bool:
+        return self.landmarks is not None
+
+    @property
+    def num_tracks(self) -> int:
+        """Tracks started so far."""
+        return self._next_id
+
+    # -- one frame
+    def _key_detections(self, frame: np.ndarray) -> FaceTrack:
+        faces = self.detector.detect_all(frame, min_prob=self.min_prob)
+        if self.max_faces is not None and len(faces) > self.max_faces:
+            size = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
+            faces = faces.select(np.sort(np.argsort(-size)[: self.max_faces]))
+        return faces
+
+    def _assign(self, frame: np.ndarray, faces: FaceTrack) -> list[tuple[int, int]]:
+        """(detection row, track id) pairs for a key frame's detections; starts and resumes tracks."""
+        from scipy.optimize import linear_sum_assignment
+
+        active = [t for t in self._tracks.values() if not t.lost]
+        pairs, free = [], list(range(len(faces)))
+        if active and len(faces):
+            iou = box_iou(faces.boxes, np.stack([t.box for t in active]))
+            rows, cols = linear_sum_assignment(-iou)
+            for r, c in zip(rows, cols):
+                if iou[r, c] >= self.iou_threshold:
+                    pairs.append((int(r), active[c].track_id))
+                    free.remove(int(r))
+        matched = {tid for _, tid in pairs}
+        for track in active:  # not seen on this key frame: lost (it may come back)
+            if track.track_id not in matched:
+                track.lost, track.roi = True, None
+        for r in free:
+            appearance = face_appearance(frame, faces.boxes[r])
+            taken = {tid for _, tid in pairs}
+            lost = [t for t in self._tracks.values() if t.lost and t.track_id not in taken
+                    and (self.max_lost_s is None or (self._frame - t.last_frame) / self.fps <= self.max_lost_s)]  # fmt: skip
+            distance = [appearance_distance(appearance, t.appearance) for t in lost]
+            if lost and min(distance) <= self.reid_threshold:
+                track = lost[int(np.argmin(distance))]
+                track.lost = False
+            else:
+                track = _TrackState(self._next_id, faces.boxes[r], appearance, self._frame)
+                self._tracks[track.track_id] = track
+                self._next_id += 1
+            pairs.append((r, track.track_id))
+        return pairs
+
+    def update(self, frames: Sequence[np.ndarray]) -> dict[int, FaceTrack]:
+        """Track the faces of the next consecutive ``frames`` of the video.
+
+        Returns:
+            ``{track_id: FaceTrack}`` for every track with a face in at least one of these frames; each FaceTrack
+            has ``len(frames)`` rows.
+        """
+        frames = [np.ascontiguousarray(f) for f in frames]
+        n = len(frames)
+        out: dict[int, FaceTrack] = {}
+
+        def row(track_id: int) -> FaceTrack:
+            if track_id not in out:
+                out[track_id] = FaceTrack.empty(n, dense=self.dense)
+            return out[track_id]
+
+        for i, frame in enumerate(frames):
+            seen = set()
+            if self._frame % self.detect_every == 0:
+                faces = self._key_detections(frame)
+                for r, tid in self._assign(frame, faces):
+                    track = self._tracks[tid]
+                    if self.dense:
+                        track.roi = self.landmarks._roi_from_detection(faces.boxes[r], faces.landmarks[r])
+                    else:
+                        target = row(tid)
+                        target.boxes[i], target.landmarks[i], target.probs[i] = (faces.boxes[r], faces.landmarks[r],
+                                                                                 faces.probs[r])  # fmt: skip
+                        track.box, track.last_frame = faces.boxes[r], self._frame
+                        seen.add(tid)
+            for track in self._tracks.values():
+                if track.lost or track.track_id in seen:
+                    continue
+                if self.dense:
+                    accepted = self.landmarks._accept(frame, track.roi)
+                    if accepted is None:
+                        track.lost, track.roi = True, None
+                        continue
+                    mesh, presence = accepted
+                    target = row(track.track_id)
+                    self.landmarks._fill(target, i, frame, mesh, presence)
+                    track.roi = self.landmarks._roi_from_mesh(mesh)
+                    track.box = target.boxes[i].copy()
+                else:
+                    box, lm, prob = self.detector._track(frame, track.box)
+                    if prob < self.detector.track_threshold or not np.isfinite(box).all():
+                        track.lost = True
+                        continue
+                    target = row(track.track_id)
+                    target.boxes[i], target.landmarks[i], target.probs[i] = box, lm, prob
+                    track.box = box
+                track.last_frame = self._frame
+                if self._frame % self.detect_every == 0:  # a slow running mean of the look of the face
+                    track.appearance = 0.8 * track.appearance + 0.2 * face_appearance(frame, track.box)
+            self._frame += 1
+        return out
+
+
 FACE_BACKENDS = ("mesh", "mtcnn")
 
 

@@ -11,6 +11,14 @@
 
 Protocol helpers: :func:`fold_summary` (per fold, then mean ± std: DFEW/MAFW/EMER) and :func:`loso_metrics`
 (computed ONCE on the concatenated predictions of all leave-one-subject-out folds: CASME II, CAS(ME)^3).
+
+Aff-Wild2 is scored per FRAME, not per window: :func:`windows_to_frames` maps the window predictions back to the
+annotated frames they cover and :func:`affwild2_frame_metrics` gives accuracy (the paper's metric) and the
+challenge's macro-F1 on them. A frame covered by several windows takes the class of the MEAN of their softmax
+probabilities (a soft vote: no ties between windows, and a confident window counts more than an unsure one);
+frames labelled ``-1`` are left out; annotated frames that no window covers (no face crop on disk, a window
+dropped, a subset evaluated) have no prediction: they are COUNTED (``uncovered_frames``) and left out of the
+metric, never silently dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from sklearn.metrics import f1_score, recall_score
 ArrayLike = Union[Sequence[int], np.ndarray]
 
 AFFWILD2_NUM_CLASSES = 8
+AFFWILD2_HEADLINE = ("acc", "macro_f1")  # per frame: the paper's accuracy, the challenge's macro-F1
 IGNORE_INDEX = -1
 
 
@@ -105,6 +114,95 @@ def affwild2_f1(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int = AFFWILD
     if not keep.any():
         raise ValueError("affwild2_f1: every frame is labelled -1 (nothing to evaluate)")
     return macro_f1(y_true[keep], y_pred[keep], labels=list(range(num_classes)))
+
+
+def windows_to_frames(
+    annotations: Mapping[str, ArrayLike],
+    videos: Sequence[str],
+    frame_numbers: Sequence[Sequence[int]],
+    logits: np.ndarray,
+) -> Dict[str, object]:
+    """Per-frame predictions of Aff-Wild2 from window predictions (the soft vote of the module docstring).
+
+    Args:
+        annotations: ``{video: labels}``, the labels of frames 1..n of each annotated video in the order of its
+            annotation file (``-1`` kept), e.g. from :func:`emvfer_hf.data.loaders.affwild2_frame_labels`. Every
+            annotated frame of these videos is accounted for: evaluated, ``-1`` or uncovered.
+        videos: (N,) the annotated video of each window (the loader's ``subject`` column).
+        frame_numbers: N lists of the 1-based frame numbers each window covers (the loader's ``frame_numbers``).
+        logits: (N, C) window logits.
+    Returns:
+        ``labels`` (F,) and ``predictions`` (F,) of the F evaluated frames (video by video, in frame order),
+        ``uncovered_frames`` (labelled, not ``-1``, but no window covers them), ``ignored_frames`` (labelled
+        ``-1``) and ``videos`` (annotated videos).
+    Raises:
+        ValueError: a window names a video without annotation, or a frame number outside 1..n of its video.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or logits.shape[0] != len(videos) or len(frame_numbers) != len(videos):
+        raise ValueError(f"windows_to_frames: {len(videos)} videos, {len(frame_numbers)} frame lists and logits of "
+                         f"shape {logits.shape} do not describe the same windows")  # fmt: skip
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    windows_of: Dict[str, List[int]] = {}
+    for i, video in enumerate(videos):
+        if video not in annotations:
+            raise ValueError(f"windows_to_frames: window {i} is of video {video!r}, which has no annotation")
+        windows_of.setdefault(video, []).append(i)
+    trues, preds, uncovered, ignored = [], [], 0, 0
+    for video, labels in annotations.items():
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        votes = np.zeros((len(labels), logits.shape[1]))
+        covered = np.zeros(len(labels), dtype=bool)
+        for i in windows_of.get(video, []):
+            frames = np.asarray(frame_numbers[i], dtype=np.int64).reshape(-1)
+            if len(frames) and (frames.min() < 1 or frames.max() > len(labels)):
+                raise ValueError(f"windows_to_frames: window {i} of {video!r} covers frames {frames.min()}.."
+                                 f"{frames.max()}, but the annotation has frames 1..{len(labels)}")  # fmt: skip
+            votes[frames - 1] += probabilities[i]  # frame numbers are unique within a window
+            covered[frames - 1] = True
+        valid = labels != IGNORE_INDEX
+        ignored += int((~valid).sum())
+        uncovered += int((valid & ~covered).sum())
+        keep = valid & covered
+        trues.append(labels[keep])
+        preds.append(votes[keep].argmax(axis=1))  # the mean's argmax: the sum has the same one
+    return {
+        "labels": np.concatenate(trues) if trues else np.zeros(0, np.int64),
+        "predictions": np.concatenate(preds) if preds else np.zeros(0, np.int64),
+        "uncovered_frames": uncovered,
+        "ignored_frames": ignored,
+        "videos": len(annotations),
+    }
+
+
+def affwild2_frame_metrics(frames: Mapping[str, object], num_classes: int = AFFWILD2_NUM_CLASSES) -> Dict[str, float]:
+    """Per-frame Aff-Wild2 metrics of a :func:`windows_to_frames` result: ``acc`` (accuracy, the paper's metric),
+    ``macro_f1`` (the challenge's P_EXPR: macro-F1 over all ``num_classes`` classes) and the frame counts
+    ``frames`` (evaluated), ``uncovered_frames`` and ``ignored_frames`` (``-1``)."""
+    y_true, y_pred = frames["labels"], frames["predictions"]
+    if len(y_true) == 0:
+        raise ValueError(f"affwild2_frame_metrics: no frame to evaluate ({frames['uncovered_frames']} labelled "
+                         f"frames have no window, {frames['ignored_frames']} are -1)")  # fmt: skip
+    return {
+        "acc": accuracy(y_true, y_pred),
+        "macro_f1": affwild2_f1(y_true, y_pred, num_classes=num_classes),
+        "frames": len(y_true),
+        "uncovered_frames": int(frames["uncovered_frames"]),
+        "ignored_frames": int(frames["ignored_frames"]),
+    }
+
+
+def pool_frames(per_fold: Sequence[Mapping[str, object]]) -> Dict[str, object]:
+    """The :func:`windows_to_frames` results of several folds as one (frames concatenated, counts summed): the
+    POOLED per-frame figure, reported next to the mean ± std over folds, never instead of it."""
+    if not per_fold:
+        raise ValueError("pool_frames: no folds given")
+    return {
+        "labels": np.concatenate([np.asarray(f["labels"]) for f in per_fold]),
+        "predictions": np.concatenate([np.asarray(f["predictions"]) for f in per_fold]),
+        **{k: sum(int(f[k]) for f in per_fold) for k in ("uncovered_frames", "ignored_frames", "videos")},
+    }
 
 
 def fold_summary(per_fold: Sequence[Mapping[str, float]]) -> Dict[str, Dict[str, float]]:
@@ -222,6 +320,7 @@ def save_metrics_json(metrics: Mapping, path: Union[str, os.PathLike]) -> str:
 
 __all__: List[str] = [
     "war", "uar", "uf1", "accuracy", "macro_f1", "weighted_f1", "confusion_matrix", "classification_metrics",
-    "affwild2_f1", "fold_summary", "loso_metrics", "format_summary", "make_compute_metrics",
+    "affwild2_f1", "windows_to_frames", "affwild2_frame_metrics", "pool_frames", "fold_summary", "loso_metrics",
+    "format_summary", "make_compute_metrics",
     "save_confusion_matrix", "save_metrics_json",
 ]

@@ -164,6 +164,23 @@ def _resize_on_device(crops: list, height: int, width: int, device):
     return torch.stack(out)
 
 
+def _finish_pixels(pixels, options: dict):
+    """Centre crop (with `do_center_crop`), rescale and normalise (T, 3, H, W) crops, a numpy array or a tensor."""
+    if options["do_center_crop"] and options["crop_size"] is not None:
+        pixels = _center_crop(pixels, *_output_size(options["crop_size"]))
+    if options["do_rescale"]:
+        pixels = pixels * float(options["rescale_factor"])
+    if options["do_normalize"]:
+        mean = np.asarray(options["image_mean"], np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(options["image_std"], np.float32).reshape(1, -1, 1, 1)
+        if not isinstance(pixels, np.ndarray):
+            import torch
+
+            mean, std = torch.as_tensor(mean, device=pixels.device), torch.as_tensor(std, device=pixels.device)
+        pixels = (pixels - mean) / std
+    return pixels
+
+
 def _as_metadata_list(video_metadata, num_videos: int) -> list:
     """`video_metadata` as given (None, one or a list of `VideoMetadata`/dicts, possibly nested one level as
     transformers' processors pass it) → one `VideoMetadata` or None per video."""
@@ -421,6 +438,18 @@ class MERTVideoProcessor(BaseVideoProcessor):
         num_frames = int(num_frames if num_frames is not None else self.num_frames)
         return sample_segment_indices(total, num_frames, train=train, rng=rng)
 
+    def pixel_values_from_frames(self, frames: list, boxes: Optional[np.ndarray]) -> np.ndarray:
+        """`pixel_values` (T, 3, H, W) float32 of frames already chosen by the caller (e.g. one face track's frames of
+        a window of a long video): each frame cropped to its square box (`boxes` (T, 4) or None for the central
+        square), resized to `size`, then rescaled and normalised as in `preprocess`."""
+        height, width = _output_size(self.size)
+        crops = [crop_and_resize(f, None if boxes is None else boxes[k], height, width) for k, f in enumerate(frames)]
+        pixels = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2)
+        options = {key: getattr(self, key, None) for key in
+                   ("do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize", "image_mean",
+                    "image_std")}  # fmt: skip
+        return np.asarray(_finish_pixels(pixels, options), dtype=np.float32)
+
     def _process_one(self, video, options: dict, eye_movements=None, face_box=None, metadata=None) -> dict:
         from transformers.video_utils import VideoMetadata
 
@@ -493,18 +522,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             pixels = np.stack(frames).astype(np.float32).transpose(0, 3, 1, 2)  # (T, 3, H, W)
         else:
             pixels = _resize_on_device(frames, height, width, device)
-        if options["do_center_crop"] and options["crop_size"] is not None:
-            pixels = _center_crop(pixels, *_output_size(options["crop_size"]))
-        if options["do_rescale"]:
-            pixels = pixels * float(options["rescale_factor"])
-        if options["do_normalize"]:
-            mean = np.asarray(options["image_mean"], np.float32).reshape(1, -1, 1, 1)
-            std = np.asarray(options["image_std"], np.float32).reshape(1, -1, 1, 1)
-            if device is not None:
-                import torch
-
-                mean, std = torch.as_tensor(mean, device=pixels.device), torch.as_tensor(std, device=pixels.device)
-            pixels = (pixels - mean) / std
+        pixels = _finish_pixels(pixels, options)
 
         # Eye movements
         length = int(options["eye_sequence_length"])

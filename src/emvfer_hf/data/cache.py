@@ -8,12 +8,18 @@
 - ``eye_movements`` (L, 5), ``eye_valid`` (L,), ``eye_times_s`` (L,) — the visual canonical eye series,
 - ``preprocess_key`` — the cache key,
 
-computed by an injected ``compute_fn(video_path) -> dict`` with those keys (:func:`make_compute_fn` builds the
+computed by an injected ``compute_fn(video) -> dict`` with those keys (:func:`make_compute_fn` builds the
 default one on the processor's face backend and visual extractor). Results are stored as one compressed ``.npz``
 per clip under ``cache_dir/<key[:2]>/<key>.npz``, keyed by the media's CONTENT AND MTIME (size, mtime_ns and a
 hash of the first and last 64 KiB of every file; a frame folder hashes all its frames' names, sizes and mtimes) and
 by the ``version`` of the compute function: a changed file (or changed settings) is recomputed, an unchanged one is
 read back, also across dataset reloads and processes.
+
+What a row's clip is comes from :func:`clip_source`: its ``video`` (a file or frame folder), except for a WINDOW of
+a frame folder (Aff-Wild2 rows, with ``frame_numbers``): its own frame files, in order, keyed by those files, so
+two windows of one video never share an entry (``compute_fn`` then gets the tuple of frame paths). A row with a
+source video (``raw_video``) is processed at that video's frame rate (``compute_fn(video, fps=...)``, the rate in
+the key too); frame folders otherwise have the processor's ``default_fps``.
 
 Disk cost (measured on the sample data): a 16-frame clip (16 boxes, 16-step eye series) takes about 1.7 KB
 (compressed npz incl. container overhead), i.e. about 1.7 MB per 1,000 clips; the eye series grows with the clip
@@ -24,23 +30,95 @@ order).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 import datasets
 import numpy as np
 
-from ._utils import PathLike, list_frames
+from ._utils import PathLike, frame_number, list_frames
 
 logger = logging.getLogger(__name__)
 
 CACHE_FIELDS = ("frame_indices", "face_boxes", "eye_movements", "eye_valid", "eye_times_s")
 _EDGE = 64 * 1024
-ComputeFn = Callable[[str], Dict[str, np.ndarray]]
+ComputeFn = Callable[..., dict[str, np.ndarray]]
+Media = str | tuple[str, ...]  # a video file / frame folder, or the frame files of a window
+
+
+# ------------------------------------------------------------------------------------------------ a row's clip
+def window_frame_files(folder: PathLike, frame_numbers: Sequence[int]) -> tuple[str, ...]:
+    """The image files of ``frame_numbers`` (1-based, as in the file names) in the frame folder ``folder``, in the
+    order given: ``<folder>/<%05d>.jpg`` (the Aff-Wild2 ``cropped_aligned`` names) where those exist, else looked
+    up by the number in the folder's names (:func:`frame_number`). Raises ``FileNotFoundError`` naming the folder
+    and the missing frames."""
+    folder = Path(folder)
+    files = [folder / f"{int(n):05d}.jpg" for n in frame_numbers]
+    if all(f.is_file() for f in files):
+        return tuple(str(f) for f in files)
+    by_number = {frame_number(f): f for f in list_frames(folder)} if folder.is_dir() else {}
+    missing = [int(n) for n in frame_numbers if int(n) not in by_number]
+    if missing:
+        raise FileNotFoundError(f"{folder}: no image of frame(s) {missing[:10]} of the window (of {len(files)})")
+    return tuple(str(by_number[int(n)]) for n in frame_numbers)
+
+
+@functools.lru_cache(maxsize=4096)
+def _frame_count(folder: str) -> int:
+    return len(list_frames(folder))
+
+
+@functools.lru_cache(maxsize=4096)
+def video_file_fps(path: str) -> float | None:
+    """The frame rate of a video file's first video stream (PyAV, no decoding); None when it has none or the file
+    cannot be opened. Memoised per process."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+    except (av.error.FFmpegError, IndexError, OSError):
+        return None
+    return float(rate) if rate else None
+
+
+def clip_source(row: dict, video_column: str = "video") -> tuple[Media, float | None]:
+    """``(media, fps)`` of a dataset row: what the processor reads for it, and at which frame rate.
+
+    ``media`` is the row's ``video_column`` (a video file or a frame folder), except for a window of a frame folder
+    (a row with ``frame_numbers``, :func:`~emvfer_hf.data.load_affwild2`) that covers only part of it: then the
+    tuple of the window's frame files (:func:`window_frame_files`). A window covering every frame of its folder is
+    the folder itself. ``fps`` is the rate of the row's source video (``raw_video``: Aff-Wild2's frames are the
+    video's frames, DATASETS.md) when there is one, else None (the processor's ``default_fps``)."""
+    video = row[video_column]
+    raw = row.get("raw_video")
+    fps = video_file_fps(str(raw)) if raw else None
+    numbers = row.get("frame_numbers")
+    if numbers is None or not Path(video).is_dir() or len(numbers) == _frame_count(str(video)):
+        return video, fps  # (frame_numbers are distinct frames of the folder: as many as it holds is all of them)
+    return window_frame_files(video, numbers), fps
+
+
+def processor_video(media: Media, fps: float | None = None) -> tuple:
+    """``(video, kwargs)`` for ``processor(video, **kwargs)`` of a :func:`clip_source`: a path as it is; a window's
+    frame files read into an array (T, H, W, 3) uint8; ``fps`` as the processor's ``video_metadata``."""
+    kwargs = {} if fps is None else {"video_metadata": {"fps": float(fps)}}
+    if isinstance(media, (str, os.PathLike)):
+        return media, kwargs
+    from ..video_io_mert import decode_video
+
+    frames = [decode_video(f).frames[0] for f in media]
+    shapes = sorted({f.shape for f in frames})
+    if len(shapes) > 1:
+        raise ValueError(f"{_describe(tuple(media))}: the window's frames differ in size ({shapes})")
+    return np.stack(frames), kwargs
 
 
 def _file_digest(h, path: Path, content: bool) -> None:
@@ -54,10 +132,23 @@ def _file_digest(h, path: Path, content: bool) -> None:
                 h.update(f.read(_EDGE))
 
 
-def media_fingerprint(path: PathLike, version: str = "") -> str:
-    """Hex key of a video file or frame folder: content (edges of the file) + size + mtime, and ``version``."""
-    path = Path(path)
+def media_fingerprint(path, version: str = "") -> str:
+    """Hex key of a video file or frame folder: content (edges of the file) + size + mtime, and ``version``. A
+    sequence of frame files (a window, :func:`clip_source`) is keyed by those files (names, sizes, mtimes and the
+    middle one's content), in order."""
     h = hashlib.sha1(f"v={version}|".encode())
+    if isinstance(path, (list, tuple)):
+        files = [Path(f) for f in path]
+        if not files:
+            raise ValueError("preprocessing cache: a window of no frame")
+        h.update(f"frames={len(files)}|".encode())  # never the key of a folder holding the same files
+        for f in files:
+            if not f.is_file():
+                raise FileNotFoundError(f"preprocessing cache: frame {f} does not exist")
+            _file_digest(h, f, content=False)
+        _file_digest(h, files[len(files) // 2], content=True)
+        return h.hexdigest()
+    path = Path(path)
     if path.is_dir():
         files = list_frames(path)
         if not files:
@@ -77,7 +168,9 @@ class PreprocessingCache:
 
     Args:
         cache_dir: folder of the cache (created).
-        compute_fn: ``compute_fn(video_path) -> dict`` returning (at least) :data:`CACHE_FIELDS`.
+        compute_fn: ``compute_fn(video) -> dict`` returning (at least) :data:`CACHE_FIELDS`; ``video`` is a path
+            or a window's frame files (:func:`clip_source`); called as ``compute_fn(video, fps=fps)`` for a clip
+            with a known frame rate.
         version: tag of the compute function's settings; part of every key.
     """
 
@@ -90,8 +183,8 @@ class PreprocessingCache:
     def path_for(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key}.npz"
 
-    def __call__(self, video_path: PathLike) -> Dict[str, np.ndarray]:
-        key = media_fingerprint(video_path, self.version)
+    def __call__(self, video_path: Media, fps: float | None = None) -> dict[str, np.ndarray]:
+        key = media_fingerprint(video_path, self.version if fps is None else f"{self.version}|fps={float(fps)!r}")
         path = self.path_for(key)
         if path.is_file():
             try:
@@ -101,10 +194,11 @@ class PreprocessingCache:
                 return out
             except (OSError, ValueError) as err:  # a truncated file: recompute
                 logger.warning("preprocessing cache: unreadable %s (%s); recomputing", path, err)
-        result = self.compute_fn(str(video_path))
+        media = str(video_path) if isinstance(video_path, (str, os.PathLike)) else tuple(map(str, video_path))
+        result = self.compute_fn(media) if fps is None else self.compute_fn(media, fps=fps)
         missing = [k for k in CACHE_FIELDS if k not in result]
         if missing:
-            raise KeyError(f"compute_fn({video_path}) did not return {missing}")
+            raise KeyError(f"compute_fn({_describe(media)}) did not return {missing}")
         arrays = {k: np.asarray(v) for k, v in result.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")  # atomic across processes
@@ -126,8 +220,15 @@ CACHE_FEATURES = {
 }
 
 
+def _describe(media: Media) -> str:
+    """A clip's name in messages: the path, or ``<folder> frames <first>–<last>`` of a window."""
+    if isinstance(media, str):
+        return media
+    return f"{Path(media[0]).parent} frames {Path(media[0]).stem}–{Path(media[-1]).stem}"
+
+
 def _map_row(example, cache: PreprocessingCache, video_column: str):
-    out = cache(example[video_column])
+    out = cache(*clip_source(example, video_column))
     return {
         "preprocess_key": str(out["preprocess_key"]),
         "frame_indices": np.asarray(out["frame_indices"], np.int32).reshape(-1),
@@ -149,8 +250,9 @@ def preprocess_dataset(
     """Add the cached preprocessing columns to ``dataset`` (see the module docstring).
 
     Args:
-        dataset: a split from one of the loaders (needs ``video_column``).
-        compute_fn: ``compute_fn(video_path) -> dict`` (picklable for ``num_proc > 1``: a module-level function or
+        dataset: a split from one of the loaders (needs ``video_column``; windows are their own clips,
+            :func:`clip_source`).
+        compute_fn: ``compute_fn(video) -> dict`` (picklable for ``num_proc > 1``: a module-level function or
             a :func:`functools.partial` of one).
         cache_dir: the per-clip ``.npz`` store.
         num_proc: worker processes of ``datasets.map``.
@@ -189,18 +291,17 @@ def preprocess_shard(
     if video_column not in dataset.column_names:
         raise ValueError(f"preprocess_shard: no {video_column!r} column in {dataset.column_names}")
     cache = PreprocessingCache(cache_dir, compute_fn, version)
-    videos = dataset[video_column][shard_index::num_shards]
-    for video in videos:
-        cache(video)
-    return len(videos)
+    columns = [c for c in (video_column, "frame_numbers", "raw_video") if c in dataset.column_names]
+    rows = dataset.select_columns(columns).select(range(shard_index, len(dataset), num_shards))
+    for row in rows:
+        cache(*clip_source(row, video_column))
+    return len(rows)
 
 
 def make_compute_fn(processor, extract_eyes: bool = True) -> ComputeFn:
     """The ``compute_fn`` of the project: ONE pass of a :class:`~emvfer_hf.MERTVideoProcessor` over the clip
     (decoding, faces (the processor's face backend) on the sampled and the eye frames, the visual eye series from the same detections).
     Clips without a face are kept (central crops, an all-invalid eye series) with a warning."""
-    import functools
-
     return functools.partial(_processor_compute, processor=processor, extract_eyes=extract_eyes)
 
 
@@ -214,14 +315,18 @@ def compute_fn_version(processor, extract_eyes: bool = True) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _processor_compute(video_path: str, processor, extract_eyes: bool = True) -> Dict[str, np.ndarray]:
+def _processor_compute(
+    video_path: Media, processor, extract_eyes: bool = True, fps: float | None = None
+) -> dict[str, np.ndarray]:
+    video, kwargs = processor_video(video_path, fps)
     out = processor(
-        video_path, return_face_boxes=True, return_frame_indices=True, return_eye_series=extract_eyes,
-        do_extract_eye_movements=extract_eyes, allow_no_face=True,
+        video, return_face_boxes=True, return_frame_indices=True, return_eye_series=extract_eyes,
+        do_extract_eye_movements=extract_eyes, allow_no_face=True, **kwargs,
     )  # fmt: skip
     series = out["eye_series"][0] if extract_eyes else None
     if not np.isfinite(out["face_boxes"][0]).all() or (extract_eyes and (series is None or not series.valid.any())):
-        logger.warning("%s: no face found; the clip is used with central crops and no eye signal", video_path)
+        logger.warning("%s: no face found; the clip is used with central crops and no eye signal",
+                       _describe(video_path))  # fmt: skip
     if series is None:
         values, valid, times = np.zeros((0, 5), np.float32), np.zeros(0, bool), np.zeros(0, np.float32)
     else:

@@ -17,7 +17,7 @@ official protocol:
 Columns: ``clip_id``, ``video`` (a video file or a frame folder), ``label`` (``ClassLabel`` in the order of
 :data:`~emvfer_hf.data.labels.LABELS`), ``subject`` where the dataset has one, ``eye_tracking`` (EMER),
 ``onset``/``apex``/``offset`` (micro-expressions, absolute frame numbers as in the file names) and
-``frame_indices``/``frame_labels`` (Aff-Wild2).
+``frame_numbers``/``frame_labels`` (Aff-Wild2).
 
 Clips named by an annotation but missing on disk raise ``FileNotFoundError`` (with their count and the annotation
 file); pass ``missing="skip"`` to continue without them.
@@ -305,6 +305,31 @@ def _affwild2_annotation_dir(root: Path, annotation_dir: Optional[PathLike]) -> 
                             f"EXPR_Recognition_Challenge') under {root}; pass annotation_dir=")
 
 
+def _affwild2_split_files(root: Path, split: str, annotation_dir: Optional[PathLike], caller: str) -> List[Path]:
+    """The annotation files (one per annotated video) of an Aff-Wild2 split."""
+    if split not in AFFWILD2_SPLITS:
+        raise ValueError(f"{caller}: split must be one of {sorted(AFFWILD2_SPLITS)}, got {split!r}")
+    ann_dir = _affwild2_annotation_dir(root, annotation_dir)
+    split_dir = find_child(ann_dir, AFFWILD2_SPLITS[split], kind="dir")
+    if split_dir is None:
+        raise FileNotFoundError(f"Aff-Wild2: {ann_dir / AFFWILD2_SPLITS[split]} does not exist")
+    files = sorted(split_dir.glob("*.txt"))
+    check_nonempty(len(files), f"Aff-Wild2 {split_dir}")
+    return files
+
+
+def affwild2_frame_labels(
+    root: PathLike, split: str = "validation", annotation_dir: Optional[PathLike] = None
+) -> Dict[str, List[int]]:
+    """``{video: labels of frames 1..n}`` (``-1`` kept) of every annotated video of an Aff-Wild2 split: the ground
+    truth of the per-frame metric (:func:`emvfer_hf.metrics.windows_to_frames`), including the frames that no
+    window of :func:`load_affwild2` covers. ``video`` is the annotation file's name (``_left``/``_right`` kept), the
+    ``subject`` column of :func:`load_affwild2`."""
+    root = require_dir(root, "Aff-Wild2 root")
+    files = _affwild2_split_files(root, split, annotation_dir, "affwild2_frame_labels")
+    return {path.stem: read_affwild2_labels(path)["label"].tolist() for path in files}
+
+
 def _majority(labels: Sequence[int]) -> int:
     counts = Counter(labels)
     best = max(counts.values())
@@ -324,28 +349,26 @@ def load_affwild2(
     Frames come from ``cropped_aligned/<video>/<%05d>.jpg`` (frames may be missing: they are left out of the
     windows). Each video is cut into windows of ``window`` consecutive frame numbers (``stride`` defaults to
     ``window``; ``window=None`` keeps whole videos); a window's ``label`` is the majority of its valid frame labels
-    (``-1`` excluded) and windows without any valid labelled frame are dropped. ``frame_indices`` and
-    ``frame_labels`` (``-1`` kept) allow the per-frame ABAW metric (:func:`emvfer_hf.metrics.affwild2_f1`).
+    (``-1`` excluded) and windows without any valid labelled frame are dropped. ``frame_numbers`` and
+    ``frame_labels`` (``-1`` kept) map window predictions back to the frames for the per-frame metric
+    (:func:`emvfer_hf.metrics.windows_to_frames` with :func:`affwild2_frame_labels`). The column is not called
+    ``frame_indices``: the preprocessing cache adds that one (the 0-based frames the processor sampled). Training,
+    evaluation and the cache process each window from its own frames only, at ``raw_video``'s frame rate
+    (:func:`emvfer_hf.data.cache.clip_source`).
 
     Args:
         split: ``"train"`` or ``"validation"`` (test labels are withheld by the challenge).
         annotation_dir: the folder holding ``Train_Set/`` and ``Validation_Set/`` (absolute or relative to
             ``root``); default: searched under ``root`` (6th/5th/3rd ABAW names, ABAW2 ``annotations/EXPR_Set``).
     Columns: ``clip_id`` (``<video>@<first frame>``), ``video`` (frame folder), ``raw_video`` (the source video
-    file, ``""`` if not found), ``subject`` (the annotated video, incl. ``_left``/``_right``), ``frame_indices``,
-    ``frame_labels``, ``label``.
+    file, ``""`` if not found), ``subject`` (the annotated video, incl. ``_left``/``_right``), ``frame_numbers``
+    (1-based, as in the image names), ``frame_labels``, ``label``.
     """
     root = require_dir(root, "Aff-Wild2 root")
-    if split not in AFFWILD2_SPLITS:
-        raise ValueError(f"load_affwild2: split must be one of {sorted(AFFWILD2_SPLITS)}, got {split!r}")
     if window is not None and window < 1:
         raise ValueError(f"load_affwild2: window must be >= 1 or None, got {window}")
-    ann_dir = _affwild2_annotation_dir(root, annotation_dir)
-    split_dir = find_child(ann_dir, AFFWILD2_SPLITS[split], kind="dir")
-    if split_dir is None:
-        raise FileNotFoundError(f"Aff-Wild2: {ann_dir / AFFWILD2_SPLITS[split]} does not exist")
-    files = sorted(split_dir.glob("*.txt"))
-    check_nonempty(len(files), f"Aff-Wild2 {split_dir}")
+    files = _affwild2_split_files(root, split, annotation_dir, "load_affwild2")
+    split_dir = files[0].parent
     crops = find_child(root, "cropped_aligned", kind="dir") or find_child(root, "cropped", kind="dir")
     raw_index = {p.stem: p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()}
     rows, absent, num_classes = [], [], None
@@ -373,14 +396,14 @@ def load_affwild2(
             if not valid:
                 continue
             rows.append({"clip_id": f"{name}@{start:05d}", "video": str(folder), "raw_video": "" if raw is None else
-                         str(raw), "subject": name, "frame_indices": idx, "frame_labels": lab,
+                         str(raw), "subject": name, "frame_numbers": idx, "frame_labels": lab,
                          "label": _majority(valid)})
             if start + size > n:
                 break
     handle_missing(absent, len(files), split_dir, missing)
     features = _base_features(
         LABELS["affwild2"][:num_classes], subject=True, raw_video=datasets.Value("string"),
-        frame_indices=datasets.Sequence(datasets.Value("int32")),
+        frame_numbers=datasets.Sequence(datasets.Value("int32")),
         frame_labels=datasets.Sequence(datasets.Value("int8")),
     )
     return datasets.DatasetDict({split: _to_dataset(rows, features, f"Aff-Wild2 {split_dir}")})

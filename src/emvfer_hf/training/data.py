@@ -20,6 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.cache import (
+    clip_source,
+    compute_fn_version,
+    make_compute_fn,
+    preprocess_dataset,
+    preprocess_shard,
+    processor_video,
+)
+
 EYE_SOURCES = ("tracker", "visual", "none")
 
 
@@ -82,9 +91,11 @@ class ClipDataset(torch.utils.data.Dataset):
         eye_source: "tracker", "visual" or "none" (see the module docstring).
         train: sample a random frame within each segment (seeded by `seed`, the epoch and the index, so a resumed
             run sees the same frames as an uninterrupted one).
-    Rows preprocessed by `preprocess_splits` carry `face_boxes` and the visual eye series (`eye_movements`,
-    `eye_valid`, `eye_times_s`): then no face detection or eye extraction runs while training.
         seed: base seed of the training-time sampling.
+    Rows preprocessed by `preprocess_splits` carry `face_boxes` and the visual eye series (`eye_movements`,
+    `eye_valid`, `eye_times_s`): then no face detection or eye extraction runs while training. A window row
+    (Aff-Wild2's `frame_numbers`) is processed from its own frames only, at its source video's rate
+    (`emvfer_hf.data.cache.clip_source`).
     Items: `pixel_values` (T, 3, H, W), `eye_movement_values` (L, 5), `eye_movement_mask` (L,), `labels` (), `index` ().
     """
 
@@ -149,7 +160,8 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.train:
             kwargs["do_train_sampling"] = True
             kwargs["sampling_seed"] = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
-        inputs = self.processor(row["video"], return_tensors="pt", **kwargs)
+        video, media_kwargs = processor_video(*clip_source(row))  # an Aff-Wild2 window: its own frames
+        inputs = self.processor(video, return_tensors="pt", **kwargs, **media_kwargs)
         item = {key: value[0] for key, value in inputs.items()}
         item["labels"] = torch.tensor(int(row["label"]), dtype=torch.long)
         item["index"] = torch.tensor(index, dtype=torch.long)
@@ -172,8 +184,6 @@ def preprocess_splits(splits, processor, extract_eyes: bool, cache_dir=None, num
     """Add the cached per-clip preprocessing (face boxes, sampled frames and, with `extract_eyes`, the visual eye
     series) to each split (`None` stays `None`): face detection and eye extraction run once per clip, ever, not once
     per epoch (`emvfer_hf.data.preprocess_dataset`, keyed by file content/mtime and the processor's settings)."""
-    from ..data.cache import compute_fn_version, make_compute_fn, preprocess_dataset, preprocess_shard
-
     compute_fn = make_compute_fn(processor, extract_eyes)
     version = compute_fn_version(processor, extract_eyes)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -11,6 +11,11 @@ DATASET_NAMES = {
     "casme3": "CAS(ME)^3",
 }  # fmt: skip
 METRIC_NAMES = {"war": "WAR (accuracy)", "uar": "UAR (mean class recall)", "uf1": "UF1 (macro F1)"}
+FRAME_METRIC_NAMES = {"acc": "Accuracy (per frame)", "macro_f1": "macro-F1 over all classes (per frame)"}  # Aff-Wild2
+
+
+def _metric_names(results: dict) -> dict:
+    return FRAME_METRIC_NAMES if results.get("dataset") == "affwild2" else METRIC_NAMES
 
 
 def _dataset_name(results: dict) -> str:
@@ -25,13 +30,14 @@ def model_card_data(model, results: dict):
     dataset = results.get("dataset", "sample")
     dataset_name = _dataset_name(results)
     split = "test" if results.get("protocol") != "loso" else "loso"
+    names = _metric_names(results)
     eval_results = [
         EvalResult(
             task_type="video-classification", dataset_type=dataset, dataset_name=dataset_name, dataset_split=split,
-            metric_type=key, metric_name=METRIC_NAMES[key], metric_value=round(100 * float(value), 2),
+            metric_type=key, metric_name=names[key], metric_value=round(100 * float(value), 2),
         )  # fmt: skip
         for key, value in results.get("metrics", {}).items()
-        if key in METRIC_NAMES
+        if key in names
     ]
     return ModelCardData(
         library_name="transformers",
@@ -63,9 +69,9 @@ def write_model_card(output_dir, model, results: dict):
     output_dir = Path(output_dir)
     results = {**results, "output_dir": str(output_dir)}
     config = model.config
-    metrics = results.get("metrics", {})
+    metrics, names = results.get("metrics", {}), _metric_names(results)
     metrics_table = "\n".join(
-        f"| {METRIC_NAMES.get(k, k)} | {100 * float(v):.2f} |" for k, v in metrics.items() if isinstance(v, float)
+        f"| {names.get(k, k)} | {100 * float(v):.2f} |" for k, v in metrics.items() if isinstance(v, float)
     )
     card = ModelCard.from_template(
         model_card_data(model, results),

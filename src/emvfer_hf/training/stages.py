@@ -19,10 +19,14 @@ import torch
 
 from ..configuration_mert import MERTConfig
 from ..metrics import (
+    AFFWILD2_HEADLINE,
+    affwild2_frame_metrics,
     classification_metrics,
     confusion_matrix,
     fold_summary,
+    pool_frames,
     save_confusion_matrix,
+    windows_to_frames,
 )
 from ..modeling_mert import MERTForVideoClassification
 from ..video_processing_mert import MERTVideoProcessor
@@ -240,17 +244,38 @@ def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
-def write_results(output_dir: Path, predictions: dict, label_names: list[str], extra: dict) -> dict:
-    """results.json (metrics, per-class confusion matrix) and confusion_matrix.png in `output_dir`."""
+def affwild2_frames(dataset, predictions: dict, annotations: dict) -> dict:
+    """Per-frame Aff-Wild2 predictions (`metrics.windows_to_frames`) of the windows of `dataset` (a `load_affwild2`
+    split) predicted in `predictions`; `annotations` are the split's frame labels (`affwild2_frame_labels`)."""
+    rows = predictions["indices"].tolist()
+    videos, numbers = dataset["subject"], dataset["frame_numbers"]
+    return windows_to_frames(annotations, [videos[i] for i in rows], [numbers[i] for i in rows], predictions["logits"])
+
+
+def write_results(
+    output_dir: Path, predictions: dict, label_names: list[str], extra: dict, frames: Optional[dict] = None,
+    pooled: bool = False,
+) -> dict:  # fmt: skip
+    """results.json (metrics, per-class confusion matrix) and confusion_matrix.png in `output_dir`.
+
+    `frames` (Aff-Wild2, from `affwild2_frames`): `metrics` and the confusion matrix are per frame (accuracy and
+    macro-F1, with the frame counts), the metrics of the windows themselves go to `window_metrics`. `pooled`: the
+    predictions are several folds' concatenated; their metrics are stored as `pooled_metrics`, not as `metrics`
+    (the headline of a multi-fold evaluation is the mean ± std over folds, in `summary`)."""
     y_true, y_pred = predicted_labels(predictions)
     metrics = classification_metrics(y_true, y_pred, num_classes=len(label_names))
+    window_metrics = None
+    if frames is not None:
+        window_metrics, metrics = metrics, affwild2_frame_metrics(frames, num_classes=len(label_names))
+        y_true, y_pred = frames["labels"], frames["predictions"]
     matrix = confusion_matrix(y_true, y_pred, num_classes=len(label_names))
     save_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png")
     weights = predictions["instruction_weights"]
     payload = {
         **extra,
-        "metrics": metrics,
-        "num_samples": int(len(y_true)),
+        "pooled_metrics" if pooled else "metrics": metrics,
+        **({"window_metrics": window_metrics} if window_metrics is not None else {}),
+        "num_samples": int(len(predictions["labels"])),
         "confusion_matrix": matrix.tolist(),
         "label_names": list(label_names),
         "mean_instruction_weight": None if np.isnan(weights).all() else float(np.nanmean(weights)),
@@ -377,7 +402,12 @@ def run_finetune(args) -> dict:
                "train_loss": history["train_loss"], "eval_history": history["eval"], "command": _command_line()}  # fmt: skip
     model = save_trained(accelerator, model, output_dir, processor)
     if accelerator.is_main_process:
-        results = write_results(output_dir, predictions, label_names, results)
+        frames = None
+        if args.dataset == "affwild2":
+            from ..data.loaders import affwild2_frame_labels
+
+            frames = affwild2_frames(test_set, predictions, affwild2_frame_labels(root, "validation"))
+        results = write_results(output_dir, predictions, label_names, results, frames=frames)
         _release(model, output_dir, args, results)
     return results
 
@@ -419,8 +449,9 @@ def _release(model, output_dir: Path, args, results: dict) -> None:
     from .model_card import write_model_card
 
     write_model_card(output_dir, model, results)
+    shown = AFFWILD2_HEADLINE if results.get("dataset") == "affwild2" else ("war", "uar", "uf1")
     print(f"fine-tuned MERT saved to {output_dir}: " + "  ".join(
-        f"{k.upper()} {100 * v:.2f}" for k, v in results["metrics"].items() if k in ("war", "uar", "uf1")
+        f"{k.upper()} {100 * v:.2f}" for k, v in results["metrics"].items() if k in shown
     ))  # fmt: skip
     if args.push_to_hub:
         push_folder_to_hub(output_dir, args.hub_model_id, token=args.hub_token)
@@ -429,8 +460,11 @@ def _release(model, output_dir: Path, args, results: dict) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # Evaluation of saved checkpoints
 def run_evaluate(args) -> dict:
-    """Evaluate one checkpoint per fold (or one for all folds) on a benchmark: per-fold metrics, mean ± std, or LOSO
-    on the concatenated predictions; confusion-matrix PNG and results JSON in `--output_dir`."""
+    """Evaluate one checkpoint per fold (or one for all folds) on a benchmark: per-fold metrics and, over several
+    folds, their mean ± std (the headline, `summary`) next to the metrics of the pooled predictions
+    (`pooled_metrics`, labelled "pooled"); confusion-matrix PNG, results JSON and a markdown table in
+    `--output_dir`. Aff-Wild2 is scored per frame (`metrics.windows_to_frames`: accuracy and macro-F1, `-1` frames
+    left out, frames no window covers counted)."""
     from accelerate import Accelerator
     from transformers import AutoModelForVideoClassification
 
@@ -445,8 +479,8 @@ def run_evaluate(args) -> dict:
     accelerator = Accelerator()
     sample = is_small(args)
     root = Path(args.data_dir) if args.data_dir else ensure_sample_data(args.dataset, None, accelerator.main_process_first)
-    rows, per_fold, gathered = [], [], []
-    label_names = None
+    rows, per_fold, gathered, frames_per_fold = [], [], [], []
+    label_names, annotations = None, None
     for fold in folds:
         args.fold = fold
         path = args.model_name_or_path.format(fold=fold)
@@ -470,6 +504,12 @@ def run_evaluate(args) -> dict:
         loader = make_dataloader(data, args.per_device_eval_batch_size, False, args.seed, args.num_workers)
         predictions = predict(model, accelerator.prepare(loader), accelerator)
         metrics = metrics_for(label_names)(predictions)
+        if args.dataset == "affwild2":  # per frame; the window metrics are kept under "window"
+            from ..data.loaders import affwild2_frame_labels
+
+            annotations = annotations or affwild2_frame_labels(root, "validation")
+            frames_per_fold.append(affwild2_frames(evaluation_set, predictions, annotations))
+            metrics = {**affwild2_frame_metrics(frames_per_fold[-1], len(label_names)), "window": metrics}
         rows.append((f"fold {fold}", metrics))
         per_fold.append(metrics)
         gathered.append(predictions)
@@ -478,13 +518,25 @@ def run_evaluate(args) -> dict:
     merged = {k: np.concatenate([p[k] for p in gathered]) for k in gathered[0]}
     extra = {"dataset": args.dataset, "folds": folds, "checkpoints": args.model_name_or_path,
              "eye_source": args.eye_source, "per_fold": per_fold}  # fmt: skip
-    if len(folds) > 1:
-        extra["summary"] = fold_summary(per_fold)
-        rows.append(("mean ± std", extra["summary"]))
-    results = write_results(output_dir, merged, label_names, extra) if accelerator.is_main_process else extra
-    table = format_metrics_table(rows)
-    if accelerator.is_main_process:
-        (output_dir / "results.md").write_text(table + "\n")
-        accelerator.print(table)
-        accelerator.print(f"confusion matrix: {output_dir / 'confusion_matrix.png'}")
+    keys = AFFWILD2_HEADLINE if args.dataset == "affwild2" else ("war", "uar", "uf1", "macro_f1")
+    frames = pool_frames(frames_per_fold) if frames_per_fold else None
+    pooled = len(folds) > 1
+    if pooled:
+        extra["summary"] = fold_summary([{k: m[k] for k in m if isinstance(m[k], float)} for m in per_fold])
+        extra["headline"] = "summary: mean ± std over folds; pooled_metrics: every fold's predictions pooled"
+        rows.append(("**mean ± std over folds**", extra["summary"]))
+    if not accelerator.is_main_process:
+        return extra
+    results = write_results(output_dir, merged, label_names, extra, frames=frames, pooled=pooled)
+    table = format_metrics_table(rows + ([("pooled (all folds)", results["pooled_metrics"])] if pooled else []), keys)
+    if frames is not None:
+        table += (
+            f"\n\nPer frame{' (all folds pooled)' if pooled else ''}: {len(frames['labels'])} frames evaluated, "
+            f"{frames['ignored_frames']} labelled -1 left out, {frames['uncovered_frames']} labelled frames that no "
+            "window covers (no face crop, or not evaluated) left out. A frame covered by several windows takes the "
+            "class of the mean of their probabilities."
+        )
+    (output_dir / "results.md").write_text(table + "\n")
+    accelerator.print(table)
+    accelerator.print(f"confusion matrix: {output_dir / 'confusion_matrix.png'}")
     return results

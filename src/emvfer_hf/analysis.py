@@ -1,0 +1,636 @@
+"""Expression timelines of recordings: every face of a long video, window by window.
+
+``analyze_video`` streams a video (decoded in small chunks, so memory stays bounded whatever its length), links the
+faces into tracks (:class:`~emvfer_hf.faces_mert.FaceTracker`), reads each track's own eye-movement signal, and
+runs MERT on each track's face crops and eye signal in sliding windows. The result is a pandas DataFrame with one
+row per track and window, in the spirit of py-feat's ``Fex``: ready to filter, group and plot.
+
+    >>> from emvfer_hf.analysis import analyze_video, plot_timeline
+    >>> timeline = analyze_video("interview.mp4", model, processor, window=2.0, stride=1.0)
+    >>> timeline.groupby("track_id").label.value_counts()
+    >>> plot_timeline(timeline, "timeline.png")
+
+:class:`TimelineAnalyzer` is the streaming core (``feed`` frames, get finished rows back); ``emvfer live`` uses it
+on a camera or stream.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+import sys
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
+from .faces_mert import FaceMeshBackend, FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
+from .video_io_mert import iter_frame_chunks
+from .video_processing_mert import sample_segment_indices
+
+#: the columns of a timeline before the per-class ``p_<class>`` ones
+TIMELINE_COLUMNS = ("track_id", "start_s", "end_s", "label", "score")
+#: the columns after them
+EYE_COLUMNS = ("instruction_weight", "blinks", "saccade_rate", "valid_fraction", "face_fraction", "blink_times_s",
+               "reason")  # fmt: skip
+DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _runs_of(mask: np.ndarray) -> np.ndarray:
+    """Start indices of the True runs of a bool array."""
+    edges = np.diff(np.concatenate([[0], np.asarray(mask, np.int8)]))
+    return np.flatnonzero(edges == 1)
+
+
+def eye_window_statistics(series) -> dict:
+    """Blink count, saccade rate (onsets per second), valid fraction and blink onset times of one window's
+    eye-movement series (normalised behaviour channel: fixation 0, saccade 0.5, blink 1)."""
+    if len(series) == 0:
+        return {"blinks": 0, "saccade_rate": 0.0, "valid_fraction": 0.0, "blink_times_s": ""}
+    behaviour = np.round(series.values[:, BEHAVIOUR_CHANNEL] * 2).astype(int)
+    blinks = _runs_of((behaviour == BLINK) & series.valid)
+    saccades = _runs_of((behaviour == SACCADE) & series.valid)
+    span = max(series.duration_s, 1e-9)
+    return {
+        "blinks": int(len(blinks)),
+        "saccade_rate": round(float(len(saccades) / span), 3),
+        "valid_fraction": round(float(series.valid.mean()), 3),
+        "blink_times_s": " ".join(f"{series.times_s[i]:.2f}" for i in blinks),
+    }
+
+
+@dataclass
+class _Window:
+    """One analysis window: frames [first, stop) of the video, its model frames, its start/end in seconds."""
+
+    index: int
+    first: int
+    stop: int
+    start_s: float
+    end_s: float
+    model_frames: np.ndarray
+
+
+@dataclass
+class _TrackPiece:
+    """One chunk's face rows and raw eye measurements of one track (frames [first, first + len(faces)))."""
+
+    first: int
+    faces: FaceTrack
+    raw: object
+
+
+@dataclass
+class _Pending:
+    window: _Window
+    track_id: Optional[int]
+    inputs: Optional[dict] = None
+    row: dict = field(default_factory=dict)
+    done_at: float = 0.0
+
+
+class TimelineAnalyzer:
+    """The streaming core of :func:`analyze_video` and ``emvfer live``: feed consecutive frames, get rows back.
+
+    Windows start every ``stride`` seconds and last ``window`` seconds. When the frames of a window have all arrived,
+    each face track present in at least ``min_face_fraction`` of its frames becomes one model input: the track's
+    face crops at the window's ``num_frames`` segment middles (one square box per window, the union of the track's
+    boxes there, as the processor crops a clip) and the track's eye-movement series over the window (the raw
+    measurements of its frames, classified and normalised over the window, resampled to L). Inputs go through the
+    model ``batch_size`` at a time. A window with no such track gives a row with ``reason="no face"``.
+
+    Args:
+        model: a :class:`~emvfer_hf.MERTForVideoClassification` (any model with its call signature and config).
+        processor: the checkpoint's :class:`~emvfer_hf.MERTVideoProcessor` (crop size, normalisation, frames per clip,
+            eye steps L, face margin and landmark backend).
+        fps: the video's frame rate.
+        window, stride: window length and step in seconds.
+        start_s: the time of the first frame fed (for ``--start``).
+        max_faces: at most this many faces per frame (the largest).
+        batch_size: windows per model call.
+        device: the model's device.
+        dtype: "fp32", or "bf16" / "fp16" autocast.
+        min_face_fraction: a track takes part in a window when its face is in at least this share of the frames.
+        tracker: a configured :class:`~emvfer_hf.faces_mert.FaceTracker` (default: built from the processor).
+        box_history_s: keep the face boxes of only the last this many seconds (live use); default all of them (for
+            the annotated video).
+    """
+
+    def __init__(
+        self,
+        model,
+        processor,
+        fps: float,
+        window: float = 2.0,
+        stride: float = 1.0,
+        start_s: float = 0.0,
+        max_faces: Optional[int] = None,
+        batch_size: int = 8,
+        device: str = "cpu",
+        dtype: str = "fp32",
+        min_face_fraction: float = 0.5,
+        tracker: Optional[FaceTracker] = None,
+        box_history_s: Optional[float] = None,
+    ):
+        if window <= 0 or stride <= 0:
+            raise ValueError(f"window and stride must be positive seconds, got window={window}, stride={stride}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if not fps or fps <= 0:
+            raise ValueError(f"the frame rate must be positive, got {fps}")
+        import torch
+
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.fps = float(fps)
+        self.window, self.stride, self.start_s = float(window), float(stride), float(start_s)
+        self.batch_size = max(1, int(batch_size))
+        self.device = device
+        self.autocast = None if DTYPES[dtype] is None else getattr(torch, DTYPES[dtype])
+        self.min_face_fraction = float(min_face_fraction)
+        self.num_frames = int(processor.num_frames)
+        self.length = int(processor.eye_sequence_length)
+        config = model.config
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        if tracker is None:
+            detector = MTCNNBackend(detect_size=int(processor.face_detection_size), device="cpu")
+            landmarks = "default" if processor.landmark_backend == "mesh" else None
+            tracker = FaceTracker(detector=detector, landmarks=landmarks, max_faces=max_faces, fps=self.fps)
+        self.tracker = tracker
+        self.box_history = None if box_history_s is None else int(round(box_history_s * self.fps))
+        self.extractor = VisualEyeMovementExtractor(backend=tracker.landmarks or tracker.detector)
+        self.frame_count = 0  # frames fed so far
+        self._windows: deque[_Window] = deque()
+        self._next_window = 0
+        self._frames: dict[int, np.ndarray] = {}  # model frames of pending windows
+        self._pieces: dict[int, list[_TrackPiece]] = {}
+        self._boxes: dict[int, dict[int, np.ndarray]] = {}  # track → frame → box (for the annotated video)
+        self._queue: list[_Pending] = []
+        self._emitted_window = -1
+        self._arrival: dict[int, float] = {}  # window index → wall time its last frame arrived
+
+    # -- windows
+    def _window(self, k: int, stop_frame: Optional[int] = None) -> _Window:
+        start = k * self.stride
+        first = int(math.ceil(start * self.fps - 1e-6))
+        stop = int(math.ceil((start + self.window) * self.fps - 1e-6)) if stop_frame is None else stop_frame
+        stop = max(stop, first + 1)
+        model = first + sample_segment_indices(stop - first, self.num_frames)
+        return _Window(k, first, stop, self.start_s + first / self.fps, self.start_s + stop / self.fps, model)
+
+    def _open_windows(self, up_to: int) -> None:
+        """Plan the windows starting before frame ``up_to``."""
+        while int(math.ceil(self._next_window * self.stride * self.fps - 1e-6)) < up_to:
+            self._windows.append(self._window(self._next_window))
+            self._next_window += 1
+
+    def _needed(self, index: int) -> bool:
+        return any(index in w.model_frames for w in self._windows if w.first <= index < w.stop)
+
+    # -- feeding
+    def feed(self, frames: Sequence[np.ndarray]) -> list[dict]:
+        """Add the next consecutive RGB frames (H, W, 3) uint8; returns the rows finished so far (in window order)."""
+        frames = [np.asarray(f) for f in frames]
+        if not frames:
+            return []
+        first = self.frame_count
+        self._open_windows(first + len(frames))
+        for k, frame in enumerate(frames):
+            if self._needed(first + k):
+                self._frames[first + k] = frame
+        tracks = self.tracker.update(frames)
+        for track_id, faces in tracks.items():
+            raw = self.extractor.measure_clip(frames, faces)
+            self._pieces.setdefault(track_id, []).append(_TrackPiece(first, faces, raw))
+            boxes = self._boxes.setdefault(track_id, {})
+            for k in np.flatnonzero(faces.found):
+                boxes[first + int(k)] = faces.boxes[k].copy()
+        self.frame_count += len(frames)
+        now = time.perf_counter()
+        while self._windows and self._windows[0].stop <= self.frame_count:
+            window = self._windows.popleft()
+            self._arrival[window.index] = now
+            self._prepare(window)
+        self._prune()
+        return self._run(flush=False)
+
+    def finish(self) -> list[dict]:
+        """The video has ended: close a window that started but is cut short only when no window ended yet (a clip
+        shorter than ``window``: its model frames are those planned for the full window that arrived, spread over
+        ``num_frames``), run what is queued, and return the last rows."""
+        if self._emitted_window < 0 and not self._queue and self.frame_count > 0 and self._windows:
+            window = self._window(self._windows[0].index, stop_frame=self.frame_count)
+            # the model frames planned for the full window that arrived, spread over T
+            kept = np.array(sorted(i for i in self._frames if window.first <= i < window.stop))
+            window.model_frames = kept[sample_segment_indices(len(kept), self.num_frames)]
+            self._arrival[window.index] = time.perf_counter()
+            self._prepare(window)
+        self._windows.clear()
+        rows = self._run(flush=True)
+        self._frames.clear()
+        return rows
+
+    # -- per window
+    def _prepare(self, window: _Window) -> None:
+        candidates = []
+        for track_id in sorted(self._pieces):
+            faces, raws = self._track_faces(track_id, window)
+            if faces is None:
+                continue
+            fraction = float(faces.found.mean())
+            if fraction >= self.min_face_fraction:
+                candidates.append((track_id, faces, raws, fraction))
+        if not candidates:
+            self._queue.append(_Pending(window, None, row={"reason": "no face"}))
+            return
+        for track_id, faces, raw, fraction in candidates:
+            rows = window.model_frames - window.first
+            boxes = clip_face_boxes(faces.boxes[rows], float(self.processor.face_margin), self.processor.face_box_mode)
+            pixels = self.processor.pixel_values_from_frames([self._frames[int(i)] for i in window.model_frames], boxes)
+            times = window.start_s + np.arange(len(faces)) / self.fps
+            series = self.extractor.series_from(raw, faces, times, fps=self.fps)
+            resampled = series.normalize().resample(self.length)
+            stats = eye_window_statistics(series)
+            inputs = {"pixel_values": pixels, "eye_movement_values": resampled.values,
+                      "eye_movement_mask": resampled.valid}  # fmt: skip
+            row = {**stats, "face_fraction": round(fraction, 3), "reason": ""}
+            self._queue.append(_Pending(window, track_id, inputs, row))
+
+    def _track_faces(self, track_id: int, window: _Window):
+        """(FaceTrack, raw measurements) of one track over the window's frames, or (None, None) if it is absent."""
+        n = window.stop - window.first
+        parts_faces, parts_raw, dense = [], [], self.tracker.dense
+        position = window.first
+        for piece in self._pieces[track_id]:
+            a, b = max(window.first, piece.first), min(window.stop, piece.first + len(piece.faces))
+            if a >= b:
+                continue
+            if a > position:
+                parts_faces.append(FaceTrack.empty(a - position, dense=dense))
+                parts_raw.append(None)
+            rows = np.arange(a - piece.first, b - piece.first)
+            parts_faces.append(piece.faces.select(rows))
+            parts_raw.append(_slice_raw(piece.raw, rows))
+            position = b
+        if not parts_faces:
+            return None, None
+        if position < window.first + n:
+            parts_faces.append(FaceTrack.empty(window.first + n - position, dense=dense))
+            parts_raw.append(None)
+        faces = FaceTrack.concatenate(parts_faces)
+        if not faces.found.any():
+            return None, None
+        template = next(r for r in parts_raw if r is not None)
+        raws = [r if r is not None else _empty_raw(template, len(f)) for r, f in zip(parts_raw, parts_faces)]
+        return faces, join_measurements(raws)
+
+    def _prune(self) -> None:
+        """Drop what no pending window needs any more (memory stays bounded)."""
+        oldest = min([w.first for w in self._windows] + [p.window.first for p in self._queue] + [self.frame_count])
+        for index in [i for i in self._frames if i < oldest or not self._needed_or_queued(i)]:
+            del self._frames[index]
+        for track_id in list(self._pieces):
+            self._pieces[track_id] = [p for p in self._pieces[track_id] if p.first + len(p.faces) > oldest]
+        if self.box_history is not None:
+            keep_from = self.frame_count - self.box_history
+            for boxes in self._boxes.values():
+                for index in [i for i in boxes if i < keep_from]:
+                    del boxes[index]
+
+    def _needed_or_queued(self, index: int) -> bool:
+        return self._needed(index) or any(index in p.window.model_frames for p in self._queue)
+
+    # -- the model
+    def _run(self, flush: bool) -> list[dict]:
+        ready = [p for p in self._queue if p.inputs is not None]
+        if not ready or (len(ready) < self.batch_size and not flush):
+            return self._emit(flush)
+        import torch
+
+        for start in range(0, len(ready), self.batch_size):
+            batch = ready[start : start + self.batch_size]
+            if len(batch) < self.batch_size and not flush:
+                break
+            tensors = {key: torch.from_numpy(np.stack([p.inputs[key] for p in batch])).to(self.device)
+                       for key in batch[0].inputs}  # fmt: skip
+            with torch.inference_mode(), torch.autocast(
+                device_type=torch.device(self.device).type, dtype=self.autocast or torch.float32,
+                enabled=self.autocast is not None,
+            ):
+                out = self.model(**tensors)
+            probs = out.logits.float().softmax(-1).cpu().numpy()
+            weights = getattr(out, "instruction_weights", None)
+            weights = None if weights is None else weights.float().cpu().numpy().reshape(-1)
+            done = time.perf_counter()
+            for k, pending in enumerate(batch):
+                best = int(probs[k].argmax())
+                pending.row.update({"label": self.labels[best], "score": round(float(probs[k, best]), 4)})
+                pending.row.update({f"p_{name}": round(float(probs[k, c]), 4) for c, name in enumerate(self.labels)})
+                pending.row["instruction_weight"] = None if weights is None else round(float(weights[k]), 4)
+                pending.inputs, pending.done_at = None, done
+        return self._emit(flush)
+
+    def _emit(self, flush: bool) -> list[dict]:
+        """Rows of the queue's leading finished windows, in order."""
+        rows = []
+        while self._queue and self._queue[0].inputs is None:
+            pending = self._queue.pop(0)
+            window = pending.window
+            row = {"track_id": -1 if pending.track_id is None else pending.track_id,
+                   "start_s": round(window.start_s, 3), "end_s": round(window.end_s, 3), "label": "", "score": np.nan}  # fmt: skip
+            row.update({f"p_{name}": np.nan for name in self.labels})
+            row.update({"instruction_weight": np.nan, "blinks": 0, "saccade_rate": np.nan, "valid_fraction": 0.0,
+                        "face_fraction": 0.0, "blink_times_s": "", "reason": ""})  # fmt: skip
+            row.update({k: v for k, v in pending.row.items() if v is not None})
+            row["latency_s"] = round(max(0.0, (pending.done_at or time.perf_counter())
+                                         - self._arrival.get(window.index, time.perf_counter())), 3)  # fmt: skip
+            self._emitted_window = max(self._emitted_window, window.index)
+            rows.append(row)
+        return rows
+
+    def track_boxes(self) -> dict[int, dict[int, np.ndarray]]:
+        """Every box of every track so far: ``{track_id: {frame index: (x1, y1, x2, y2)}}`` (frame 0 = the first
+        frame fed)."""
+        return self._boxes
+
+
+def _slice_raw(raw, rows: np.ndarray):
+    if isinstance(raw, dict):
+        return {key: value[rows] for key, value in raw.items()}
+    return raw[rows]
+
+
+def _empty_raw(template, n: int):
+    """Raw measurements of ``n`` frames without a face (NaN), shaped like ``template``'s."""
+    if isinstance(template, dict):
+        return {key: np.full((n, *value.shape[1:]), np.nan) for key, value in template.items()}
+    return np.full((n, *template.shape[1:]), np.nan)
+
+
+# ---------------------------------------------------------------------------------------------------- whole videos
+def _load(model, processor):
+    """A model and processor from a checkpoint folder / Hub id, or as given."""
+    if isinstance(model, (str, Path)):
+        import emvfer_hf  # noqa: F401  (registers the Auto classes)
+        from transformers import AutoModelForVideoClassification, AutoVideoProcessor
+
+        processor = processor or AutoVideoProcessor.from_pretrained(str(model))
+        model = AutoModelForVideoClassification.from_pretrained(str(model))
+    if model is None or processor is None:
+        raise ValueError("analyze_video needs a model and its processor (or a checkpoint folder as `model`)")
+    return model, processor
+
+
+def probe_duration(video) -> Optional[float]:
+    """The duration in seconds a video file's container declares (None when it declares none)."""
+    import av
+
+    try:
+        with av.open(str(video)) as container:
+            if container.streams.video and container.streams.video[0].duration:
+                stream = container.streams.video[0]
+                return float(stream.duration * stream.time_base)
+            return container.duration / 1e6 if container.duration else None
+    except (OSError, av.error.FFmpegError, ValueError):
+        return None
+
+
+def _frames_between(chunks: Iterable, start_s: float, end_s: Optional[float], state: dict):
+    """The frames of ``(frames, fps)`` chunks with ``start_s <= t < end_s`` (t = index / fps), as chunks;
+    ``state`` gets the rate and the frames read."""
+    index = 0
+    for frames, fps in chunks:
+        state["fps"] = fps
+        first = max(0, int(math.ceil(start_s * fps - 1e-6)) - index)
+        stop = len(frames) if end_s is None else min(len(frames), int(math.ceil(end_s * fps - 1e-6)) - index)
+        index += len(frames)
+        state["read"] = index
+        if stop > first:
+            yield frames[first:stop], fps
+        if end_s is not None and index / fps >= end_s:
+            return
+
+
+def analyze_video(
+    video,
+    model=None,
+    processor=None,
+    *,
+    window: float = 2.0,
+    stride: float = 1.0,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    max_faces: Optional[int] = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    min_face_fraction: float = 0.5,
+    chunk_frames: int = 32,
+    progress: bool = True,
+    annotated: Optional[str] = None,
+):
+    """The expression timeline of a video: one row per face track and window.
+
+    Args:
+        video: a video file (anything FFmpeg reads) or a folder of frames.
+        model, processor: a MERT model and its processor, or a checkpoint folder as ``model``.
+        window, stride: window length and step in seconds (default 2 s every 1 s).
+        start, end: analyse only this part of the video (seconds).
+        max_faces: at most this many faces per frame (the largest).
+        batch_size: windows per model call.
+        device, dtype: where and how the model runs ("fp32", "bf16" or "fp16" autocast).
+        min_face_fraction: a track enters a window when its face is in at least this share of its frames.
+        chunk_frames: frames decoded at a time (memory stays bounded by it and the window, not by the video).
+        progress: a progress bar counting seconds of video.
+        annotated: also write this video file with face boxes, track ids and labels.
+
+    Returns:
+        a pandas DataFrame with columns ``track_id, start_s, end_s, label, score, p_<class>..., instruction_weight,
+        blinks, saccade_rate, valid_fraction, face_fraction, blink_times_s, reason, latency_s``; a window without a
+        face is a row with ``track_id = -1`` and ``reason = "no face"``. ``timeline.attrs`` holds the video, its rate,
+        the window settings, the number of tracks and, when decoding stopped early, ``"stopped_early"`` (the
+        message; the rows decoded until then are kept, and a last row gives the reason).
+
+    Raises:
+        FileNotFoundError / ValueError naming the file when it is missing, empty, not a video or has no video stream.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    model, processor = _load(model, processor)
+    path = Path(video)
+    if not path.exists():
+        raise FileNotFoundError(f"{video}: no such file or folder")
+    start_s = float(start or 0.0)
+    if end is not None and end <= start_s:
+        raise ValueError(f"{video}: --end ({end}) must be after --start ({start_s})")
+    duration = probe_duration(video) if path.is_file() else None
+    total = (min(duration, end) if end is not None and duration else (end or duration)) or None
+    total = None if total is None else max(0.0, total - start_s)
+    bar = tqdm(total=None if total is None else round(total, 1), unit="s", desc=f"analysing {path.name}",
+               disable=not progress, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]")  # fmt: skip
+    state: dict = {}
+    chunks = _frames_between(iter_frame_chunks(video, chunk_frames, float(processor.default_fps)), start_s, end, state)
+    analyzer, rows, stopped = None, [], None
+    try:
+        for frames, fps in chunks:
+            if analyzer is None:
+                analyzer = TimelineAnalyzer(model, processor, fps, window, stride, start_s, max_faces, batch_size, device,
+                                            dtype, min_face_fraction)  # fmt: skip
+            rows += analyzer.feed(frames)
+            bar.update(len(frames) / fps if total is None else min(len(frames) / fps, total - bar.n))
+    except (ValueError, OSError, RuntimeError) as error:
+        if analyzer is None:  # nothing decoded: the file itself is the problem
+            bar.close()
+            raise
+        stopped = f"{video}: decoding stopped at {analyzer.frame_count / analyzer.fps + start_s:.2f} s: {error}"
+        warnings.warn(stopped + " (the rows before it are kept)", stacklevel=2)
+    finally:
+        bar.close()
+    if analyzer is None:
+        raise ValueError(f"{video}: no frames between {start_s} s and {end} s (the video has {state.get('read', 0)} frames)")
+    rows += analyzer.finish()
+    analysed_to = start_s + analyzer.frame_count / analyzer.fps
+    expected_to = min(duration, end) if (duration and end is not None) else (end or duration)
+    if not stopped and duration and expected_to - analysed_to > max(0.5, 2.0 / analyzer.fps):
+        stopped = f"{video}: the stream ended at {analysed_to:.2f} s of the {expected_to:.2f} s it declares"
+        warnings.warn(stopped + " (the rows before it are kept)", stacklevel=2)
+    if stopped:
+        end_s = analyzer.frame_count / analyzer.fps + start_s
+        rows.append({"track_id": -1, "start_s": round(end_s, 3), "end_s": round(end_s, 3), "label": "",
+                     "reason": f"stream ended early: {stopped}"})  # fmt: skip
+    columns = [*TIMELINE_COLUMNS, *(f"p_{name}" for name in analyzer.labels), *EYE_COLUMNS, "latency_s"]
+    timeline = pd.DataFrame(rows, columns=columns)
+    timeline.attrs.update({
+        "video": str(video), "fps": analyzer.fps, "window_s": window, "stride_s": stride, "start_s": start_s,
+        "analysed_s": analyzer.frame_count / analyzer.fps, "num_tracks": analyzer.tracker.num_tracks,
+        "labels": list(analyzer.labels),
+    })  # fmt: skip
+    if stopped:
+        timeline.attrs["stopped_early"] = stopped
+    if annotated:
+        write_annotated_video(video, timeline, analyzer.track_boxes(), annotated, start_s=start_s,
+                              end_s=start_s + analyzer.frame_count / analyzer.fps)  # fmt: skip
+    return timeline
+
+
+# ---------------------------------------------------------------------------------------------------- pictures
+def plot_timeline(timeline, path=None, title: Optional[str] = None):
+    """Each track's class probabilities over time (at the window centres), blinks marked, windows without a face
+    shaded. Returns the matplotlib Figure; writes a PNG when ``path`` is given."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probs = [c for c in timeline.columns if c.startswith("p_")]
+    tracks = sorted(int(t) for t in timeline.track_id.unique() if t >= 0)
+    no_face = timeline[(timeline.track_id < 0) & (timeline.reason != "")]
+    fig, axes = plt.subplots(max(1, len(tracks)), 1, figsize=(11, 2.4 * max(1, len(tracks)) + 0.6), sharex=True,
+                             squeeze=False)  # fmt: skip
+    colors = plt.get_cmap("tab10")
+    for ax, track in zip(axes[:, 0], tracks or [None]):
+        for _, row in no_face.iterrows():
+            ax.axvspan(row.start_s, max(row.end_s, row.start_s + 0.05), color="0.85", lw=0)
+        if track is None:
+            ax.text(0.5, 0.5, "no face in any window", ha="center", va="center", transform=ax.transAxes)
+            continue
+        rows = timeline[timeline.track_id == track].sort_values("start_s")
+        centre = (rows.start_s + rows.end_s) / 2
+        for k, column in enumerate(probs):
+            ax.plot(centre, rows[column], marker=".", lw=1.4, color=colors(k % 10), label=column[2:])
+        blinks = sorted({float(t) for text in rows.blink_times_s.fillna("") for t in str(text).split()})
+        if blinks:
+            ax.plot(blinks, np.full(len(blinks), 1.04), "|", color="black", ms=9, mew=1.5, label="blink",
+                    clip_on=False)  # fmt: skip
+        ax.set_ylim(0, 1.08)
+        ax.set_ylabel(f"track {track}\np(class)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    video = timeline.attrs.get("video")
+    fig.suptitle(title or ("expression timeline" + (f" — {Path(video).name}" if video else "")))
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return fig
+
+
+def _label_at(rows_by_track: dict, track: int, t: float) -> Optional[tuple]:
+    """(label, score) of the track's window whose centre is nearest to ``t`` among those containing it."""
+    rows = rows_by_track.get(track)
+    if rows is None or not len(rows):
+        return None
+    inside = rows[(rows[:, 0] <= t) & (rows[:, 1] >= t)] if len(rows) else rows
+    pick = inside if len(inside) else rows
+    k = int(np.argmin(np.abs((pick[:, 0] + pick[:, 1]) / 2 - t)))
+    return int(pick[k, 2]), float(pick[k, 3])
+
+
+def write_annotated_video(video, timeline, track_boxes: dict, path, start_s: float = 0.0,
+                          end_s: Optional[float] = None) -> Path:
+    """Write ``video`` again (H.264 via PyAV) with each track's face box, id and current label drawn on it.
+
+    ``track_boxes`` is :meth:`TimelineAnalyzer.track_boxes` (frame 0 = the frame at ``start_s``)."""
+    import av
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = list(timeline.attrs.get("labels") or [c[2:] for c in timeline.columns if c.startswith("p_")])
+    named = timeline[(timeline.track_id >= 0) & (timeline.label != "")]
+    rows_by_track = {
+        int(t): np.stack([g.start_s, g.end_s, g.label.map(labels.index), g.score], axis=1).astype(np.float64)
+        for t, g in named.groupby("track_id")
+    }
+    colors = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+    container, stream, index = None, None, 0
+    try:
+        for frames, fps in _frames_between(iter_frame_chunks(video, 32), start_s, end_s, {}):
+            for frame in frames:
+                if container is None:
+                    h, w = frame.shape[:2]
+                    container = av.open(str(path), "w")
+                    rate = Fraction(float(fps)).limit_denominator(1001)
+                    try:
+                        stream = container.add_stream("libx264", rate=rate)
+                    except (av.error.FFmpegError, ValueError):  # no H.264 encoder in this FFmpeg build
+                        stream = container.add_stream("mpeg4", rate=rate)
+                    stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+                canvas = np.ascontiguousarray(frame[: stream.height, : stream.width].copy())
+                t = start_s + index / fps
+                thick = max(1, int(round(canvas.shape[0] / 360)))
+                for track, boxes in track_boxes.items():
+                    box = boxes.get(index)
+                    if box is None:
+                        continue
+                    color = colors[track % len(colors)]
+                    x1, y1, x2, y2 = [int(round(v)) for v in box]
+                    cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thick)
+                    found = _label_at(rows_by_track, track, t)
+                    text = f"#{track}" + ("" if found is None else f" {labels[found[0]]} {found[1]:.2f}")
+                    cv2.putText(canvas, text, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick, color,
+                                thick, cv2.LINE_AA)  # fmt: skip
+                for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                    container.mux(packet)
+                index += 1
+    finally:
+        if container is not None and stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+            container.close()
+    if container is None:
+        raise ValueError(f"{video}: no frames to annotate")
+    return path
+
+
+__all__ = ["TimelineAnalyzer", "analyze_video", "eye_window_statistics", "plot_timeline", "probe_duration",
+           "write_annotated_video"]  # fmt: skip

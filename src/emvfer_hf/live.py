@@ -1,0 +1,186 @@
+"""Live expression recognition: a camera, a stream or a file, predicted every stride over a rolling buffer.
+
+``emvfer live --source 0|URL|FILE --model DIR`` reads frames as they come, keeps the last ``window`` seconds per face
+(:class:`~emvfer_hf.analysis.TimelineAnalyzer` holds only what the pending windows need), and every ``stride``
+seconds prints each face's label, its eye-signal weight W and the latency from the window's last frame to its
+prediction (or draws them on the picture with ``--show``). A file source is paced at the file's own frame rate, as
+a camera would deliver it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from .analysis import TimelineAnalyzer
+
+
+def open_source(source: str, default_fps: float = 25.0) -> tuple[Iterator[np.ndarray], float, str]:
+    """``(frames, fps, kind)`` of a live source: a camera index ("0"), a stream URL or a video file.
+
+    Frames are RGB uint8 (H, W, 3). ``kind`` is "camera", "stream" or "file".
+
+    Raises:
+        FileNotFoundError / ValueError naming the source when it cannot be opened or has no video.
+    """
+    from pathlib import Path
+
+    source = str(source)
+    if source.isdigit():
+        return _open_camera(int(source), default_fps)
+    if "://" not in source and not Path(source).exists():
+        raise FileNotFoundError(f"{source}: no such file (and not a camera index or a URL)")
+    import av
+
+    try:
+        container = av.open(source, timeout=10.0) if "://" in source else av.open(source)
+    except (av.error.FFmpegError, OSError) as error:
+        raise ValueError(f"{source}: cannot be opened as a video ({error})") from error
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{source}: has no video stream")
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or default_fps)
+
+    def frames():
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        finally:
+            container.close()
+
+    return frames(), fps, "stream" if "://" in source else "file"
+
+
+def _open_camera(index: int, default_fps: float):
+    import cv2
+
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        raise ValueError(f"camera {index}: cannot be opened (no such device, or it is in use)")
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or default_fps)
+
+    def frames():
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+    return frames(), fps, "camera"
+
+
+def format_row(row: dict) -> str:
+    """One printed line per prediction: time span, track, label and score, W, latency."""
+    span = f"[{row['start_s']:7.2f} – {row['end_s']:7.2f} s]"
+    if row.get("reason"):
+        return f"{span} {row['reason']}"
+    w = row.get("instruction_weight")
+    w = "" if w is None or (isinstance(w, float) and np.isnan(w)) else f"  W={w:.3f}"
+    return (f"{span} face {row['track_id']}: {row['label']} {row['score']:.3f}{w}  "
+            f"blinks {row['blinks']}  latency {row['latency_s']:.3f} s")  # fmt: skip
+
+
+def _check_gui() -> None:
+    import cv2
+
+    if "GUI:                           NONE" in cv2.getBuildInformation() or "GUI: NONE" in cv2.getBuildInformation():
+        raise ValueError("--show needs an OpenCV with a GUI (pip install opencv-python); this one is headless")
+
+
+def run_live(
+    source: str,
+    model,
+    processor,
+    window: float = 2.0,
+    stride: float = 1.0,
+    max_faces: Optional[int] = None,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    pace: Optional[bool] = None,
+    show: bool = False,
+    max_seconds: Optional[float] = None,
+    on_row: Optional[Callable[[dict], None]] = None,
+) -> list[dict]:
+    """Predict a live source every ``stride`` seconds; returns every row (as :func:`~emvfer_hf.analysis.analyze_video`
+    rows, with ``latency_s``).
+
+    Args:
+        source: a camera index ("0"), a stream URL or a video file.
+        pace: deliver a file's frames at its own rate (default: True for files; cameras and streams pace
+            themselves).
+        show: draw boxes, labels and W on the picture in a window (needs an OpenCV with a GUI).
+        max_seconds: stop after this much video.
+        on_row: called with each row as it is predicted (default: print it).
+    """
+    frames, fps, kind = open_source(source, float(processor.default_fps))
+    pace = (kind == "file") if pace is None else bool(pace)
+    if show:
+        _check_gui()
+    on_row = on_row or (lambda row: print(format_row(row), flush=True))
+    analyzer = TimelineAnalyzer(model, processor, fps, window, stride, 0.0, max_faces, 1, device, dtype,
+                                box_history_s=2.0)
+    rows: list[dict] = []
+    latest: dict[int, dict] = {}
+    started = time.perf_counter()
+    count = 0
+
+    def emit(new_rows):
+        for row in new_rows:
+            rows.append(row)
+            if row["track_id"] >= 0:
+                latest[int(row["track_id"])] = row
+            on_row(row)
+
+    try:
+        for frame in frames:
+            t = count / fps
+            if max_seconds is not None and t >= max_seconds:
+                break
+            if pace:
+                delay = started + t - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            emit(analyzer.feed([frame]))
+            count += 1
+            if show:
+                _show(frame, analyzer, latest, count - 1)
+    except (ValueError, OSError, RuntimeError) as error:
+        if count == 0:
+            raise
+        warnings.warn(f"{source}: the stream ended early at {count / fps:.2f} s: {error} (the rows before it are kept)",
+                      stacklevel=2)  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"stopped at {count / fps:.2f} s", file=sys.stderr)
+    if count == 0:
+        raise ValueError(f"{source}: delivered no frames")
+    emit(analyzer.finish())
+    return rows
+
+
+def _show(frame: np.ndarray, analyzer: TimelineAnalyzer, latest: dict, index: int) -> None:
+    import cv2
+
+    canvas = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    for track, boxes in analyzer.track_boxes().items():
+        box = boxes.get(index)
+        if box is None:
+            continue
+        x1, y1, x2, y2 = [int(round(v)) for v in box]
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 200, 0), 2)
+        row = latest.get(track)
+        text = f"#{track}" + ("" if row is None else f" {row['label']} {row['score']:.2f} W={row['instruction_weight']}")
+        cv2.putText(canvas, text, (x1, max(14, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 0), 2, cv2.LINE_AA)
+    cv2.imshow("emvfer live", canvas)
+    if cv2.waitKey(1) & 0xFF == ord("q"):
+        raise KeyboardInterrupt
+
+
+__all__ = ["format_row", "open_source", "run_live"]
