@@ -100,9 +100,11 @@ def test_transformer_level_heads_add_a_head_per_level():
     head = {n.split(".", 2)[2]: s for n, s in transformer.items() if n.startswith("level_transformers.1.head.")}
     assert head == {n.split(".", 1)[1]: s for n, s in transformer.items() if n.startswith("mert.head.")}  # eq. [7]
     assert {n.split(".")[1] for n in transformer if n.startswith("level_transformers.")} == {"1", "2"}
-    assert transformer["level_head_1.weight"] == (TINY_MERT["num_labels"], TINY_MERT["head_hidden_size"])
+    num_labels, head_width = TINY_MERT["num_labels"], TINY_MERT["head_hidden_size"]
+    assert transformer["level_transformers.1.classifier.weight"] == (num_labels, head_width)
     assert default["level_head_1.weight"] == (TINY_MERT["num_labels"], TINY_MERT["hidden_size"])
     assert not any(n.startswith("level_transformers.") for n in default)
+    assert not any(n.startswith("level_head_") for n in transformer)  # no clash of shapes with the linear probes
 
 
 def _numel(shape):
@@ -207,8 +209,8 @@ def test_peml_trains_the_same_parts_with_every_switch(switches):
         assert parameter.requires_grad != frozen, name
         assert (parameter.grad is None) == frozen, name
     trained = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
-    expected = {"mert", "classifier", "level_head_1", "level_head_2"}
-    assert trained == expected | ({"level_transformers"} if switches.get("level_head") == "transformer" else set())
+    levels = {"level_transformers"} if switches.get("level_head") == "transformer" else {"level_head_1", "level_head_2"}
+    assert trained == {"mert", "classifier"} | levels
     model.set_training_stage("pretrain")
     assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith(("level_", "mert.prompts.")))
 
@@ -252,3 +254,18 @@ def test_onnx_export_with_every_switch(tmp_path):
             expected = model(pixel_values=pixel_values, eye_movement_values=eyes, eye_movement_mask=mask).logits
         got = classifier(pixel_values=pixel_values, eye_movement_values=eyes, eye_movement_mask=mask)["logits"]
         assert abs(got - expected.numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize("level_head", ["linear", "transformer"])
+def test_a_checkpoint_loads_with_the_other_level_head(level_head, tmp_path):
+    """Level heads train only in PEML, so a checkpoint pre-trained with either kind of p^l starts PEML with the other:
+    the new level heads are initialised, everything else loads unchanged; changing the labels re-initialises them."""
+    other = "transformer" if level_head == "linear" else "linear"
+    build(stage="pretrain", level_head=level_head).save_pretrained(tmp_path)
+    config = MERTConfig.from_pretrained(tmp_path, level_head=other, training_stage="peml")
+    model = MERTForVideoClassification.from_pretrained(tmp_path, config=config)
+    source = MERTForVideoClassification.from_pretrained(tmp_path)
+    assert torch.equal(model.mert.fusion["1"].video_gate.gate, source.mert.fusion["1"].video_gate.gate)
+    assert model.has_eye_prior and len(model.level_heads()) == 2
+    relabelled = MERTForVideoClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
+    assert all(head.out_features == 5 for head in [relabelled.classifier, *relabelled.level_heads()])

@@ -405,18 +405,21 @@ class MERTTemporalHead(nn.Module):
 
 
 class MERTLevelTransformer(nn.Module):
-    """The body of a level head p^l with `level_head="transformer"` ("similar to Eq. 7", eq. [12]): the multimodal
-    F^l of level l (the sum of eq. [6] at that level) projected to the head width, then its own Transformer head of
-    the sizes of eq. [7]. The classifier after it is the plain `nn.Linear` `level_head_{l}`."""
+    """A level head p^l with `level_head="transformer"` ("similar to Eq. 7", eq. [12]): the multimodal F^l of level l
+    (the sum of eq. [6] at that level) projected to the head width, its own Transformer head of the sizes of eq. [7],
+    and a linear classifier on that head's CLS. (Its parameter names differ from the linear probes' `level_head_{l}`,
+    so a checkpoint pre-trained with either kind of level head loads into the other: level heads only train in PEML.)
+    """
 
     def __init__(self, config: MERTConfig, vit_config: ViTConfig):
         super().__init__()
         self.projection = nn.Linear(config.hidden_size, config.head_hidden_size)
         self.head = MERTTemporalHead(config, vit_config)
+        self.classifier = nn.Linear(config.head_hidden_size, config.num_labels)
 
     def forward(self, level_features: torch.Tensor) -> torch.Tensor:
-        """(B, T, hidden_size) F^l → (B, head_hidden_size), the CLS of this level's head."""
-        return self.head(self.projection(level_features))[0]
+        """(B, T, hidden_size) F^l → (B, num_labels) the logits of p^l."""
+        return self.classifier(self.head(self.projection(level_features))[0])
 
 
 @contextlib.contextmanager
@@ -1001,34 +1004,39 @@ class MERTForVideoClassification(MERTPreTrainedModel):
         self.num_labels = config.num_labels
         self.mert = MERTModel(config)
         self.classifier = nn.Linear(config.head_hidden_size, config.num_labels)
-        # p^l of eq. [12]: with level_head="transformer" a Transformer head per level (`level_transformers`), then
-        # the classifier; with "linear" the classifier alone, on the video width.
-        transformer = config.level_head == "transformer"
-        self.level_transformers = nn.ModuleDict(
-            {str(level): MERTLevelTransformer(config, self.mert._head_vit_config) for level in config.resolved_peml_levels}
-        ) if transformer else None  # fmt: skip
-        level_dim = config.head_hidden_size if transformer else config.hidden_size
-        for level in config.resolved_peml_levels:  # plain top-level Linear attributes: re-initialised like the
-            setattr(self, f"level_head_{level}", nn.Linear(level_dim, config.num_labels))  # classifier
+        # p^l of eq. [12]: with level_head="linear" plain top-level Linear attributes `level_head_{l}` (re-initialised
+        # like the classifier); with "transformer" a `MERTLevelTransformer` per level in `level_transformers`.
+        self.level_transformers = None
+        if config.level_head == "transformer":
+            self.level_transformers = nn.ModuleDict(
+                {str(level): MERTLevelTransformer(config, self.mert._head_vit_config)
+                 for level in config.resolved_peml_levels}
+            )  # fmt: skip
+        else:
+            for level in config.resolved_peml_levels:
+                setattr(self, f"level_head_{level}", nn.Linear(config.hidden_size, config.num_labels))
         self.post_init()
         self.set_training_stage(config.training_stage)
 
     def level_heads(self) -> list[nn.Linear]:
-        """The linear classifiers of the level heads p^l, in the order of `config.resolved_peml_levels`."""
+        """The linear classifiers of the level heads p^l (the whole p^l for `level_head="linear"`), in the order of
+        `config.resolved_peml_levels`."""
+        if self.level_transformers is not None:
+            return [self.level_transformers[str(level)].classifier for level in self.config.resolved_peml_levels]
         return [getattr(self, f"level_head_{level}") for level in self.config.resolved_peml_levels]
 
     def _level_logits(self, level_features: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """p^l(F^l) for every PEML level: (B, num_labels) each."""
         if self.level_transformers is not None:
-            level_features = [self.level_transformers[str(level)](f)
-                              for level, f in zip(self.config.resolved_peml_levels, level_features)]  # fmt: skip
+            return tuple(self.level_transformers[str(level)](f)
+                         for level, f in zip(self.config.resolved_peml_levels, level_features))  # fmt: skip
         return tuple(head(f) for head, f in zip(self.level_heads(), level_features))
 
     def _stage_trainable_modules(self, stage: str) -> list[nn.Module]:
         modules = self.mert._stage_trainable_modules(stage) + [self.classifier]
         if stage != "peml":
             return modules
-        return modules + self.level_heads() + ([self.level_transformers] if self.level_transformers is not None else [])
+        return modules + ([self.level_transformers] if self.level_transformers is not None else self.level_heads())
 
     # Delegates to the backbone, so that `model.set_eye_prior...` works on the classification model too.
     @property
