@@ -203,13 +203,14 @@ def mert_config(size: str, **overrides):
     return MERTConfig(num_labels=NUM_LABELS, **overrides)
 
 
-def build_mert(size: str, stage: str = "peml", seed: int = 0):
+def build_mert(size: str, stage: str = "peml", seed: int = 0, **overrides):
     """MERT with random weights, as deployed after PEML fine-tuning: prior Ē set, prompts on. The zero-initialised
-    fusion gates are given small random values so that the fusion path really changes the features."""
+    fusion gates are given small random values so that the fusion path really changes the features. `overrides` are
+    `MERTConfig` fields (e.g. the paper-literal switches)."""
     from emvfer_hf import MERTForVideoClassification
 
     torch.manual_seed(seed)
-    model = MERTForVideoClassification(mert_config(size))
+    model = MERTForVideoClassification(mert_config(size, **overrides))
     config = model.config
     model.set_eye_prior_from_series(torch.randn(8, config.eye_sequence_length, config.eye_num_channels))
     with torch.no_grad():
@@ -333,12 +334,12 @@ _FLOPS_CACHE: dict[str, dict] = {}
 
 def _mert_components(per_module: dict[str, int], total: int) -> dict[str, int]:
     """Split MERT's FLOPs by component. MERT calls its encoders' submodules (embeddings, layers) directly, so a
-    component's FLOPs are the sum over its outermost tracked submodules (those whose parent was not tracked)."""
+    component's FLOPs are the sum over its outermost tracked submodules (those with no tracked ancestor)."""
     prefix = "MERTForVideoClassification.mert."
     components = {}
     for part in ("video_encoder", "eye_encoder", "fusion", "final_fusion", "head"):
         keys = [k for k in per_module if k == prefix + part or k.startswith(prefix + part + ".")]
-        components[part] = sum(per_module[k] for k in keys if k.rsplit(".", 1)[0] not in keys)
+        components[part] = sum(per_module[k] for k in keys if not any(k.startswith(other + ".") for other in keys))
     components["classifier_and_level_heads"] = total - per_module.get(prefix[:-1], 0)
     return components
 

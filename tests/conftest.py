@@ -1,4 +1,4 @@
-"""Shared test fixtures: tiny MERT configurations (ARCHITECTURE §8) and offline Hugging Face settings."""
+"""Shared test fixtures: tiny MERT configurations (docs/design.md §Rules) and offline Hugging Face settings."""
 
 import os
 

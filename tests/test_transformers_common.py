@@ -2,7 +2,7 @@
 installed transformers version, taken from its source distribution on PyPI (tests/registry_data.py fetches and caches
 it; the tests skip, with the reason, only where the registry cannot be reached).
 
-Tiny configurations throughout (ARCHITECTURE §8). A common test is overridden only where MERT truly differs; each
+Tiny configurations throughout (docs/design.md §Rules). A common test is overridden only where MERT truly differs; each
 override says why. Tests that need hardware, Hub access or libraries absent here skip through transformers' own
 decorators (`require_torch_accelerator`, `slow`, ...).
 """

@@ -4,8 +4,8 @@ Both sources of eye movements — a high-quality eye tracker (``emvfer_hf.eyetra
 visual extractor that reads pupils from ordinary video frames (fine-tuning, inference) — produce the SAME canonical
 series, so that the prior Ē of the instruction weight W(E', Ē) (paper eqs. [8]-[11]) is comparable across them.
 
-Canonical format (ARCHITECTURE §4): an array of shape (L, 5), float32, one row per time step, plus a boolean
-validity mask and the time stamps of the rows.
+Canonical format (docs/design.md §Eye-movement format): an array of shape (L, 5), float32, one row per time step, plus
+a boolean validity mask and the time stamps of the rows.
 
 | ch | name        | tracker source                    | visual source (dense landmarks; 5-point fallback in brackets) |
 |----|-------------|-----------------------------------|----------------------------------------------------------------|

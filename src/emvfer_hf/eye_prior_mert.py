@@ -22,12 +22,12 @@ recordings of pre-training) and E' is the (low-quality, visual) series of a samp
 - ``"multivariate_normal"`` (the paper's Table IX alternative): each step under N(Ē_t, Σ), W the density relative to
   its peak.
 
-Why features. The model's input is normalised per recording (ARCHITECTURE §4): the pupils are z-scored — a pupil
-channel that is pure noise is ALSO z-scored to unit variance — gaze lies in [-1, 1], behaviour is 0 / 0.5 / 1. A
-distance on levels (the mean series) therefore cannot see noise, and a constant (failed) series sits nearer to the
-mean series than any real one. What distinguishes a real eye signal is its temporal structure and its validity, so
-the features are scale-free temporal statistics, computed over the valid steps (and valid pairs/triples of
-consecutive steps) only:
+Why features. The model's input is normalised per recording (docs/design.md §Eye-movement format): the pupils are
+z-scored — a pupil channel that is pure noise is ALSO z-scored to unit variance — gaze lies in [-1, 1], behaviour
+is 0 / 0.5 / 1. A distance on levels (the mean series) therefore cannot see noise, and a constant (failed) series sits
+nearer to the mean series than any real one. What distinguishes a real eye signal is its temporal structure and its
+validity, so the features are scale-free temporal statistics, computed over the valid steps (and valid pairs/triples
+of consecutive steps) only:
 
 per continuous channel (pupil left/right, gaze x/y):
     ``log_std``   log(std + 1e-3): a constant channel (failed extraction, a dead pupil chain) is far below;

@@ -1,4 +1,4 @@
-"""Evaluation metrics of the benchmark protocols (DATASETS.md §8), scikit-learn underneath.
+"""Evaluation metrics of the benchmark protocols (docs/datasets.md §Metrics), scikit-learn underneath.
 
 - WAR  = accuracy = Σ correct / N (DFEW, MAFW, EMER "weighted average recall").
 - UAR  = mean per-class recall over the classes PRESENT in the ground truth.

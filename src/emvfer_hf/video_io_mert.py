@@ -64,7 +64,7 @@ def _to_rgb_uint8(frame: np.ndarray, name: str) -> np.ndarray:
 
 
 def list_frame_files(folder: Union[str, Path]) -> list[Path]:
-    """The image files of a frame folder, sorted naturally by the last integer in their names (DATASETS.md:
+    """The image files of a frame folder, sorted naturally by the last integer in their names (docs/datasets.md:
     DFEW `00001_1.jpg … 00001_16.jpg`, CASME II `img46.jpg`, Aff-Wild2 `00001.jpg`)."""
     folder = Path(folder)
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_frame_key)

@@ -1,6 +1,6 @@
 """MERTVideoProcessor: from a video file, a frame folder or an array to MERT's inputs.
 
-ARCHITECTURE §3:
+docs/design.md §Data flow:
 
     video file / frame folder / array
       └─ decode (PyAV; frame folders via OpenCV) ─ sample T frames, one per equal segment

@@ -1,5 +1,5 @@
 """Datasets of EM-VFER: annotation parsers, loaders of the six benchmarks, their protocols, the sample-data
-generator and the preprocessing cache (see DATASETS.md and ARCHITECTURE §7)."""
+generator and the preprocessing cache (see docs/datasets.md and docs/design.md §Sample data)."""
 
 from .annotations import (
     read_affwild2_labels,

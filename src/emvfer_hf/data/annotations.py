@@ -82,7 +82,7 @@ def read_dfew_split(csv_path: PathLike) -> pd.DataFrame:
     """Parse a DFEW split file ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_<k>.csv``.
 
     The file has the header ``video_name,label``; ids are plain integers (``1``), labels 1-based (1 Happy ... 7 Fear,
-    DATASETS.md §1). A file without header is accepted too.
+    docs/datasets.md §DFEW). A file without header is accepted too.
 
     Returns:
         DataFrame with ``clip_id`` (5-digit zero-padded string, the frame-folder name), ``video_name`` (int),
@@ -226,9 +226,9 @@ def read_casme2_labels(path: PathLike, protocol: str = "3class") -> pd.DataFrame
     """Parse CASME II annotations: the coding sheet ``CASME2-coding-20140508.xlsx`` (or a csv copy) or a MEGC2019
     3-class sample list (columns ``subject, filename, label3[, label3_name]``, e.g. HTNet's list).
 
-    Coding sheet (DATASETS.md §4): columns ``Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame, Action Units,
-    Estimated Emotion`` (blank-header columns are dropped; a copy without header row is accepted). A non-numeric
-    apex (``/``) becomes ``-1`` (unknown; estimate it from the frames).
+    Coding sheet (docs/datasets.md §CASME II): columns ``Subject, Filename, OnsetFrame, ApexFrame, OffsetFrame,
+    Action Units, Estimated Emotion`` (blank-header columns are dropped; a copy without header row is accepted). A
+    non-numeric apex (``/``) becomes ``-1`` (unknown; estimate it from the frames).
 
     Protocols (leave-one-subject-out): ``"3class"`` negative = {disgust, repression}, positive = {happiness},
     surprise; fear/sadness/others excluded (145 samples, 24 subjects on the official data). ``"5class"``
@@ -330,7 +330,7 @@ EMER_TARGET_COLUMNS = {"er": ("ER", "Emotion", "ER_emotion", "label"), "fer": ("
 def read_emer_labels(path: PathLike, protocol: str = "7class", target: str = "ER") -> pd.DataFrame:
     """Parse an EMER label sheet (``EMER_label.xlsx`` of the release, or EMERT's ``new_label.xlsx``).
 
-    The exact columns are not published (DATASETS.md §6, [U]) so the parser is column-driven: an id column
+    The exact columns are not published (docs/datasets.md §EMER, [U]) so the parser is column-driven: an id column
     (``ID``), a label column for ``target`` (``"ER"``: ``ER``/``Emotion``; ``"FER"``: ``FER``), and optional numeric
     ``Valence``, ``Arousal``, ``Intensity``. Label cells may be names (``happiness``, ``happy`` ...) or, for the
     3-class protocol, ``positive``/``negative``/``neutral``; a 7-class name is grouped to 3 classes by valence.

@@ -96,7 +96,7 @@ def clip_source(row: dict, video_column: str = "video") -> tuple[Media, float | 
     (a row with ``frame_numbers``, :func:`~emvfer_hf.data.load_affwild2`) that covers only part of it: then the
     tuple of the window's frame files (:func:`window_frame_files`). A window covering every frame of its folder is
     the folder itself. ``fps`` is the rate of the row's source video (``raw_video``: Aff-Wild2's frames are the
-    video's frames, DATASETS.md) when there is one, else None (the processor's ``default_fps``)."""
+    video's frames, docs/datasets.md §Aff-Wild2) when there is one, else None (the processor's ``default_fps``)."""
     video = row[video_column]
     raw = row.get("raw_video")
     fps = video_file_fps(str(raw)) if raw else None

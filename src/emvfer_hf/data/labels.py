@@ -1,7 +1,7 @@
 """Class orders of every supported benchmark/protocol, and the mapping of raw label strings onto them.
 
 The :data:`LABELS` registry is the single place where the index → name order of each protocol is defined
-(DATASETS.md gives the sources). Loaders build their ``datasets.ClassLabel`` from it and the sample-data generator
+(docs/datasets.md gives the sources). Loaders build their ``datasets.ClassLabel`` from it and the sample-data generator
 renders one expression per name.
 
 | key             | order (index 0 first)                                                                    | source                                   |

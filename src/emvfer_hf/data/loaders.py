@@ -1,4 +1,5 @@
-"""Loaders of the six benchmarks in their released on-disk layouts (DATASETS.md), returning ``datasets.DatasetDict``.
+"""Loaders of the six benchmarks in their released on-disk layouts (docs/datasets.md), returning
+``datasets.DatasetDict``.
 
 Every loader is a thin layer over a public annotation parser (:mod:`emvfer_hf.data.annotations`) that resolves media
 paths tolerantly (both folder spellings, case-insensitive folder names, natural frame order) and applies the
@@ -227,7 +228,7 @@ def load_emer(
 ) -> datasets.DatasetDict:
     """EMER (face video + Tobii eye tracking), 5-fold (``train``/``test`` of ``fold``).
 
-    Layout (the release's folders, DATASETS.md §6; exact files [U], hence tolerant)::
+    Layout (the release's folders, docs/datasets.md §EMER; exact files [U], hence tolerant)::
 
         EMER/EMER_label.xlsx (or new_label.xlsx)   labels, see read_emer_labels
         EMER/emer_set.txt                          "<ID> <fold>" per line (else folds from face/set<k>/<ID>/)

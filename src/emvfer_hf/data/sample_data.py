@@ -1,10 +1,10 @@
-"""Sample data: small datasets in the EXACT on-disk layouts of the six benchmarks (ARCHITECTURE §7).
+"""Sample data: small datasets in the EXACT on-disk layouts of the six benchmarks (docs/design.md §Sample data).
 
-Real benchmarks cannot be shipped, so :func:`make_sample_dataset` writes rendered face clips where the class sets
-BOTH the facial expression (mouth, brows) and the eye behaviour (gaze pattern, pupil dynamics, blink and saccade
-rates). Each clip is driven by a generated canonical eye series (ARCHITECTURE §4: pupils in mm, gaze in [-1, 1],
-behaviour codes fixation 0 / saccade 1 / blink 2, at ``TRACKER_HZ``); the renderer places the irises and pupils
-from it, and for EMER the same series is written as a Tobii Pro Lab TSV — the high-quality signal — while the
+Real benchmarks cannot be shipped, so :func:`make_sample_dataset` writes rendered face clips where the class sets BOTH
+the facial expression (mouth, brows) and the eye behaviour (gaze pattern, pupil dynamics, blink and saccade rates).
+Each clip is driven by a generated canonical eye series (docs/design.md §Eye-movement format: pupils in mm, gaze in
+[-1, 1], behaviour codes fixation 0 / saccade 1 / blink 2, at ``TRACKER_HZ``); the renderer places the irises and
+pupils from it, and for EMER the same series is written as a Tobii Pro Lab TSV — the high-quality signal — while the
 visual extractor has to recover a noisier version from the pixels.
 
 Some classes share the face and differ ONLY in the eyes (:data:`EYE_ONLY_PAIRS`: sadness/disgust, surprise/fear,

@@ -1,7 +1,7 @@
 """Does W(E', Ē) measure quality? ROC AUC of clean real eye series against degraded copies, per prior variant.
 
-The paper's instruction weight should rank a trustworthy eye series above a broken one (ARCHITECTURE §5.4, issue 12).
-This module measures that on REAL series:
+The paper's instruction weight should rank a trustworthy eye series above a broken one
+(docs/design.md §Instruction weight, issue 12). This module measures that on REAL series:
 
 - tracker windows: the Neon 200 Hz fixture (Tobii Pro Lab TSV), the EyeLink EDF recordings of the ``eyelinkio``
   wheel (1000 / 500 Hz, the tracker's own online-parser events), and the EMER-style sample data;

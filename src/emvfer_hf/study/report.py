@@ -133,7 +133,8 @@ def write_report(path: Path, info: dict, records: dict, pretrain_eval: dict, fin
     out += [f"- **Resolution of the numbers**: one test clip = {100 / max(n_test, 1):.1f} points of WAR."]
     if is_sample:
         out += ["", "> **Read this first.** This run uses the bundled *sample data*: a small synthetic world of rendered "
-                "faces (ARCHITECTURE §7) where the class shows in the expression AND in the eye behaviour, some class "
+                "faces (docs/design.md §Sample data) where the class shows in the expression AND in the eye behaviour, "
+                "some class "
                 f"pairs differ ONLY in the eyes ({info['eye_pairs']}), and the eye tracker's series of EMER is the "
                 "high-quality signal while the visual extractor reads a noisy version from the pixels. It tests "
                 "whether the *mechanisms* behave as the paper claims in a world built to need them — not the paper's "

@@ -1,9 +1,10 @@
 """Are the two eye sources comparable? The tracker series and the visual series of the same clip, channel by channel.
 
-EM-VFER pre-trains on eye-tracker series and fine-tunes / infers on series read from the video (ARCHITECTURE §3-§4).
-Both must cover the same time span (the video's timeline) and mean the same thing per channel. This module takes
-every clip that has both a tracker recording and a face video, puts both series on the SAME time stamps and reports
-the per-channel Pearson correlation, per clip and pooled over the clips.
+EM-VFER pre-trains on eye-tracker series and fine-tunes / infers on series read from the video
+(docs/design.md §Data flow, §Eye-movement format). Both must cover the same time span (the video's timeline) and
+mean the same thing per channel. This module takes every clip that has both a tracker recording and a face video,
+puts both series on the SAME time stamps and reports the per-channel Pearson correlation, per clip and pooled over
+the clips.
 
 - tracker series: exactly what pre-training feeds the model — `training.data.tracker_clip_series`: the recording
   from the video's first to its last frame, normalised over that span (`normalize_eye_movements`);

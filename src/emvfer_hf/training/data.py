@@ -1,6 +1,7 @@
 """Training data: a dataset split (`datasets.Dataset` from `emvfer_hf.data`) → MERT inputs, clip by clip.
 
-Where each clip's eye-movement series comes from is the only difference between the two stages (ARCHITECTURE §3):
+Where each clip's eye-movement series comes from is the only difference between the two stages
+(docs/design.md §Data flow):
 - `eye_source="tracker"` (pre-training, EMER): the clip's eye-tracker recording (`eye_tracking` column) converted to
   the canonical series over the video's time line (first to last frame, `tracker_clip_series`: the span the
   visual series of the same clip covers);
