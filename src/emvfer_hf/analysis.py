@@ -385,14 +385,21 @@ def _empty_raw(template, n: int):
 
 
 # ---------------------------------------------------------------------------------------------------- whole videos
+def load_checkpoint(model_dir, device: str = "cpu"):
+    """``(model, processor)`` from a checkpoint folder (or Hub id) saved with ``save_pretrained``, in eval mode."""
+    import emvfer_hf  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoModelForVideoClassification, AutoVideoProcessor
+
+    processor = AutoVideoProcessor.from_pretrained(str(model_dir))
+    model = AutoModelForVideoClassification.from_pretrained(str(model_dir))
+    return model.to(device).eval(), processor
+
+
 def _load(model, processor):
     """A model and processor from a checkpoint folder / Hub id, or as given."""
     if isinstance(model, (str, Path)):
-        import emvfer_hf  # noqa: F401  (registers the Auto classes)
-        from transformers import AutoModelForVideoClassification, AutoVideoProcessor
-
-        processor = processor or AutoVideoProcessor.from_pretrained(str(model))
-        model = AutoModelForVideoClassification.from_pretrained(str(model))
+        loaded, own = load_checkpoint(model)
+        model, processor = loaded, processor or own
     if model is None or processor is None:
         raise ValueError("analyze_video needs a model and its processor (or a checkpoint folder as `model`)")
     return model, processor
@@ -653,5 +660,5 @@ def write_annotated_video(video, timeline, track_boxes: dict, path, start_s: flo
     return path
 
 
-__all__ = ["TimelineAnalyzer", "analyze_video", "eye_window_statistics", "plot_timeline", "probe_duration",
-           "write_annotated_video"]  # fmt: skip
+__all__ = ["TimelineAnalyzer", "analyze_video", "eye_window_statistics", "load_checkpoint", "plot_timeline",
+           "probe_duration", "write_annotated_video"]  # fmt: skip

@@ -166,13 +166,10 @@ def _add_live(subparsers) -> None:
 
 
 def run_live_command(args) -> int:
-    import emvfer_hf  # noqa: F401
-    from transformers import AutoModelForVideoClassification, AutoVideoProcessor
-
+    from .analysis import load_checkpoint
     from .live import run_live
 
-    processor = AutoVideoProcessor.from_pretrained(args.model)
-    model = AutoModelForVideoClassification.from_pretrained(args.model)
+    model, processor = load_checkpoint(args.model)
     rows = run_live(args.source, model, processor, window=args.window, stride=args.stride, max_faces=args.max_faces,
                     device=args.device, dtype=args.dtype, pace=False if args.no_pace else None, show=args.show,
                     max_seconds=args.max_seconds)  # fmt: skip

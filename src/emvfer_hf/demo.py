@@ -228,16 +228,6 @@ class MERTDemo:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # The page
-def load_checkpoint(model_dir, device: str = "cpu"):
-    """`(model, processor)` from a checkpoint folder (or Hub id) saved with `save_pretrained`."""
-    import emvfer_hf  # noqa: F401  (registers the Auto classes)
-    from transformers import AutoModelForVideoClassification, AutoVideoProcessor
-
-    processor = AutoVideoProcessor.from_pretrained(str(model_dir))
-    model = AutoModelForVideoClassification.from_pretrained(str(model_dir))
-    return model.to(device).eval(), processor
-
-
 def _local_theme(gr):
     """Gradio's default theme with the system's fonts: the page loads nothing from outside the server."""
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -258,6 +248,8 @@ def build_demo(model_dir=None, *, model=None, processor=None, device: str = "cpu
     if model is None or processor is None:
         if model_dir is None:
             raise ValueError("build_demo: give a checkpoint folder (model_dir) or both model and processor")
+        from .analysis import load_checkpoint
+
         model, processor = load_checkpoint(model_dir, device)
     app = MERTDemo(model, processor, device=device, top_k=top_k, max_duration_s=max_duration_s, window=window,
                    stride=stride, max_faces=max_faces)  # fmt: skip
