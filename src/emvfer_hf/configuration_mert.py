@@ -10,6 +10,10 @@ from .eye_prior_mert import (
 )
 
 TRAINING_STAGES = ("pretrain", "peml")
+# The paper-literal variants (README, "Paper vs this implementation"): the first value of each is the default.
+FUSION_MLPS = ("bottleneck", "linear")
+FINAL_FUSIONS = ("cls", "tokens")
+LEVEL_HEADS = ("linear", "transformer")
 
 
 @strict(accept_kwargs=True)
@@ -35,7 +39,16 @@ class MERTConfig(PreTrainedConfig):
         fusion_levels (`list[int]`, *optional*): 1-based video-encoder layers after which the two streams are fused;
             `None` means after every layer.
         fusion_bottleneck_size (`int`, defaults to 128): width of the bottleneck MLPs G_V, G_E.
+        fusion_mlp (`str`, defaults to "bottleneck"): what G_V, G_E are. "bottleneck" — dim → bottleneck → dim with
+            GELU, its output through a per-channel gate initialised to zero (an untrained fusion leaves the encoders
+            untouched); "linear" — the paper's one linear layer dim → dim with an activation (GELU), no gate.
     Final fusion and head (eqs. [6]-[7]):
+        final_fusion (`str`, defaults to "cls"): what eq. [6] adds before the projection to the head width. "cls" —
+            each frame's video CLS of F_V^L plus the eye CLS of F_E^L; "tokens" — the paper's full token sequences:
+            the eye step tokens are linearly interpolated along time to the clip's video tokens (frame after frame,
+            so frame t gets the t-th of T equal time segments of the series), added to them, projected token-wise,
+            and each frame's tokens averaged into the head's frame token (computed as average-then-project: the
+            projection is linear, so it is the same function).
         head_hidden_size (`int`, defaults to 512), head_num_layers (`int`, defaults to 1),
         head_num_attention_heads (`int`, *optional*): `None` picks the largest divisor of `head_hidden_size` that is
             at most `num_attention_heads`.
@@ -45,6 +58,10 @@ class MERTConfig(PreTrainedConfig):
         peml_levels (`list[int]`, *optional*): 1-based layers with an auxiliary level head p^l; `None` means every layer.
         peml_level_weights (`list[float]`, *optional*): loss weight w^l of each level head (one per level);
             `None` means progressive weights `0.5 * l / num_hidden_layers` (the final head has weight 1).
+        level_head (`str`, defaults to "linear"): what each level head p^l is. "linear" — a linear probe on the
+            frame-averaged video CLS of level l; "transformer" — the paper's "similar to Eq. 7": the multimodal F^l of
+            level l built as eq. [6] builds it from the last layer (same `final_fusion`), its own projection to the
+            head width and its own Transformer head of the sizes of eq. [7] (`head_*`), then a linear classifier.
         instruction_prior (`str`, defaults to "features"): what Ē is (`emvfer_hf.eye_prior_mert`):
             "features" — the distribution of quality features (temporal roughness and spread of each channel, pupil
             left/right correlation, behaviour-change rate, valid fraction) over the tracker series of pre-training;
@@ -96,7 +113,9 @@ class MERTConfig(PreTrainedConfig):
 
     fusion_levels: list[int] | None = None
     fusion_bottleneck_size: int = 128
+    fusion_mlp: str = "bottleneck"
 
+    final_fusion: str = "cls"
     head_hidden_size: int = 512
     head_num_layers: int = 1
     head_num_attention_heads: int | None = None
@@ -105,6 +124,7 @@ class MERTConfig(PreTrainedConfig):
     num_prompt_tokens: int = 6
     peml_levels: list[int] | None = None
     peml_level_weights: list[float] | None = None
+    level_head: str = "linear"
     instruction_distance: str = "one_sided"
     instruction_prior: str = "features"
     instruction_eps: float = 1.0
@@ -167,7 +187,8 @@ class MERTConfig(PreTrainedConfig):
 
     # ----------------------------------------------------------------------------------------------------------------
     def _check_options(self):
-        """At construction: the named options (distance, prior, stage, eps) must be known values. Sizes are free here,
+        """At construction: the named options (distance, prior, stage, eps, the paper-literal switches) must be known
+        values. Sizes are free here,
         as in transformers (a config may be built with any sizes and edited afterwards); `check_sizes` checks them when
         a model is built from the config."""
         check_instruction_options(self.instruction_prior, self.instruction_distance)
@@ -175,6 +196,9 @@ class MERTConfig(PreTrainedConfig):
             raise ValueError(f"MERTConfig.instruction_eps must be > 0, got {self.instruction_eps}")
         if self.training_stage not in TRAINING_STAGES:
             raise ValueError(f"MERTConfig.training_stage must be one of {TRAINING_STAGES}, got {self.training_stage!r}")
+        for name, allowed in (("fusion_mlp", FUSION_MLPS), ("final_fusion", FINAL_FUSIONS), ("level_head", LEVEL_HEADS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"MERTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     def check_sizes(self):
         """On use (`MERTModel.__init__`): raise a `ValueError` that names the field for any inconsistent size."""
@@ -223,4 +247,4 @@ class MERTConfig(PreTrainedConfig):
             )
 
 
-__all__ = ["INSTRUCTION_DISTANCES", "INSTRUCTION_PRIORS", "MERTConfig"]
+__all__ = ["FINAL_FUSIONS", "FUSION_MLPS", "INSTRUCTION_DISTANCES", "INSTRUCTION_PRIORS", "LEVEL_HEADS", "MERTConfig"]

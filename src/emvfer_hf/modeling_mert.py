@@ -8,11 +8,14 @@ Read top to bottom, a forward pass is:
 2. PEML prompts [8]-[11] (PEML stage only) learnable prompt tokens prepended before CLS of both streams, the eye
                          prompts scaled per sample by the instruction weight W(E', Ē);
 3. fusion [4]-[5]        after each fusion level l: F_V ← F_V + G_V(α_V·F_V ⊕ GAP(F_E)),
-                         F_E ← F_E + G_E(α_E·F_E ⊕ GAP(F_V)), G a zero-gated bottleneck MLP;
-4. final fusion [6]      per-frame CLS of F_V^L plus the CLS of F_E^L, projected to the head width;
+                         F_E ← F_E + G_E(α_E·F_E ⊕ GAP(F_V)), G a zero-gated bottleneck MLP (`fusion_mlp="linear"`:
+                         the paper's one linear layer with an activation);
+4. final fusion [6]      per-frame CLS of F_V^L plus the CLS of F_E^L, projected to the head width
+                         (`final_fusion="tokens"`: the full token sequences, aligned in time, added and projected);
 5. head [7]              a small Transformer over the T frame tokens with its own CLS → classifier;
-6. PEML loss [12]        light per-level heads p^l on the fused features of chosen levels, Σ w^l·CE, w^l growing
-                         with depth (PEML stage only).
+6. PEML loss [12]        per-level heads p^l on the fused features of chosen levels, Σ w^l·CE, w^l growing with depth
+                         (PEML stage only): linear probes on the frame-averaged video CLS (`level_head="transformer"`:
+                         each p^l a Transformer head like [7] on the multimodal F^l).
 
 This module is flat (single-dot sibling imports only) so that `save_pretrained` can ship it as remote code.
 """
@@ -50,11 +53,14 @@ class MERTModelOutput(ModelOutput):
     pooler_output (`torch.FloatTensor` of shape `(batch_size, head_hidden_size)`):
         The head's CLS token after the Transformer head [7] (the clip representation fed to the classifier).
     frame_features (`torch.FloatTensor` of shape `(batch_size, num_frames, head_hidden_size)`):
-        The final fusion [6]: per-frame CLS of F_V^L plus the eye CLS of F_E^L, projected to the head width.
+        The final fusion [6]: per-frame CLS of F_V^L plus the eye CLS of F_E^L, projected to the head width (with
+        `final_fusion="tokens"`: each frame's tokens plus the time-aligned eye tokens, projected and averaged).
     eye_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_eye_tokens, eye_hidden_size)`):
         Final eye-encoder tokens F_E^L.
-    level_features (`tuple(torch.FloatTensor)`, one per PEML level, each `(batch_size, hidden_size)`):
-        The fused features F^l of each PEML level (frame-averaged video CLS after fusion), input of the level heads.
+    level_features (`tuple(torch.FloatTensor)`, one per PEML level):
+        The fused features F^l of each PEML level, input of the level heads: with `level_head="linear"` the
+        frame-averaged video CLS after fusion, `(batch_size, hidden_size)`; with "transformer" the multimodal sum of
+        eq. [6] at that level, before its projection, `(batch_size, num_frames, hidden_size)`.
     instruction_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
         W(E', Ē) of eqs. [9]-[11]: how close each sample's eye-movement series is to the high-quality prior
         (larger = more trustworthy). `None` while the model has no prior.
@@ -293,14 +299,44 @@ class MERTCrossModalGate(nn.Module):
         return fused.add_(gated_bias).view_as(hidden_states)
 
 
+class MERTCrossModalLinear(nn.Module):
+    """One direction of eqs. [4]/[5] with G as the paper writes it (`fusion_mlp="linear"`): F + GELU(W(α·F ⊕ c) + b),
+    one linear layer dim → dim with an activation, no bottleneck and no gate (so, unlike `MERTCrossModalGate`, an
+    untrained fusion already changes the encoder's features). α, ⊕ and the context projection as there.
+    """
+
+    def __init__(self, dim: int, context_dim: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1))
+        self.context_projection = nn.Linear(context_dim, dim) if context_dim != dim else nn.Identity()
+        self.linear = nn.Linear(dim, dim)
+        self.act = nn.GELU()
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """(N, S, D) tokens F and (N, D_context) context c → (N, S, D) F + GELU(W(α·F ⊕ c) + b).
+
+        The layer is linear, so W(α·F ⊕ c) + b = α·(F Wᵀ) ⊕ (W c + b): the context passes the layer once per
+        sequence, not once per token. Same function as the literal formula; F keeps its dtype under autocast.
+        """
+        context = self.linear(self.context_projection(context))[:, None, :]  # (N, 1, D): W c + b
+        projected = nn.functional.linear(hidden_states, self.linear.weight)  # (N, S, D): F Wᵀ
+        return hidden_states + self.act(torch.addcmul(context, projected, self.alpha))
+
+
 class MERTFusionLayer(nn.Module):
-    """Multi-level cross-modal fusion at one level (eqs. [4]-[5]); both updates use the pre-fusion features."""
+    """Multi-level cross-modal fusion at one level (eqs. [4]-[5]); both updates use the pre-fusion features. The
+    update of each stream is `video_gate` / `eye_gate`, a `MERTCrossModalGate` (`fusion_mlp="bottleneck"`) or a
+    `MERTCrossModalLinear` ("linear")."""
 
     def __init__(self, config: MERTConfig):
         super().__init__()
         video_dim, eye_dim = config.hidden_size, config.resolved_eye_hidden_size
-        self.video_gate = MERTCrossModalGate(video_dim, eye_dim, config.fusion_bottleneck_size)
-        self.eye_gate = MERTCrossModalGate(eye_dim, video_dim, config.fusion_bottleneck_size)
+        if config.fusion_mlp == "linear":
+            self.video_gate = MERTCrossModalLinear(video_dim, eye_dim)
+            self.eye_gate = MERTCrossModalLinear(eye_dim, video_dim)
+        else:
+            self.video_gate = MERTCrossModalGate(video_dim, eye_dim, config.fusion_bottleneck_size)
+            self.eye_gate = MERTCrossModalGate(eye_dim, video_dim, config.fusion_bottleneck_size)
 
     def forward(self, video: torch.Tensor, eye: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """video (B·T, S_v, D_v), eye (B, S_e, D_e) → the fused pair, same shapes (`num_frames` = T, implied by B)."""
@@ -349,6 +385,38 @@ class MERTTemporalHead(nn.Module):
                 frames.transpose(1, 2), size=num_frames, mode="linear", align_corners=True
             ).transpose(1, 2)
         return torch.cat([cls, frames], dim=1)
+
+    def forward(
+        self, frame_features: torch.Tensor, output_hidden_states: bool = False, attentions: Optional[list] = None
+    ) -> tuple[torch.Tensor, Optional[tuple[torch.Tensor, ...]]]:
+        """(B, T, dim) frame tokens → the head's CLS after the final LayerNorm (B, dim), and, when
+        `output_hidden_states`, the token states (B, 1 + T, dim): the input plus one per layer. The attention maps
+        are appended to `attentions` when a list is given (see `_record_attentions`)."""
+        batch_size, num_frames = frame_features.shape[:2]
+        tokens = torch.cat([self.cls_token.expand(batch_size, -1, -1), frame_features], dim=1)
+        tokens = tokens + self.temporal_positions(num_frames).to(tokens.dtype)
+        states = (tokens,) if output_hidden_states else None
+        with _record_attentions(self.layers, attentions):
+            for layer in self.layers:
+                tokens = layer(tokens)
+                if output_hidden_states:
+                    states += (tokens,)
+        return self.layernorm(tokens[:, 0]), states
+
+
+class MERTLevelTransformer(nn.Module):
+    """The body of a level head p^l with `level_head="transformer"` ("similar to Eq. 7", eq. [12]): the multimodal
+    F^l of level l (the sum of eq. [6] at that level) projected to the head width, then its own Transformer head of
+    the sizes of eq. [7]. The classifier after it is the plain `nn.Linear` `level_head_{l}`."""
+
+    def __init__(self, config: MERTConfig, vit_config: ViTConfig):
+        super().__init__()
+        self.projection = nn.Linear(config.hidden_size, config.head_hidden_size)
+        self.head = MERTTemporalHead(config, vit_config)
+
+    def forward(self, level_features: torch.Tensor) -> torch.Tensor:
+        """(B, T, hidden_size) F^l → (B, head_hidden_size), the CLS of this level's head."""
+        return self.head(self.projection(level_features))[0]
 
 
 @contextlib.contextmanager
@@ -460,6 +528,8 @@ class MERTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, MERTCrossModalGate):
             init.ones_(module.alpha)
             init.zeros_(module.gate)
+        elif isinstance(module, MERTCrossModalLinear):
+            init.ones_(module.alpha)
         elif isinstance(module, MERTPrompts):
             init.trunc_normal_(module.video_prompts, mean=0.0, std=std)
             init.trunc_normal_(module.eye_prompts, mean=0.0, std=std)
@@ -770,6 +840,44 @@ class MERTModel(MERTPreTrainedModel):
         num_video, num_eye = self.config.num_hidden_layers, self.config.resolved_eye_num_hidden_layers
         return (video_layer * num_eye) // num_video
 
+    # -- final fusion [6] and level features [12] -----------------------------------------------------------------------
+    def _fuse_modalities(
+        self, video: torch.Tensor, eye: torch.Tensor, num_frames: int, num_prompts: int, normalize: bool = False
+    ) -> torch.Tensor:
+        """The sum of eq. [6] before its projection: video tokens (B·T, P + S_v, D_v) and eye tokens
+        (B, P + 1 + L, D_e) (P prompts first, then CLS) → per-frame features (B, T, D_v).
+
+        `final_fusion="cls"`: each frame's video CLS + the eye CLS. "tokens": every token of a frame (CLS and patches)
+        plus the eye step tokens aligned to it, averaged over the frame. The alignment interpolates the L step tokens
+        linearly along time onto the clip's T·S_v video tokens, taken frame after frame, so frame t receives the t-th
+        of T equal time segments of the eye series (the eye CLS, which has no time, is left out). Averaging a frame's
+        tokens commutes with the (linear) projection of eq. [6], so this equals projecting every summed token and
+        averaging per frame, at the cost of one projection per frame. `normalize` applies the encoders' final
+        LayerNorms first (token-wise: only the tokens used are normalised).
+        """
+        video_norm = self.video_encoder.layernorm if normalize else nn.Identity()
+        eye_norm = self.eye_encoder.layernorm if normalize else nn.Identity()
+        batch_size = eye.shape[0]
+        if self.config.final_fusion == "cls":
+            frame_cls = video_norm(video[:, num_prompts]).reshape(batch_size, num_frames, -1)  # (B, T, D_v)
+            return frame_cls + self.eye_to_video(eye_norm(eye[:, num_prompts]))[:, None, :]
+        video_tokens = video_norm(video[:, num_prompts:])  # (B·T, S_v, D_v)
+        tokens_per_frame = video_tokens.shape[1]
+        eye_steps = eye_norm(eye[:, num_prompts + 1 :]).transpose(1, 2)  # (B, D_e, L)
+        aligned = nn.functional.interpolate(eye_steps, size=num_frames * tokens_per_frame, mode="linear")
+        # aligned: (B, D_e, T·S_v), frame after frame → the mean of each frame's share, (B, T, D_e)
+        eye_frames = aligned.reshape(batch_size, -1, num_frames, tokens_per_frame).mean(dim=-1).transpose(1, 2)
+        video_frames = video_tokens.mean(dim=1).reshape(batch_size, num_frames, -1)  # (B, T, D_v)
+        return video_frames + self.eye_to_video(eye_frames)  # eye_to_video is affine: it commutes with the averages
+
+    def _level_features(self, video: torch.Tensor, eye: torch.Tensor, num_frames: int, num_prompts: int) -> torch.Tensor:
+        """F^l of eq. [12] from the fused tokens of level l, under the encoders' final LayerNorms: the frame-averaged
+        video CLS (B, D_v) for `level_head="linear"`; the multimodal sum of eq. [6] (B, T, D_v) for "transformer"."""
+        if self.config.level_head == "transformer":
+            return self._fuse_modalities(video, eye, num_frames, num_prompts, normalize=True)
+        cls = video[:, num_prompts].reshape(eye.shape[0], num_frames, -1).mean(dim=1)
+        return self.video_encoder.layernorm(cls)
+
     # -- forward -------------------------------------------------------------------------------------------------------
     def forward(
         self,
@@ -854,30 +962,18 @@ class MERTModel(MERTPreTrainedModel):
                     video, eye = self.fusion[str(level)](video, eye, num_frames)
                 if output_hidden_states:
                     video_states += (video,)
-                if level in peml_levels:  # F^l for the level heads [12]: frame-averaged fused CLS
-                    cls = video[:, num_prompts].reshape(batch_size, num_frames, -1).mean(dim=1)
-                    level_features.append(self.video_encoder.layernorm(cls))
+                if level in peml_levels:  # F^l for the level heads [12]
+                    level_features.append(self._level_features(video, eye, num_frames, num_prompts))
 
         video = self.video_encoder.layernorm(video)
         eye = self.eye_encoder.layernorm(eye)
 
-        # Final fusion [6]: per-frame video CLS + eye CLS → head width
-        frame_cls = video[:, num_prompts].reshape(batch_size, num_frames, -1)  # (B, T, D_v)
-        eye_cls = self.eye_to_video(eye[:, num_prompts])  # (B, D_v)
-        frame_features = self.final_fusion(frame_cls + eye_cls[:, None, :])  # (B, T, H)
+        # Final fusion [6]: per-frame video CLS (or tokens) + eye CLS (or aligned tokens) → head width
+        frame_features = self.final_fusion(self._fuse_modalities(video, eye, num_frames, num_prompts))  # (B, T, H)
 
         # Transformer head over the T frame tokens [7]
-        head = self.head
-        tokens = torch.cat([head.cls_token.expand(batch_size, -1, -1), frame_features], dim=1)
-        tokens = tokens + head.temporal_positions(num_frames).to(tokens.dtype)
-        head_states = (tokens,) if output_hidden_states else None
         head_attentions = [] if output_attentions else None
-        with _record_attentions(head.layers, head_attentions):
-            for layer in head.layers:
-                tokens = layer(tokens)
-                if output_hidden_states:
-                    head_states += (tokens,)
-        pooled = head.layernorm(tokens[:, 0])
+        pooled, head_states = self.head(frame_features, bool(output_hidden_states), head_attentions)
 
         output = MERTModelOutput(
             last_hidden_state=video,
@@ -904,17 +1000,34 @@ class MERTForVideoClassification(MERTPreTrainedModel):
         self.num_labels = config.num_labels
         self.mert = MERTModel(config)
         self.classifier = nn.Linear(config.head_hidden_size, config.num_labels)
+        # p^l of eq. [12]: with level_head="transformer" a Transformer head per level (`level_transformers`), then
+        # the classifier; with "linear" the classifier alone, on the video width.
+        transformer = config.level_head == "transformer"
+        self.level_transformers = nn.ModuleDict(
+            {str(level): MERTLevelTransformer(config, self.mert._head_vit_config) for level in config.resolved_peml_levels}
+        ) if transformer else None  # fmt: skip
+        level_dim = config.head_hidden_size if transformer else config.hidden_size
         for level in config.resolved_peml_levels:  # plain top-level Linear attributes: re-initialised like the
-            setattr(self, f"level_head_{level}", nn.Linear(config.hidden_size, config.num_labels))  # classifier
+            setattr(self, f"level_head_{level}", nn.Linear(level_dim, config.num_labels))  # classifier
         self.post_init()
         self.set_training_stage(config.training_stage)
 
     def level_heads(self) -> list[nn.Linear]:
+        """The linear classifiers of the level heads p^l, in the order of `config.resolved_peml_levels`."""
         return [getattr(self, f"level_head_{level}") for level in self.config.resolved_peml_levels]
+
+    def _level_logits(self, level_features: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """p^l(F^l) for every PEML level: (B, num_labels) each."""
+        if self.level_transformers is not None:
+            level_features = [self.level_transformers[str(level)](f)
+                              for level, f in zip(self.config.resolved_peml_levels, level_features)]  # fmt: skip
+        return tuple(head(f) for head, f in zip(self.level_heads(), level_features))
 
     def _stage_trainable_modules(self, stage: str) -> list[nn.Module]:
         modules = self.mert._stage_trainable_modules(stage) + [self.classifier]
-        return modules + (self.level_heads() if stage == "peml" else [])
+        if stage != "peml":
+            return modules
+        return modules + self.level_heads() + ([self.level_transformers] if self.level_transformers is not None else [])
 
     # Delegates to the backbone, so that `model.set_eye_prior...` works on the classification model too.
     @property
@@ -996,7 +1109,7 @@ class MERTForVideoClassification(MERTPreTrainedModel):
             return_dict=True,
         )
         logits = self.classifier(outputs.pooler_output)
-        level_logits = tuple(head(f) for head, f in zip(self.level_heads(), outputs.level_features))
+        level_logits = self._level_logits(outputs.level_features)
 
         loss = None
         if labels is not None:
