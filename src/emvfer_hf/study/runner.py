@@ -274,17 +274,24 @@ def _stamp_matches(folder: Path, settings: dict) -> bool:
     return stamp.exists() and json.loads(stamp.read_text()) == settings
 
 
-def pretrain_for_seed(args, seed: int, emer_root: Optional[Path]) -> Path:
-    """The EMER pre-trained MERT of `seed` (stage 1 with the eye-tracker signal; prior Ē stored), trained once."""
+def pretrain_for_seed(args, seed: int, emer_root: Optional[Path], extra_overrides: str = "") -> Path:
+    """The EMER pre-trained MERT of `seed` (stage 1 with the eye-tracker signal; prior Ē stored), trained once;
+    `extra_overrides` (a variant's `pretrain_overrides`) are added to --config_overrides, in a folder of their own."""
     if args.pretrained_model:
+        if extra_overrides:
+            raise ValueError(f"--pretrained_model cannot be re-trained with {extra_overrides!r}: leave out the "
+                             "variants with their own stage 1 (--variants)")  # fmt: skip
         return Path(args.pretrained_model)
-    settings = settings_of(args, PRETRAIN_SETTINGS)
-    out = args.work_dir / f"seed{seed}" / "pretrain"
+    overrides = ",".join(o for o in (args.config_overrides, extra_overrides) if o)
+    settings = {**settings_of(args, PRETRAIN_SETTINGS), "config_overrides": str(overrides or None)}
+    tag = extra_overrides.replace("=", "_").replace(",", "__")
+    out = args.work_dir / f"seed{seed}" / ("pretrain" + (f"_{tag}" if tag else ""))
     if not args.overwrite and (out / "model.safetensors").exists() and _stamp_matches(out, settings):
         logger.info("seed %d: reusing the pre-trained model in %s", seed, out)
         return out
     ns = training_namespace(args, seed, out, dataset="emer", data_dir=str(emer_root), max_train_steps=args.pretrain_steps,
-                            learning_rate=args.pretrain_learning_rate, model_name_or_path=args.vision_model)  # fmt: skip
+                            learning_rate=args.pretrain_learning_rate, model_name_or_path=args.vision_model,
+                            config_overrides=overrides or None)  # fmt: skip
     start = time.time()
     run_pretrain(ns)
     save_json(out / "study_settings.json", settings)
