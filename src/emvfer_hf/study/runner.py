@@ -372,9 +372,12 @@ def train_variant(variant: Variant, seed: int, ctx: StudyContext, pretrained_dir
     test_data = ClipDataset(ctx.test_set, ctx.processor, variant.eye_source)
     ns = training_namespace(ctx.args, seed, run_dir)
     ctx.accelerator.free_memory()
-    _, model, history = train(ns, model, train_data, test_data, metrics_for(ctx.label_names), ctx.accelerator)
+    # evaluated once, after the last step (no per-epoch evaluation: nothing here selects on it, and with few
+    # labelled clips an epoch is a handful of steps, so per-epoch test passes would cost more than the training)
+    _, model, history = train(ns, model, train_data, None, None, ctx.accelerator)
+    predictions = run_predict(ctx, model, test_data)
+    history["eval"] = [{**metrics_for(ctx.label_names)(predictions), "step": ctx.args.max_train_steps}]
     seconds = time.time() - start
-    predictions = history["predictions"]
     weights = predictions["instruction_weights"]
     record = {
         "variant": variant.key, "seed": seed, "metrics": summarize_predictions(predictions, ctx),
