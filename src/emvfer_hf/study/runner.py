@@ -333,6 +333,8 @@ def build_model(variant: Variant, ctx: StudyContext, pretrained_dir: Path, seed:
         overrides = variant.overrides(config)
         config = MERTConfig.from_pretrained(pretrained_dir, **overrides)
         kwargs = {}
+        if "level_head" in overrides:  # other level heads p^l (stage 1 never trains them): newly initialised
+            kwargs["ignore_mismatched_sizes"] = True
         if config.num_labels != len(names):
             config.num_labels = len(names)
             kwargs["ignore_mismatched_sizes"] = True
