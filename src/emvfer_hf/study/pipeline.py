@@ -24,7 +24,7 @@ from .runner import (
     FIGURE_VARIANTS, GroundTruthEyeClips, evaluate_pretrained, figure_model_dirs, finalize_arguments, load_model,
     make_context, prepare_data, pretrain_for_seed, train_variant, training_namespace,
 )  # fmt: skip
-from .variants import TABLE_VI, VARIANTS, resolve_variants
+from .variants import PAPER_SWITCHES, TABLE_VI, VARIANTS, resolve_variants
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +55,14 @@ def run_study(args) -> dict:
         if emer_test is not None:
             pretrain_eval[seed] = evaluate_pretrained(ctx, pretrained_dirs[seed], emer_test)
         for variant in variants:
+            if variant.key in PAPER_SWITCHES and args.switch_seeds is not None and seed not in args.switch_seeds:
+                continue
             keep = seed == args.seeds[0] and variant.key in FIGURE_VARIANTS
             start_dir = (pretrain_for_seed(args, seed, emer_root, variant.pretrain_overrides)
                          if variant.pretrain_overrides else pretrained_dirs[seed])  # fmt: skip
             records[variant.key][seed] = train_variant(variant, seed, ctx, start_dir, keep)
 
+    records = {key: runs for key, runs in records.items() if runs}  # (switch variants outside --switch_seeds)
     findings = make_figures(args, ctx, records, pretrained_dirs[args.seeds[0]], emer_test, figures_dir)
     info = _report_info(args, ctx, records, start)
     info["fig13_source"] = findings.pop("fig13_source")

@@ -103,6 +103,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     budget.add_argument("--pretrain_learning_rate", type=float, default=3e-4)
     budget.add_argument("--batch_size", type=int, default=8)
     budget.add_argument("--variants", nargs="+", default=None, help="a subset of the variants (default: all)")
+    budget.add_argument("--switch_seeds", type=int, nargs="+", default=None,
+                        help="the seeds (of --seeds) on which the paper-literal switch variants run (default: all)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default="study_report", help="report.md, figures/ and results.json")
