@@ -21,8 +21,8 @@ from ..training.stages import load_splits
 from . import figures as F
 from .report import claims_table, write_report
 from .runner import (
-    FIGURE_VARIANTS, GroundTruthEyeClips, evaluate_pretrained, figure_model_dirs, finalize_arguments, load_model,
-    make_context, prepare_data, pretrain_for_seed, train_variant, training_namespace,
+    FIGURE_VARIANTS, GroundTruthEyeClips, cached_record, evaluate_pretrained, figure_model_dirs, finalize_arguments,
+    load_model, make_context, prepare_data, pretrain_for_seed, train_variant, training_namespace,
 )  # fmt: skip
 from .variants import PAPER_SWITCHES, TABLE_VI, VARIANTS, resolve_variants
 
@@ -49,6 +49,8 @@ def run_study(args) -> dict:
     pretrain_eval, pretrained_dirs, ctx, emer_test = {}, {}, None, None
     for seed in args.seeds:
         pretrained_dirs[seed] = pretrain_for_seed(args, seed, emer_root)
+        if pretrained_dirs[seed] is None:  # --cached_only, and this seed has no stage 1 yet
+            continue
         if ctx is None:
             ctx = make_context(args, target_root, emer_root, is_sample, pretrained_dirs[seed])
             emer_test = _emer_test(args, ctx, emer_root)
@@ -58,6 +60,11 @@ def run_study(args) -> dict:
             if variant.key in PAPER_SWITCHES and args.switch_seeds is not None and seed not in args.switch_seeds:
                 continue
             keep = seed == args.seeds[0] and variant.key in FIGURE_VARIANTS
+            if args.cached_only:
+                record = cached_record(variant, seed, ctx, keep)
+                if record is not None:
+                    records[variant.key][seed] = record
+                continue
             start_dir = (pretrain_for_seed(args, seed, emer_root, variant.pretrain_overrides)
                          if variant.pretrain_overrides else pretrained_dirs[seed])  # fmt: skip
             records[variant.key][seed] = train_variant(variant, seed, ctx, start_dir, keep)

@@ -110,6 +110,9 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     run.add_argument("--output_dir", default="study_report", help="report.md, figures/ and results.json")
     run.add_argument("--work_dir", default=None, help="runs, models and sample data (default: <output_dir>/work)")
     run.add_argument("--overwrite", action="store_true", help="retrain even where a finished run is cached")
+    run.add_argument("--cached_only", action="store_true",
+                     help="train nothing: report the finished runs of the work folder (a variant and seed without "
+                          "one is left out; the per-seed table shows which ran)")
     run.add_argument("--num_rollout_clips", type=int, default=4, help="faces shown in the attention-rollout figure")
     run.add_argument("--quick", action="store_true",
                      help="smoke run: tiny model, 2 clips per class, 2 steps, one seed (overrides the budget flags)")
@@ -276,9 +279,10 @@ def _stamp_matches(folder: Path, settings: dict) -> bool:
     return stamp.exists() and json.loads(stamp.read_text()) == settings
 
 
-def pretrain_for_seed(args, seed: int, emer_root: Optional[Path], extra_overrides: str = "") -> Path:
+def pretrain_for_seed(args, seed: int, emer_root: Optional[Path], extra_overrides: str = "") -> Optional[Path]:
     """The EMER pre-trained MERT of `seed` (stage 1 with the eye-tracker signal; prior Ē stored), trained once;
-    `extra_overrides` (a variant's `pretrain_overrides`) are added to --config_overrides, in a folder of their own."""
+    `extra_overrides` (a variant's `pretrain_overrides`) are added to --config_overrides, in a folder of their own.
+    None with --cached_only when it has not been trained."""
     if args.pretrained_model:
         if extra_overrides:
             raise ValueError(f"--pretrained_model cannot be re-trained with {extra_overrides!r}: leave out the "
@@ -291,6 +295,9 @@ def pretrain_for_seed(args, seed: int, emer_root: Optional[Path], extra_override
     if not args.overwrite and (out / "model.safetensors").exists() and _stamp_matches(out, settings):
         logger.info("seed %d: reusing the pre-trained model in %s", seed, out)
         return out
+    if getattr(args, "cached_only", False):
+        logger.info("seed %d: no finished stage 1 in %s (--cached_only: the seed is left out)", seed, out)
+        return None
     ns = training_namespace(args, seed, out, dataset="emer", data_dir=str(emer_root), max_train_steps=args.pretrain_steps,
                             learning_rate=args.pretrain_learning_rate, model_name_or_path=args.vision_model,
                             config_overrides=overrides or None)  # fmt: skip
@@ -360,14 +367,25 @@ def summarize_predictions(predictions: dict, ctx: StudyContext) -> dict:
     return metrics
 
 
-def train_variant(variant: Variant, seed: int, ctx: StudyContext, pretrained_dir: Path, keep_model: bool) -> dict:
-    """Train one variant for one seed (or reuse the cached run) and return its record."""
+def cached_record(variant: Variant, seed: int, ctx: StudyContext, keep_model: bool = False) -> Optional[dict]:
+    """The finished run of `variant` and `seed` in the work folder (same settings, and its model where one is
+    kept), or None."""
     run_dir = ctx.args.work_dir / f"seed{seed}" / variant.key
     record_path = run_dir / "record.json"
     if not ctx.args.overwrite and record_path.exists() and _stamp_matches(run_dir, ctx.settings):
         if not keep_model or (run_dir / "model" / "model.safetensors").exists():
             logger.info("seed %d, %s: reusing %s", seed, variant.key, record_path)
             return json.loads(record_path.read_text())
+    return None
+
+
+def train_variant(variant: Variant, seed: int, ctx: StudyContext, pretrained_dir: Path, keep_model: bool) -> dict:
+    """Train one variant for one seed (or reuse the cached run) and return its record."""
+    record = cached_record(variant, seed, ctx, keep_model)
+    if record is not None:
+        return record
+    run_dir = ctx.args.work_dir / f"seed{seed}" / variant.key
+    record_path = run_dir / "record.json"
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     model = build_model(variant, ctx, pretrained_dir, seed)
