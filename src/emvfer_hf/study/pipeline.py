@@ -247,6 +247,17 @@ def _report_info(args, ctx, records, start: float) -> dict:
     if args.quick:
         notes.append("`--quick`: a smoke run (tiny model, 2 steps) — the numbers mean nothing.")
     notes += identical_prediction_notes(records)
+    fewer = [f"{VARIANTS[k].name} ({len(runs)} of {len(args.seeds)})" for k, runs in records.items()
+             if len(runs) < len(args.seeds)]  # fmt: skip
+    missing = [v.name for v in resolve_variants(args.variants) if v.key not in records]
+    if fewer or missing:
+        notes.append("Not every variant ran on every seed (the per-seed table shows which): "
+                     + "; ".join(filter(None, [", ".join(fewer) and "fewer seeds: " + ", ".join(fewer),
+                                               ", ".join(missing) and "not run: " + ", ".join(missing)]))
+                     + ". Verdicts compare only the seeds both variants ran.")  # fmt: skip
+    if getattr(args, "cached_only", False):
+        notes.append("Assembled with `--cached_only` from the finished runs of the work folder, trained by earlier "
+                     "invocations of this script with the same settings (e.g. one per seed with `--variants`).")
     return {
         "title": f"{args.dataset.upper()} {'sample data' if ctx.is_sample else ''}".strip(),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
