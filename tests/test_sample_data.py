@@ -151,3 +151,85 @@ def test_bad_options(tmp_path):
         make_sample_dataset("ferplus", tmp_path)
     with pytest.raises(ValueError, match="noise"):
         make_sample_dataset("emer", tmp_path, noise=2.0)
+
+
+# ---------------------------------------------------------------------------------------------- the "gap" world
+@pytest.fixture(scope="module")
+def gap_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gap")
+    emer = make_sample_dataset("emer", root / "EMER", clips_per_class=2, num_frames=8, resolution=96, world="gap")
+    dfew = make_sample_dataset("dfew", root / "DFEW", clips_per_class=1, num_frames=8, resolution=96, world="gap",
+                               test_clips_per_class=3)
+    return emer, dfew
+
+
+def _manifest(root):
+    import json
+
+    return json.loads((Path(root) / "sample_manifest.json").read_text())
+
+
+def _frames(root, clip_ids, video):
+    """(N, H, W, 3) RGB frames of the clips, every frame."""
+    decoded = [decode_video(video(root, c)) for c in clip_ids]
+    return np.concatenate([np.stack([d.frames[i] for i in sorted(d.frames)]) for d in decoded])
+
+
+def test_gap_world_target_has_few_labelled_clips_and_disjoint_identities(gap_world):
+    from emvfer_hf.data import load_dfew
+
+    emer, dfew = gap_world
+    emer_ids = {c["identity"] for c in _manifest(emer)["clips"]}
+    dfew_ids = {c["identity"] for c in _manifest(dfew)["clips"]}
+    assert emer_ids and dfew_ids and not emer_ids & dfew_ids  # other people downstream
+    assert all(i.startswith("A") for i in emer_ids) and all(i.startswith("B") for i in dfew_ids)
+    names = LABELS["dfew"]
+    for fold in (1, 3):  # the same few-shot split in every fold
+        splits = load_dfew(dfew, fold=fold)
+        assert sorted(splits["train"]["label"]) == sorted(range(len(names)))  # 1 labelled clip per class
+        assert len(splits["test"]) == 3 * len(names)
+    manifest = _manifest(dfew)
+    assert manifest["options"]["world"] == "gap" and manifest["options"]["test_clips_per_class"] == 3
+    # an EMER participant shows every class (the paper's protocol), with one look in every clip
+    labels = pd.read_excel(Path(emer) / "EMER_label.xlsx")
+    assert labels.groupby("Participant")["ER"].nunique().min() == len(LABELS["emer_7class"])
+
+
+def test_gap_world_target_is_filmed_differently(gap_world):
+    import dataclasses
+
+    import cv2
+
+    from emvfer_hf.data.sample_data import DOMAINS, apply_camera
+
+    emer, dfew = gap_world
+    lab = _frames(emer, [c["clip_id"] for c in _manifest(emer)["clips"]][:7],
+                  lambda r, c: Path(r) / "face video" / f"{c}.mp4")
+    wild = _frames(dfew, [c["clip_id"] for c in _manifest(dfew)["clips"]][:7],
+                   lambda r, c: Path(r) / "Clip" / "clip_224x224" / c)
+
+    def red_over_blue(frames):  # (N, H, W, 3) RGB
+        return frames[..., 0].astype(np.float64).mean() / frames[..., 2].astype(np.float64).mean()
+
+    assert red_over_blue(wild) > 1.3 * red_over_blue(lab)  # the warm colour cast
+    # the softer camera: the wild optics (without its noise) take most of the detail out of a lab frame
+    frame = cv2.cvtColor(lab[0], cv2.COLOR_RGB2BGR)
+    optics = dataclasses.replace(DOMAINS["wild"], noise_sigma=0.0, colour_gain=(1.0, 1.0, 1.0), brightness=0.0)
+    soft = apply_camera(frame, optics, np.random.default_rng(0))
+
+    def detail(img):
+        return cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+
+    assert detail(soft) < 0.5 * detail(frame)
+    # and its sensor noise: frame-to-frame changes of a background pixel within the first clip (8 frames)
+    def flicker(frames):
+        return frames[:8, 1, 1].astype(np.float64).std(0).max()
+
+    assert flicker(wild) > 2 * flicker(lab)
+
+
+def test_gap_world_options(tmp_path):
+    with pytest.raises(ValueError, match="unknown sample world"):
+        make_sample_dataset("dfew", tmp_path / "a", world="nope")
+    with pytest.raises(ValueError, match="has only"):
+        make_sample_dataset("mafw", tmp_path / "b", world="gap")

@@ -43,6 +43,13 @@ def test_study_writes_every_table_and_figure(study):
     assert peml["trainable_parameters"] < saved["records"]["emer_full_ft"]["0"]["trainable_parameters"]
     assert saved["records"]["video_only"]["0"]["mean_instruction_weight"] is None  # no eye input, no prior
     assert {"fig10", "fig11", "fig12", "fig13", "fig14"} <= set(saved["findings"])
+    # the default gap world: its design is in the report, the visual eye signal measured in both domains
+    assert saved["info"]["world"] == "gap" and "The sample world: the paper's gap" in report
+    assert set(saved["findings"]["world_quality"]) == {"lab (EMER test clips)", "wild (target, all clips)"}
+    assert saved["info"]["num_train"] == 2 * 7 and saved["info"]["num_test"] == 7  # --quick: 2 labelled, 1 test
+    # a switch of a stage-1 part trains its own stage 1; the level-head switch starts from the default one
+    assert (root / "report" / "work" / "seed0" / "pretrain_fusion_mlp_linear" / "model.safetensors").exists()
+    assert not (root / "report" / "work" / "seed0" / "pretrain_level_head_transformer").exists()
     assert 0 <= saved["findings"]["fig13"]["instruction_weight"]["auc"] <= 1
 
 

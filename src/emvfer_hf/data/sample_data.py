@@ -14,6 +14,13 @@ Per clip the ground-truth series is kept beside the layout in ``<root>/sample_ey
 (read it with :func:`load_sample_eye_series`); ``<root>/sample_manifest.json`` records the generation options and
 the clip list. Both are outside the benchmark layouts, which the real loaders read unchanged.
 
+Two worlds (``world=``): ``"plain"`` (the default, every dataset filmed the same way, a fresh look per clip) and
+``"gap"`` (:data:`WORLDS`): the situation of the paper's two stages — a large EMER-like pre-training set filmed in the
+lab (:data:`DOMAINS` ``"lab"``: identities A, even light, a sharp camera, the eye tracker's series) and a small
+downstream set across a domain gap (``"wild"``: other identities, a colour cast and other brightness, a blurred,
+noisier camera with the face smaller and off centre — so the visual eye series read from it is of lower quality —
+and few labelled clips per class). Only EMER and DFEW have a ``"gap"`` version.
+
 Generation is deterministic in ``seed``. Default size (4 clips per class, 16 frames, 128 px) writes the EMER or
 DFEW sample set in a few seconds on 2 CPU cores.
 """
@@ -224,6 +231,84 @@ def _random_look(rng: np.random.Generator, noise: float, face_scale: float) -> C
     )
 
 
+@dataclass(frozen=True)
+class Domain:
+    """Who is filmed and how, in one domain of the ``"gap"`` world (:data:`WORLDS`).
+
+    Identities: a clip shows one of ``identities`` persons; a person keeps its skin (tone drawn in ``skin_tone``, a
+    0..1 range of the plain world's tones), iris colour and face size for every clip, and the pools of two domains
+    are disjoint (different ``pool`` names seed them). Camera and light: each frame of a clip is multiplied by
+    ``colour_gain`` (B, G, R; a colour cast) and shifted by ``brightness`` grey levels, blurred (Gaussian σ
+    ``blur_sigma`` px at 128 px, scaled with the frame size), and gets sensor noise (σ ``noise_sigma`` grey levels);
+    the face fills ``face_scale`` of the frame height at an offset of up to ``center_offset`` (share of the frame)
+    from the centre, and ``motion`` scales the head motion (the plain world's ``noise``)."""
+
+    pool: str
+    identities: int
+    skin_tone: Tuple[float, float]
+    face_scale: float
+    center_offset: float
+    colour_gain: Tuple[float, float, float]
+    brightness: float
+    blur_sigma: float
+    noise_sigma: float
+    motion: float
+    background: Tuple[int, int]
+
+
+DOMAINS: Dict[str, Domain] = {
+    # EMER: participants in a lab, even white light, a sharp camera close to the face
+    "lab": Domain(pool="A", identities=16, skin_tone=(0.0, 0.7), face_scale=0.8, center_offset=0.02,
+                  colour_gain=(1.0, 1.0, 1.0), brightness=0.0, blur_sigma=0.0, noise_sigma=0.0, motion=0.1,
+                  background=(40, 90)),
+    # DFEW: film scenes — other people, warm tungsten light, a softer camera further away, more noise and motion
+    "wild": Domain(pool="B", identities=10, skin_tone=(0.3, 1.0), face_scale=0.6, center_offset=0.08,
+                   colour_gain=(0.75, 0.95, 1.2), brightness=-15.0, blur_sigma=1.1, noise_sigma=9.0, motion=0.3,
+                   background=(20, 160)),
+}
+#: world → dataset → its domain; the "plain" world has none (every clip a fresh look, the same camera)
+WORLDS: Dict[str, Dict[str, Domain]] = {"plain": {}, "gap": {"emer": DOMAINS["lab"], "dfew": DOMAINS["wild"]}}
+
+
+def identity_name(domain: Domain, identity: int) -> str:
+    """The person's id in the manifest (``A07``): pools of different domains never share one."""
+    return f"{domain.pool}{identity + 1:02d}"
+
+
+def _identity_rng(domain: Domain, identity: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([sum(map(ord, domain.pool)), 1000 + identity]))
+
+
+def _domain_look(rng: np.random.Generator, domain: Domain, identity: int) -> ClipLook:
+    """A clip of ``identity``: the person's skin, iris and face size, with this clip's background, placement,
+    intensity and motion phase."""
+    person = _identity_rng(domain, identity)
+    lo, hi = domain.skin_tone
+    tone = person.uniform(lo, hi)
+    skin = (int(120 + 70 * tone + person.integers(-10, 10)), int(150 + 55 * tone), int(185 + 50 * tone))  # BGR
+    iris = tuple(int(c) for c in person.choice([(40, 60, 90), (110, 80, 40), (60, 90, 60), (30, 40, 60)]))
+    size = person.uniform(0.93, 1.07)
+    bg = tuple(int(c) for c in rng.integers(domain.background[0], domain.background[1], 3))
+    offset = rng.uniform(-domain.center_offset, domain.center_offset, 2)
+    return ClipLook(
+        skin=skin, iris=iris, background=bg, center=(0.5 + offset[0], 0.5 + offset[1]),
+        scale=domain.face_scale * size * rng.uniform(0.97, 1.03), intensity=rng.uniform(0.7, 1.0),
+        motion_phase=rng.uniform(0, 2 * np.pi), noise=domain.motion,
+    )
+
+
+def apply_camera(img: np.ndarray, domain: Domain, rng: np.random.Generator) -> np.ndarray:
+    """The domain's light and camera on one rendered BGR uint8 frame: colour cast and brightness, blur, noise."""
+    import cv2
+
+    out = img.astype(np.float32) * np.asarray(domain.colour_gain, np.float32) + domain.brightness
+    if domain.blur_sigma > 0:
+        out = cv2.GaussianBlur(out, (0, 0), domain.blur_sigma * min(img.shape[:2]) / 128.0)
+    if domain.noise_sigma > 0:
+        out = out + rng.normal(0, domain.noise_sigma, out.shape).astype(np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 _SHIFT = 4
 _ONE = 1 << _SHIFT
 
@@ -341,16 +426,22 @@ def render_clip(
     kind: str = "macro",
     face_scale: float = 0.8,
     apex: Optional[int] = None,
+    domain: Optional[Domain] = None,
+    identity: int = 0,
 ) -> RenderedClip:
-    """Generate the eye series of one clip of class ``label_name`` and render its frames."""
+    """Generate the eye series of one clip of class ``label_name`` and render its frames; with a ``domain`` (the
+    ``"gap"`` world) the clip shows person ``identity`` of its pool through its camera (``noise`` and
+    ``face_scale`` then come from the domain)."""
     face, eye = class_style(label_name)
     duration = num_frames / fps
     series = generate_eye_series(eye, duration, rng)
     times = np.arange(num_frames) / fps
     vals = _sample_series_at(series, times)
-    look = _random_look(rng, noise, face_scale)
+    look = _random_look(rng, noise, face_scale) if domain is None else _domain_look(rng, domain, identity)
     env = _envelope(num_frames, kind, apex)
     frames = [render_frame(size, look, face, vals[k], env[k], times[k], rng) for k in range(num_frames)]
+    if domain is not None:
+        frames = [apply_camera(frame, domain, rng) for frame in frames]
     return RenderedClip(frames, series, times, vals)
 
 
@@ -427,7 +518,7 @@ def _fold_of(k: int, class_index: int, num_folds: int = 5) -> int:
 
 
 # -------------------------------------------------------------------------------------------- per-dataset writers
-def _make_emer(root, w: _Writer, cpc, num_frames, size, noise, seed):
+def _make_emer(root, w: _Writer, cpc, num_frames, size, noise, seed, domain: Optional[Domain] = None):
     names = LABELS["emer_7class"]
     short = {"happiness": "happy", "sadness": "sad", "anger": "anger", "fear": "fear", "surprise": "surprise",
              "disgust": "disgust", "neutral": "neutral"}
@@ -439,7 +530,8 @@ def _make_emer(root, w: _Writer, cpc, num_frames, size, noise, seed):
     for i, (k, name) in enumerate(_class_plan(names, cpc)):
         rng = _rng_for(seed, "emer", i)
         clip_id = f"{k + 1}_{'film' if k % 2 == 0 else 'sport'}_{short[name]}"
-        clip = render_clip(name, rng, num_frames, size, noise)
+        person = k % domain.identities if domain else k  # a participant shows every class
+        clip = render_clip(name, rng, num_frames, size, noise, domain=domain, identity=person)
         write_mp4(root / "face video" / f"{clip_id}.mp4", clip.frames)
         s = clip.series
         blink = s.values[:, 4] == BLINK
@@ -448,26 +540,30 @@ def _make_emer(root, w: _Writer, cpc, num_frames, size, noise, seed):
             root / "eye_movement data" / f"{clip_id}.tsv", s.times_s * 1000.0,
             (noisy[:, 2] + 1) / 2 * DISPLAY_RESOLUTION[0], (noisy[:, 3] + 1) / 2 * DISPLAY_RESOLUTION[1],
             noisy[:, 0], noisy[:, 1], ~blink, ~blink, eye_movement_type=s.values[:, 4].astype(int),
-            participant=f"P{k + 1:02d}", resolution=DISPLAY_RESOLUTION,
+            participant=f"P{person + 1:02d}", resolution=DISPLAY_RESOLUTION,
         )
         fold = _fold_of(k, names.index(name))
-        rows.append({"ID": clip_id, "Participant": k + 1, "ER": name, "FER": name,
+        rows.append({"ID": clip_id, "Participant": person + 1, "ER": name, "FER": name,
                      "Valence": valence[name], "Arousal": arousal[name], "Intensity": round(float(rng.uniform(1, 3)), 1)})
         split_lines.append(f"{clip_id}\tset{fold}")
-        w.add(clip_id, name, clip, fold=fold)
+        w.add(clip_id, name, clip, fold=fold, **({"identity": identity_name(domain, person)} if domain else {}))
     pd.DataFrame(rows).to_excel(root / "EMER_label.xlsx", index=False)
     (root / "emer_set.txt").write_text("\n".join(split_lines) + "\n", encoding="utf-8")
 
 
-def _make_dfew(root, w: _Writer, cpc, num_frames, size, noise, seed):
+def _make_dfew(root, w: _Writer, cpc, num_frames, size, noise, seed, domain: Optional[Domain] = None,
+               test_cpc: int = 0):
+    """DFEW; with a ``domain`` (the "gap" world) ``cpc`` labelled training clips and ``test_cpc`` test clips per
+    class, the same split written as every fold."""
     names = LABELS["dfew"]
     split_rows = {f: {"train": [], "test": []} for f in range(1, 6)}
     ann = []
     vid = 0
-    for i, (k, name) in enumerate(_class_plan(names, cpc)):
+    for i, (k, name) in enumerate(_class_plan(names, cpc + (test_cpc if domain else 0))):
         vid += 1 if i % 6 else 2  # ids have gaps, as in the release (clips without a detected face are gone)
         rng = _rng_for(seed, "dfew", i)
-        clip = render_clip(name, rng, num_frames, size, noise)
+        person = i % domain.identities if domain else 0
+        clip = render_clip(name, rng, num_frames, size, noise, domain=domain, identity=person)
         cid = f"{vid:05d}"
         write_jpgs(root / "Clip" / "clip_224x224" / cid, clip.frames,
                    [f"{cid}_{n + 1:05d}.jpg" for n in range(num_frames)])
@@ -475,16 +571,20 @@ def _make_dfew(root, w: _Writer, cpc, num_frames, size, noise, seed):
         write_jpgs(root / "Clip" / "clip_224x224_16f" / cid, [clip.frames[j] for j in pick],
                    [f"{cid}_{n + 1}.jpg" for n in range(16)])
         label = names.index(name) + 1
-        test_fold = _fold_of(k, label - 1)
+        test_fold = _fold_of(k, label - 1) if domain is None else None
         for f in range(1, 6):
-            split_rows[f]["test" if f == test_fold else "train"].append((vid, label))
+            is_test = f == test_fold if domain is None else k >= cpc
+            split_rows[f]["test" if is_test else "train"].append((vid, label))
         votes = {n: 0 for n in names}
         votes[name] = 8
         ann.append({"order": vid, **{f"{j + 1}{n}": votes[m] for j, (n, m) in
                                      enumerate(zip(("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"),
                                                    names))},
                     "clip_name": cid, "annotation": label})
-        w.add(cid, name, clip, test_fold=test_fold)
+        if domain is None:
+            w.add(cid, name, clip, test_fold=test_fold)
+        else:
+            w.add(cid, name, clip, split="test" if k >= cpc else "train", identity=identity_name(domain, person))
     for f, parts in split_rows.items():
         for part, pairs in parts.items():
             d = root / "EmoLabel_DataSplit" / f"{part}(single-labeled)"
@@ -634,6 +734,8 @@ def make_sample_dataset(
     resolution: Union[int, Tuple[int, int]] = 128,
     noise: float = 0.1,
     seed: int = 0,
+    world: str = "plain",
+    test_clips_per_class: Optional[int] = None,
 ) -> Path:
     """Write a small sample dataset in the exact layout of benchmark ``name`` under ``root``.
 
@@ -647,6 +749,10 @@ def make_sample_dataset(
             the not face-cropped MAFW / Aff-Wild2 raw videos; Aff-Wild2 crops are 112×112).
         noise: 0 = clean; scales pixel noise (σ = 20·noise grey levels) and head motion.
         seed: the generation is deterministic in it.
+        world: ``"plain"`` (default) or ``"gap"`` (:data:`WORLDS`: EMER in the lab domain, DFEW across the domain
+            gap; ``noise`` is then the domain's own).
+        test_clips_per_class: ``"gap"`` DFEW only: test clips per class (default ``2 * clips_per_class``), beside
+            the ``clips_per_class`` labelled training clips.
     Returns:
         ``root`` as a Path; load it with the dataset's loader (e.g. ``load_emer(root, fold=1)``).
     """
@@ -657,14 +763,26 @@ def make_sample_dataset(
         raise ValueError(f"need clips_per_class >= 1 and num_frames >= 4, got {clips_per_class}, {num_frames}")
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be in [0, 1], got {noise}")
+    if world not in WORLDS:
+        raise ValueError(f"unknown sample world {world!r}; expected one of {list(WORLDS)}")
+    if world != "plain" and key not in WORLDS[world]:
+        raise ValueError(f"the {world!r} sample world has only {list(WORLDS[world])}, not {name!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     size = _size(resolution)
     options = {"clips_per_class": clips_per_class, "num_frames": num_frames, "resolution": list(size),
                "noise": noise, "seed": seed, "video_fps": VIDEO_FPS,
                "styles": {k: {"face": asdict(FACES[f]), "eyes": asdict(EYES[e])} for k, (f, e) in CLASS_STYLES.items()}}
+    extra = {}
+    if world != "plain":  # recorded only outside the plain world, whose manifests stay as they were
+        domain = WORLDS[world][key]
+        extra["domain"] = domain
+        options.update(world=world, domain=asdict(domain))
+        if key == "dfew":
+            extra["test_cpc"] = 2 * clips_per_class if test_clips_per_class is None else test_clips_per_class
+            options["test_clips_per_class"] = extra["test_cpc"]
     writer = _Writer(key, root, options)
-    _MAKERS[key](root, writer, clips_per_class, num_frames, size, noise, seed)
+    _MAKERS[key](root, writer, clips_per_class, num_frames, size, noise, seed, **extra)
     writer.close()
     logger.info("wrote %s sample data (%d clips) to %s", key, len(writer.clips), root)
     return root

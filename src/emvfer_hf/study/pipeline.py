@@ -21,10 +21,10 @@ from ..training.stages import load_splits
 from . import figures as F
 from .report import claims_table, write_report
 from .runner import (
-    FIGURE_VARIANTS, GroundTruthEyeClips, evaluate_pretrained, figure_model_dirs, finalize_arguments, load_model,
-    make_context, prepare_data, pretrain_for_seed, train_variant, training_namespace,
+    FIGURE_VARIANTS, GroundTruthEyeClips, cached_record, evaluate_pretrained, figure_model_dirs, finalize_arguments,
+    load_model, make_context, prepare_data, pretrain_for_seed, train_variant, training_namespace,
 )  # fmt: skip
-from .variants import TABLE_VI, VARIANTS, resolve_variants
+from .variants import PAPER_SWITCHES, TABLE_VI, VARIANTS, resolve_variants
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +49,33 @@ def run_study(args) -> dict:
     pretrain_eval, pretrained_dirs, ctx, emer_test = {}, {}, None, None
     for seed in args.seeds:
         pretrained_dirs[seed] = pretrain_for_seed(args, seed, emer_root)
+        if pretrained_dirs[seed] is None:  # --cached_only, and this seed has no stage 1 yet
+            continue
         if ctx is None:
             ctx = make_context(args, target_root, emer_root, is_sample, pretrained_dirs[seed])
             emer_test = _emer_test(args, ctx, emer_root)
         if emer_test is not None:
             pretrain_eval[seed] = evaluate_pretrained(ctx, pretrained_dirs[seed], emer_test)
         for variant in variants:
+            if variant.key in PAPER_SWITCHES and args.switch_seeds is not None and seed not in args.switch_seeds:
+                continue
             keep = seed == args.seeds[0] and variant.key in FIGURE_VARIANTS
-            records[variant.key][seed] = train_variant(variant, seed, ctx, pretrained_dirs[seed], keep)
+            if args.cached_only:
+                record = cached_record(variant, seed, ctx, keep)
+                if record is not None:
+                    records[variant.key][seed] = record
+                continue
+            start_dir = (pretrain_for_seed(args, seed, emer_root, variant.pretrain_overrides)
+                         if variant.pretrain_overrides else pretrained_dirs[seed])  # fmt: skip
+            records[variant.key][seed] = train_variant(variant, seed, ctx, start_dir, keep)
 
+    records = {key: runs for key, runs in records.items() if runs}  # (switch variants outside --switch_seeds)
     findings = make_figures(args, ctx, records, pretrained_dirs[args.seeds[0]], emer_test, figures_dir)
     info = _report_info(args, ctx, records, start)
     info["fig13_source"] = findings.pop("fig13_source")
+    if ctx.is_sample and info.get("world") == "gap":
+        findings["world_quality"] = world_quality(ctx, emer_test)
+        info["world_quality"] = world_quality_text(findings["world_quality"])
     write_report(args.output_dir / "report.md", info, records, pretrain_eval, findings)
     _, claims = claims_table(records)
     results = {"info": info, "claims": claims, "findings": findings, "pretrain_eval": pretrain_eval,
@@ -70,6 +85,34 @@ def run_study(args) -> dict:
     for row in claims:
         print(f"  {row['verdict']:>28}  {row['claim']}")
     return results
+
+
+def world_quality(ctx, emer_test) -> dict:
+    """The visual eye signal of each domain against its generated ground truth (`sources.visual_vs_truth`): the EMER
+    test clips (lab) and every target clip (wild)."""
+    from .sources import visual_vs_truth
+
+    every = datasets.concatenate_datasets([ctx.train_set, ctx.test_set])
+    out = {"wild (target, all clips)": visual_vs_truth(every, ctx.target_root)}
+    if emer_test is not None and ctx.emer_root is not None:
+        out = {"lab (EMER test clips)": visual_vs_truth(emer_test, ctx.emer_root), **out}
+    return out
+
+
+def world_quality_text(quality: dict) -> str:
+    """One paragraph with the table of `world_quality`."""
+    channels = ("gaze_x", "gaze_y", "pupil_left", "behaviour")
+    lines = ["**The eye-signal gap, measured** (in this run): Pearson r between the visual series read from the video "
+             "and the ground truth the clip was rendered from (mean over clips / rows of all clips pooled):", "",
+             "| domain | clips | " + " | ".join(channels) + " |", "|---|---|" + "---|" * len(channels)]  # fmt: skip
+    for name, q in quality.items():
+        cells = [f"{_r(q['mean_per_clip'].get(c))} / {_r(q['pooled'].get(c))}" for c in channels]
+        lines.append(f"| {name} | {q['num_clips']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _r(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _emer_test(args, ctx, emer_root):
@@ -180,12 +223,21 @@ def _report_info(args, ctx, records, start: float) -> dict:
 
     first = args.seeds[0]
     config = MERTConfig.from_pretrained(figure_model_dirs(args, Path("."))["peml"])
-    target = (f"{args.dataset.upper()} sample data ({args.sample_clips_per_class} clips per class, generated)"
-              if not args.real_data else f"{args.dataset.upper()} at {args.data_dir}") + f", fold {args.fold}"  # fmt: skip
+    if args.real_data:
+        target = f"{args.dataset.upper()} at {args.data_dir}, fold {args.fold}"
+    elif args.sample_world == "gap":
+        target = (f"{args.dataset.upper()} sample data of the gap world (wild domain: {args.sample_clips_per_class} "
+                  f"labelled training and {args.sample_test_clips_per_class} test clips per class, generated)")  # fmt: skip
+    else:
+        target = f"{args.dataset.upper()} sample data ({args.sample_clips_per_class} clips per class, generated), fold {args.fold}"
+    if not args.real_data and args.sample_world == "gap":
+        stage1_data = f"EMER sample data of the gap world (lab domain, {args.sample_emer_clips_per_class} clips per class)"
+    else:
+        stage1_data = f"EMER {'sample data' if not args.real_data else 'at ' + str(args.emer_dir)}"
     stage1 = ("an existing pre-trained MERT: " + str(args.pretrained_model) if args.pretrained_model else
-              f"EMER {'sample data' if not args.real_data else 'at ' + str(args.emer_dir)} with the eye-tracker "
-              f"series, {args.pretrain_steps} steps at lr {args.pretrain_learning_rate}")  # fmt: skip
-    model = (f"{args.model_size} preset — {config.num_hidden_layers} layers × {config.hidden_size} hidden "
+              f"{stage1_data} with the eye-tracker series, {args.pretrain_steps} steps at lr "
+              f"{args.pretrain_learning_rate}")  # fmt: skip
+    model = (f"{args.model_size} preset{' + --config_overrides' if args.config_overrides else ''} — {config.num_hidden_layers} layers × {config.hidden_size} hidden "
              f"({config.num_attention_heads} heads), {config.num_frames} frames of {config.image_size} px, "
              f"{config.eye_sequence_length} eye steps, {config.num_prompt_tokens} prompt tokens, head "
              f"{config.head_hidden_size}")  # fmt: skip
@@ -195,6 +247,17 @@ def _report_info(args, ctx, records, start: float) -> dict:
     if args.quick:
         notes.append("`--quick`: a smoke run (tiny model, 2 steps) — the numbers mean nothing.")
     notes += identical_prediction_notes(records)
+    fewer = [f"{VARIANTS[k].name} ({len(runs)} of {len(args.seeds)})" for k, runs in records.items()
+             if len(runs) < len(args.seeds)]  # fmt: skip
+    missing = [v.name for v in resolve_variants(args.variants) if v.key not in records]
+    if fewer or missing:
+        notes.append("Not every variant ran on every seed (the per-seed table shows which): "
+                     + "; ".join(filter(None, [", ".join(fewer) and "fewer seeds: " + ", ".join(fewer),
+                                               ", ".join(missing) and "not run: " + ", ".join(missing)]))
+                     + ". Verdicts compare only the seeds both variants ran.")  # fmt: skip
+    if getattr(args, "cached_only", False):
+        notes.append("Assembled with `--cached_only` from the finished runs of the work folder, trained by earlier "
+                     "invocations of this script with the same settings (e.g. one per seed with `--variants`).")
     return {
         "title": f"{args.dataset.upper()} {'sample data' if ctx.is_sample else ''}".strip(),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -203,7 +266,9 @@ def _report_info(args, ctx, records, start: float) -> dict:
         "label_names": list(ctx.label_names), "target": target, "stage1": stage1, "model": model,
         "budget": f"{args.max_train_steps} steps, batch {args.batch_size}, AdamW lr {args.learning_rate} (cosine)",
         "seeds": list(args.seeds), "eye_pairs": ", ".join(f"{a}/{b}" for a, b in pairs) or "none",
-        "notes": notes,
+        "notes": notes, "world": None if args.real_data else args.sample_world,
+        "world_sizes": {"emer": args.sample_emer_clips_per_class, "train": args.sample_clips_per_class,
+                        "test": args.sample_test_clips_per_class},
     }  # fmt: skip
 
 

@@ -43,7 +43,19 @@ QUICK_OVERRIDES = (
     "intermediate_size=37,eye_sequence_length=16,fusion_bottleneck_size=8,head_hidden_size=16,num_prompt_tokens=3"
 )
 QUICK_SETTINGS = dict(seeds=[0], max_train_steps=2, pretrain_steps=2, batch_size=4, sample_clips_per_class=2,
-                      sample_num_frames=8, sample_resolution=112, config_overrides=QUICK_OVERRIDES)  # fmt: skip
+                      sample_emer_clips_per_class=2, sample_test_clips_per_class=1, sample_num_frames=8,
+                      sample_resolution=112, config_overrides=QUICK_OVERRIDES)  # fmt: skip
+
+# The "gap" world's model (`--sample_world gap` without --config_overrides): ViT-S width (hidden 384, 6 heads, MLP
+# 1536) in both encoders, 2 layers, 4 frames of 32 px (2×2 patches of 16 px), 16 eye steps (the visual series has
+# one step per video frame: 16 frames) — the largest that fits three seeds of the study on 2 CPU cores
+GAP_OVERRIDES = (
+    "num_frames=4,image_size=32,patch_size=16,hidden_size=384,num_hidden_layers=2,num_attention_heads=6,"
+    "intermediate_size=1536,eye_sequence_length=16,fusion_bottleneck_size=64,head_hidden_size=192,num_prompt_tokens=4"
+)
+# Sizes of the sample data per world when not given: (EMER clips per class, target training clips per class,
+# target test clips per class — the "plain" world splits its target by the 5 folds instead)
+SAMPLE_SIZES = {"plain": (None, 16, None), "gap": (40, 4, 8)}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -60,7 +72,15 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     data.add_argument("--fold", type=int, default=1, help="fold of 5-fold protocols")
     data.add_argument("--protocol", default=None, help="label protocol (CASME: 3class/5class/...)")
     data.add_argument("--test_subject", default=None, help="LOSO datasets: the held-out subject (required)")
-    data.add_argument("--sample_clips_per_class", type=int, default=16, help="size of the generated sample data")
+    data.add_argument("--sample_world", default="gap", choices=("gap", "plain"),
+                      help="generated sample data: 'gap' (default; a large lab EMER and a small target across a "
+                           "domain gap, emvfer_hf.data.sample_data.WORLDS) or 'plain' (both filmed alike)")
+    data.add_argument("--sample_clips_per_class", type=int, default=None,
+                      help="target clips per class (gap world: labelled training clips; default 16 plain, 4 gap)")
+    data.add_argument("--sample_emer_clips_per_class", type=int, default=None,
+                      help="EMER clips per class (default: 40 in the gap world, as the target in the plain one)")
+    data.add_argument("--sample_test_clips_per_class", type=int, default=None,
+                      help="gap world: target test clips per class (default 8)")
     data.add_argument("--sample_num_frames", type=int, default=16)
     data.add_argument("--sample_resolution", type=int, default=128)
     data.add_argument("--cache_dir", default=None, help="preprocessing cache (default: the training scripts' one)")
@@ -83,11 +103,16 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     budget.add_argument("--pretrain_learning_rate", type=float, default=3e-4)
     budget.add_argument("--batch_size", type=int, default=8)
     budget.add_argument("--variants", nargs="+", default=None, help="a subset of the variants (default: all)")
+    budget.add_argument("--switch_seeds", type=int, nargs="+", default=None,
+                        help="the seeds (of --seeds) on which the paper-literal switch variants run (default: all)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default="study_report", help="report.md, figures/ and results.json")
     run.add_argument("--work_dir", default=None, help="runs, models and sample data (default: <output_dir>/work)")
     run.add_argument("--overwrite", action="store_true", help="retrain even where a finished run is cached")
+    run.add_argument("--cached_only", action="store_true",
+                     help="train nothing: report the finished runs of the work folder (a variant and seed without "
+                          "one is left out; the per-seed table shows which ran)")
     run.add_argument("--num_rollout_clips", type=int, default=4, help="faces shown in the attention-rollout figure")
     run.add_argument("--quick", action="store_true",
                      help="smoke run: tiny model, 2 clips per class, 2 steps, one seed (overrides the budget flags)")
@@ -102,6 +127,14 @@ def finalize_arguments(args: argparse.Namespace) -> argparse.Namespace:
         args.model_size = args.model_size or "small"
     args.real_data = args.data_dir is not None
     args.model_size = args.model_size or ("paper" if args.real_data else "small")
+    emer_cpc, target_cpc, test_cpc = SAMPLE_SIZES[args.sample_world]
+    args.sample_clips_per_class = args.sample_clips_per_class or target_cpc
+    args.sample_emer_clips_per_class = args.sample_emer_clips_per_class or emer_cpc or args.sample_clips_per_class
+    args.sample_test_clips_per_class = args.sample_test_clips_per_class or test_cpc
+    if args.sample_world == "gap" and not args.real_data:
+        if args.dataset != "dfew":
+            raise ValueError(f"the gap sample world has a DFEW target only, not {args.dataset!r}")
+        args.config_overrides = args.config_overrides or GAP_OVERRIDES
     if args.real_data and not (args.emer_dir or args.pretrained_model):
         raise ValueError("a real --data_dir needs --emer_dir (EMER for stage 1) or --pretrained_model (a pre-trained "
                          "MERT); the sample EMER is a synthetic world that does not match a real target")  # fmt: skip
@@ -114,11 +147,11 @@ def finalize_arguments(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-PRETRAIN_SETTINGS = ("emer_dir", "data_dir", "sample_clips_per_class", "sample_num_frames", "sample_resolution",
-                     "model_size", "config_overrides", "vision_model", "pretrained_model", "pretrain_steps",
-                     "pretrain_learning_rate", "batch_size")  # fmt: skip
-VARIANT_SETTINGS = PRETRAIN_SETTINGS + ("dataset", "fold", "protocol", "test_subject", "max_train_steps",
-                                        "learning_rate")  # fmt: skip
+PRETRAIN_SETTINGS = ("emer_dir", "data_dir", "sample_world", "sample_emer_clips_per_class", "sample_num_frames",
+                     "sample_resolution", "model_size", "config_overrides", "vision_model", "pretrained_model",
+                     "pretrain_steps", "pretrain_learning_rate", "batch_size")  # fmt: skip
+VARIANT_SETTINGS = PRETRAIN_SETTINGS + ("sample_clips_per_class", "sample_test_clips_per_class", "dataset", "fold",
+                                        "protocol", "test_subject", "max_train_steps", "learning_rate")  # fmt: skip
 
 
 def settings_of(args, keys=VARIANT_SETTINGS) -> dict:
@@ -149,15 +182,22 @@ def prepare_data(args) -> tuple[Path, Optional[Path], bool]:
         target = Path(args.data_dir)
         emer = Path(args.emer_dir) if args.emer_dir else None
         return target, emer, (target / MANIFEST).exists()
-    options = dict(clips_per_class=args.sample_clips_per_class, num_frames=args.sample_num_frames,
-                   resolution=args.sample_resolution, seed=0)  # fmt: skip
-    base = args.work_dir / "sample_data" / "c{clips_per_class}_f{num_frames}_r{resolution}".format(**options)
+    common = dict(num_frames=args.sample_num_frames, resolution=args.sample_resolution, seed=0)
+    per_dataset = {"emer": dict(clips_per_class=args.sample_emer_clips_per_class),
+                   args.dataset: dict(clips_per_class=args.sample_clips_per_class)}  # fmt: skip
+    if args.sample_world == "gap":
+        per_dataset[args.dataset]["test_clips_per_class"] = args.sample_test_clips_per_class
     roots = {}
-    for name in ("emer", args.dataset):
-        root = base / FOLDER_NAMES[name]
+    for name, options in per_dataset.items():
+        options = {**common, **options}
+        if args.sample_world == "plain":  # the folder names of the earlier runs
+            folder = "c{clips_per_class}_f{num_frames}_r{resolution}".format(**options)
+        else:
+            folder = f"{args.sample_world}_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()))
+        root = args.work_dir / "sample_data" / folder / FOLDER_NAMES[name]
         if not (root / MANIFEST).exists():
             logger.info("generating the %s sample data in %s", name, root)
-            make_sample_dataset(name, root, **options)
+            make_sample_dataset(name, root, world=args.sample_world, **options)
         roots[name] = root
     return roots[args.dataset], roots["emer"], True
 
@@ -239,17 +279,28 @@ def _stamp_matches(folder: Path, settings: dict) -> bool:
     return stamp.exists() and json.loads(stamp.read_text()) == settings
 
 
-def pretrain_for_seed(args, seed: int, emer_root: Optional[Path]) -> Path:
-    """The EMER pre-trained MERT of `seed` (stage 1 with the eye-tracker signal; prior Ē stored), trained once."""
+def pretrain_for_seed(args, seed: int, emer_root: Optional[Path], extra_overrides: str = "") -> Optional[Path]:
+    """The EMER pre-trained MERT of `seed` (stage 1 with the eye-tracker signal; prior Ē stored), trained once;
+    `extra_overrides` (a variant's `pretrain_overrides`) are added to --config_overrides, in a folder of their own.
+    None with --cached_only when it has not been trained."""
     if args.pretrained_model:
+        if extra_overrides:
+            raise ValueError(f"--pretrained_model cannot be re-trained with {extra_overrides!r}: leave out the "
+                             "variants with their own stage 1 (--variants)")  # fmt: skip
         return Path(args.pretrained_model)
-    settings = settings_of(args, PRETRAIN_SETTINGS)
-    out = args.work_dir / f"seed{seed}" / "pretrain"
+    overrides = ",".join(o for o in (args.config_overrides, extra_overrides) if o)
+    settings = {**settings_of(args, PRETRAIN_SETTINGS), "config_overrides": str(overrides or None)}
+    tag = extra_overrides.replace("=", "_").replace(",", "__")
+    out = args.work_dir / f"seed{seed}" / ("pretrain" + (f"_{tag}" if tag else ""))
     if not args.overwrite and (out / "model.safetensors").exists() and _stamp_matches(out, settings):
         logger.info("seed %d: reusing the pre-trained model in %s", seed, out)
         return out
+    if getattr(args, "cached_only", False):
+        logger.info("seed %d: no finished stage 1 in %s (--cached_only: the seed is left out)", seed, out)
+        return None
     ns = training_namespace(args, seed, out, dataset="emer", data_dir=str(emer_root), max_train_steps=args.pretrain_steps,
-                            learning_rate=args.pretrain_learning_rate, model_name_or_path=args.vision_model)  # fmt: skip
+                            learning_rate=args.pretrain_learning_rate, model_name_or_path=args.vision_model,
+                            config_overrides=overrides or None)  # fmt: skip
     start = time.time()
     run_pretrain(ns)
     save_json(out / "study_settings.json", settings)
@@ -291,6 +342,8 @@ def build_model(variant: Variant, ctx: StudyContext, pretrained_dir: Path, seed:
         overrides = variant.overrides(config)
         config = MERTConfig.from_pretrained(pretrained_dir, **overrides)
         kwargs = {}
+        if "level_head" in overrides:  # other level heads p^l (stage 1 never trains them): newly initialised
+            kwargs["ignore_mismatched_sizes"] = True
         if config.num_labels != len(names):
             config.num_labels = len(names)
             kwargs["ignore_mismatched_sizes"] = True
@@ -314,14 +367,25 @@ def summarize_predictions(predictions: dict, ctx: StudyContext) -> dict:
     return metrics
 
 
-def train_variant(variant: Variant, seed: int, ctx: StudyContext, pretrained_dir: Path, keep_model: bool) -> dict:
-    """Train one variant for one seed (or reuse the cached run) and return its record."""
+def cached_record(variant: Variant, seed: int, ctx: StudyContext, keep_model: bool = False) -> Optional[dict]:
+    """The finished run of `variant` and `seed` in the work folder (same settings, and its model where one is
+    kept), or None."""
     run_dir = ctx.args.work_dir / f"seed{seed}" / variant.key
     record_path = run_dir / "record.json"
     if not ctx.args.overwrite and record_path.exists() and _stamp_matches(run_dir, ctx.settings):
         if not keep_model or (run_dir / "model" / "model.safetensors").exists():
             logger.info("seed %d, %s: reusing %s", seed, variant.key, record_path)
             return json.loads(record_path.read_text())
+    return None
+
+
+def train_variant(variant: Variant, seed: int, ctx: StudyContext, pretrained_dir: Path, keep_model: bool) -> dict:
+    """Train one variant for one seed (or reuse the cached run) and return its record."""
+    record = cached_record(variant, seed, ctx, keep_model)
+    if record is not None:
+        return record
+    run_dir = ctx.args.work_dir / f"seed{seed}" / variant.key
+    record_path = run_dir / "record.json"
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     model = build_model(variant, ctx, pretrained_dir, seed)
@@ -330,9 +394,12 @@ def train_variant(variant: Variant, seed: int, ctx: StudyContext, pretrained_dir
     test_data = ClipDataset(ctx.test_set, ctx.processor, variant.eye_source)
     ns = training_namespace(ctx.args, seed, run_dir)
     ctx.accelerator.free_memory()
-    _, model, history = train(ns, model, train_data, test_data, metrics_for(ctx.label_names), ctx.accelerator)
+    # evaluated once, after the last step (no per-epoch evaluation: nothing here selects on it, and with few
+    # labelled clips an epoch is a handful of steps, so per-epoch test passes would cost more than the training)
+    _, model, history = train(ns, model, train_data, None, None, ctx.accelerator)
+    predictions = run_predict(ctx, model, test_data)
+    history["eval"] = [{**metrics_for(ctx.label_names)(predictions), "step": ctx.args.max_train_steps}]
     seconds = time.time() - start
-    predictions = history["predictions"]
     weights = predictions["instruction_weights"]
     record = {
         "variant": variant.key, "seed": seed, "metrics": summarize_predictions(predictions, ctx),

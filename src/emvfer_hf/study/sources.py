@@ -144,3 +144,39 @@ def markdown_table(table: dict) -> str:
 
 
 __all__ = ["both_source_clips", "clip_sources", "correlate_clips", "markdown_table", "source_correlation"]
+
+
+def visual_vs_truth(dataset, sample_root) -> dict:
+    """How good the visual eye series of a generated sample split is: per channel, the Pearson r between the visual
+    series the preprocessing cached for each clip (`eye_movements` of `preprocess_splits`) and the ground truth the
+    clip was rendered from (`load_sample_eye_series`), both on the visual series' frame times (valid rows only).
+    Returns ``{"num_clips", "mean_per_clip": {channel: r}, "pooled": {channel: r}}`` — r of the rows of all clips
+    together, each clip's series z-scored first so that clips are comparable."""
+    from ..data.sample_data import load_sample_eye_series
+    from ..training.data import ClipDataset
+
+    reader = ClipDataset(dataset, None, "visual")
+    per_clip, pooled_t, pooled_v = [], [], []
+    for row in dataset:
+        visual = reader.eye_series(row)
+        if visual is None or visual.valid.sum() < 3:
+            continue
+        truth = load_sample_eye_series(sample_root, row["clip_id"])[0].resample_to_times(visual.times_s)
+        both = truth.valid & visual.valid
+        t_vals, v_vals = truth.values[both].astype(np.float64), visual.values[both].astype(np.float64)
+        per_clip.append([_pearson(t_vals[:, c], v_vals[:, c]) for c in range(len(CHANNELS))])
+
+        def z(x):
+            return (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+
+        pooled_t.append(z(t_vals))
+        pooled_v.append(z(v_vals))
+    if not per_clip:
+        return {"num_clips": 0, "mean_per_clip": {}, "pooled": {}}
+    t_all, v_all = np.concatenate(pooled_t), np.concatenate(pooled_v)
+    mean = {}
+    for c, ch in enumerate(CHANNELS):
+        rs = [r[c] for r in per_clip if r[c] is not None]
+        mean[ch] = _round(float(np.mean(rs))) if rs else None
+    return {"num_clips": len(per_clip), "mean_per_clip": mean,
+            "pooled": {ch: _round(_pearson(t_all[:, c], v_all[:, c])) for c, ch in enumerate(CHANNELS)}}  # fmt: skip
