@@ -2,7 +2,6 @@
 produced, a re-run reuses the cached runs, and the verdict logic and argument checks behave."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -55,10 +54,9 @@ def test_study_writes_every_table_and_figure(study):
 
 def test_rerun_reuses_finished_runs(study):
     root, argv, results = study
-    start = time.time()
     again = load_example("reproduce_study").main(argv)
-    assert again["records"]["peml"][0]["seconds"] == results["records"]["peml"][0]["seconds"]  # read back, not retrained
-    assert time.time() - start < 60
+    for key in results["records"]:  # read back, not retrained (a retrained run would have its own time)
+        assert again["records"][key][0]["seconds"] == results["records"][key][0]["seconds"], key
 
 
 def test_verdicts():
