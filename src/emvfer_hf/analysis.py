@@ -32,6 +32,7 @@ from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovem
 from .faces_mert import FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
 from .video_io_mert import VideoTruncatedWarning, iter_frame_chunks
 from .video_processing_mert import sample_segment_indices
+from .visualization import _runs
 
 #: the columns of a timeline before the per-class ``p_<class>`` ones
 TIMELINE_COLUMNS = ("track_id", "start_s", "end_s", "label", "score")
@@ -41,20 +42,14 @@ EYE_COLUMNS = ("instruction_weight", "blinks", "saccade_rate", "valid_fraction",
 DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
-def _runs_of(mask: np.ndarray) -> np.ndarray:
-    """Start indices of the True runs of a bool array."""
-    edges = np.diff(np.concatenate([[0], np.asarray(mask, np.int8)]))
-    return np.flatnonzero(edges == 1)
-
-
 def eye_window_statistics(series) -> dict:
     """Blink count, saccade rate (onsets per second), valid fraction and blink onset times of one window's
     eye-movement series (normalised behaviour channel: fixation 0, saccade 0.5, blink 1)."""
     if len(series) == 0:
         return {"blinks": 0, "saccade_rate": 0.0, "valid_fraction": 0.0, "blink_times_s": ""}
     behaviour = np.round(series.values[:, BEHAVIOUR_CHANNEL] * 2).astype(int)
-    blinks = _runs_of((behaviour == BLINK) & series.valid)
-    saccades = _runs_of((behaviour == SACCADE) & series.valid)
+    blinks = [start for start, _ in _runs((behaviour == BLINK) & series.valid)]
+    saccades = [start for start, _ in _runs((behaviour == SACCADE) & series.valid)]
     span = max(series.duration_s, 1e-9)
     return {
         "blinks": int(len(blinks)),

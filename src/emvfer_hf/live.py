@@ -89,9 +89,11 @@ def format_row(row: dict) -> str:
 
 
 def _check_gui() -> None:
+    import re
+
     import cv2
 
-    if "GUI:                           NONE" in cv2.getBuildInformation() or "GUI: NONE" in cv2.getBuildInformation():
+    if re.search(r"GUI:\s+NONE", cv2.getBuildInformation()):
         raise ValueError("--show needs an OpenCV with a GUI (pip install opencv-python); this one is headless")
 
 
