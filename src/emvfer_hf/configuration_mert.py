@@ -11,9 +11,12 @@ from .eye_prior_mert import (
 
 TRAINING_STAGES = ("pretrain", "peml")
 # The paper-literal variants (README, "Paper vs this implementation"): the first value of each is the default.
-FUSION_MLPS = ("bottleneck", "linear")
-FINAL_FUSIONS = ("cls", "tokens")
+FUSION_MLPS = ("linear", "bottleneck")
+FINAL_FUSIONS = ("tokens", "cls")
 LEVEL_HEADS = ("linear", "transformer")
+LEVEL_HEAD_INPUTS = ("multimodal", "video_cls")
+#: where W(E', Ē) acts (README, "Paper vs this implementation", rows [8]-[11]); the first is the default
+INSTRUCTION_PLACEMENTS = ("context", "attention", "input")
 
 
 @strict(accept_kwargs=True)
@@ -21,8 +24,10 @@ class MERTConfig(PreTrainedConfig):
     r"""
     Configuration of a [`MERTModel`] / [`MERTForVideoClassification`]. The defaults are the paper configuration
     (EM-VFER section III, Table XI): 16 frames of 224x224, a ViT-B/16 video encoder, a ViT-B eye encoder over 256
-    eye-movement steps of 5 channels, multi-level fusion with a 128-d bottleneck after every layer, a 1-layer
-    512-d Transformer head, and 6 PEML prompt tokens per modality.
+    eye-movement steps of 5 channels, multi-level fusion with the paper's linear G at 4 levels (3, 6, 9, 12), the
+    token-sequence fusion of eq. [6], a 1-layer 512-d Transformer head, and 6 PEML prompt tokens per modality; W acts
+    on the eye stream's evidence (`instruction_placement="context"`). README, "Paper vs this implementation", gives
+    each choice and its evidence.
 
     Video encoder (paper eq. [3], φ_V; transformers' ViT layers, so any `ViTModel` checkpoint initialises it):
         num_frames (`int`, defaults to 16): frames T per clip.
@@ -37,13 +42,17 @@ class MERTConfig(PreTrainedConfig):
             (`int`, *optional*): sizes of the eye encoder; `None` means the same as the video encoder.
     Multi-level fusion (eqs. [4]-[5]):
         fusion_levels (`list[int]`, *optional*): 1-based video-encoder layers after which the two streams are fused;
-            `None` means after every layer.
+            `None` means `num_fusion_levels` evenly spaced levels.
+        num_fusion_levels (`int`, *optional*, defaults to 4): with `fusion_levels=None`, fuse at this many evenly
+            spaced layers ending at the last (12 layers: 3, 6, 9, 12; at most one per layer) — the paper's "several
+            levels", sized so that the PEML stage's trainable parameters stay near Table XI (7.31M against 7.62M
+            with the linear G); `None` fuses after every layer.
         fusion_bottleneck_size (`int`, defaults to 128): width of the bottleneck MLPs G_V, G_E.
-        fusion_mlp (`str`, defaults to "bottleneck"): what G_V, G_E are. "bottleneck" — dim → bottleneck → dim with
-            GELU, its output through a per-channel gate initialised to zero (an untrained fusion leaves the encoders
-            untouched); "linear" — the paper's one linear layer dim → dim with an activation (GELU), no gate.
+        fusion_mlp (`str`, defaults to "linear"): what G_V, G_E are. "linear" — the paper's one linear layer
+            dim → dim with an activation (GELU), no gate; "bottleneck" — dim → bottleneck → dim with GELU, its output
+            through a per-channel gate initialised to zero (an untrained fusion leaves the encoders untouched).
     Final fusion and head (eqs. [6]-[7]):
-        final_fusion (`str`, defaults to "cls"): what eq. [6] adds before the projection to the head width. "cls" —
+        final_fusion (`str`, defaults to "tokens"): what eq. [6] adds before the projection to the head width. "cls" —
             each frame's video CLS of F_V^L plus the eye CLS of F_E^L; "tokens" — the paper's full token sequences:
             the eye step tokens are linearly interpolated along time to the clip's video tokens (frame after frame,
             so frame t gets the t-th of T equal time segments of the series), added to them, projected token-wise,
@@ -59,9 +68,20 @@ class MERTConfig(PreTrainedConfig):
         peml_level_weights (`list[float]`, *optional*): loss weight w^l of each level head (one per level);
             `None` means progressive weights `0.5 * l / num_hidden_layers` (the final head has weight 1).
         level_head (`str`, defaults to "linear"): what each level head p^l is. "linear" — a linear probe on the
-            frame-averaged video CLS of level l; "transformer" — the paper's "similar to Eq. 7": the multimodal F^l of
+            frame average of the multimodal F^l of level l (`level_head_input`); "transformer" — the paper's
+            "similar to Eq. 7": the multimodal F^l of
             level l built as eq. [6] builds it from the last layer (same `final_fusion`), its own projection to the
             head width and its own Transformer head of the sizes of eq. [7] (`head_*`), then a linear classifier.
+        level_head_input (`str`, defaults to "multimodal"): what a linear p^l reads: "multimodal" — eq. [12]'s F^l,
+            the sum of eq. [6] at level l (video plus the time-aligned, W-scaled eye features), averaged over frames;
+            "video_cls" — the frame-averaged video CLS of level l alone (the earlier default).
+        instruction_placement (`str`, defaults to "context"): where W(E', Ē) acts. "context" — W scales the eye
+            stream's evidence for the video stream and the decision: the eye context GAP(F_E) of eq. [4] at every
+            fusion level and the eye term of eq. [6] (and of the level features F^l), in both stages, whenever W
+            exists (a stored prior or `instruction_weights=`); "attention" — log W is added to the attention logits
+            of every eye layer on the eye prompts' keys (each query's attention to the prompts is multiplied by W);
+            "input" — eq. [8] as written, the eye prompts multiplied by W before the eye encoder, whose pre-norm
+            layers cancel the scale (LN(W·p) = LN(p)): W then barely reaches the output.
         instruction_prior (`str`, defaults to "features"): what Ē is (`emvfer_hf.eye_prior_mert`):
             "features" — the distribution of quality features (temporal roughness and spread of each channel, pupil
             left/right correlation, behaviour-change rate, valid fraction) over the tracker series of pre-training;
@@ -112,10 +132,11 @@ class MERTConfig(PreTrainedConfig):
     eye_intermediate_size: int | None = None
 
     fusion_levels: list[int] | None = None
+    num_fusion_levels: int | None = 4
     fusion_bottleneck_size: int = 128
-    fusion_mlp: str = "bottleneck"
+    fusion_mlp: str = "linear"
 
-    final_fusion: str = "cls"
+    final_fusion: str = "tokens"
     head_hidden_size: int = 512
     head_num_layers: int = 1
     head_num_attention_heads: int | None = None
@@ -125,6 +146,8 @@ class MERTConfig(PreTrainedConfig):
     peml_levels: list[int] | None = None
     peml_level_weights: list[float] | None = None
     level_head: str = "linear"
+    level_head_input: str = "multimodal"
+    instruction_placement: str = "context"
     instruction_distance: str = "one_sided"
     instruction_prior: str = "features"
     instruction_eps: float = 1.0
@@ -135,9 +158,21 @@ class MERTConfig(PreTrainedConfig):
     train_video_encoder: bool | None = None
     video_encoder_pretrained: bool = False
 
+    #: options added after checkpoints were published, with the value that reproduces those checkpoints: a saved
+    #: config without the key loads with it (`from_dict`), so that an older model computes what it computed
+    LEGACY_DEFAULTS = {"instruction_placement": "input", "level_head_input": "video_cls", "num_fusion_levels": None}
+
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self._check_options()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """`PreTrainedConfig.from_dict`; a saved config that predates an option in :attr:`LEGACY_DEFAULTS` gets the
+        value its model was trained with."""
+        if config_dict.get("model_type", cls.model_type) == cls.model_type:
+            config_dict = {**{k: v for k, v in cls.LEGACY_DEFAULTS.items() if k not in config_dict}, **config_dict}
+        return super().from_dict(config_dict, **kwargs)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Sizes derived from the config (never stored, so that a tiny config stays consistent)
@@ -159,7 +194,14 @@ class MERTConfig(PreTrainedConfig):
 
     @property
     def resolved_fusion_levels(self) -> list[int]:
-        return list(self.fusion_levels) if self.fusion_levels is not None else list(range(1, self.num_hidden_layers + 1))
+        """`fusion_levels`, else `num_fusion_levels` evenly spaced layers ending at the last, else every layer."""
+        if self.fusion_levels is not None:
+            return list(self.fusion_levels)
+        layers = self.num_hidden_layers
+        if self.num_fusion_levels is None or self.num_fusion_levels >= layers:
+            return list(range(1, layers + 1))
+        count = self.num_fusion_levels
+        return [(k + 1) * layers // count for k in range(count)]
 
     @property
     def resolved_peml_levels(self) -> list[int]:
@@ -196,7 +238,9 @@ class MERTConfig(PreTrainedConfig):
             raise ValueError(f"MERTConfig.instruction_eps must be > 0, got {self.instruction_eps}")
         if self.training_stage not in TRAINING_STAGES:
             raise ValueError(f"MERTConfig.training_stage must be one of {TRAINING_STAGES}, got {self.training_stage!r}")
-        for name, allowed in (("fusion_mlp", FUSION_MLPS), ("final_fusion", FINAL_FUSIONS), ("level_head", LEVEL_HEADS)):
+        for name, allowed in (("fusion_mlp", FUSION_MLPS), ("final_fusion", FINAL_FUSIONS), ("level_head", LEVEL_HEADS),
+                              ("level_head_input", LEVEL_HEAD_INPUTS),
+                              ("instruction_placement", INSTRUCTION_PLACEMENTS)):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise ValueError(f"MERTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
@@ -213,6 +257,7 @@ class MERTConfig(PreTrainedConfig):
             "num_frames", "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
             "num_attention_heads", "intermediate_size", "eye_sequence_length", "eye_num_channels", "eye_hidden_size",
             "eye_num_hidden_layers", "eye_num_attention_heads", "eye_intermediate_size", "fusion_bottleneck_size",
+            "num_fusion_levels",
             "head_hidden_size", "head_num_layers", "head_num_attention_heads", "head_intermediate_size",
         ):  # fmt: skip
             positive(name)
@@ -247,4 +292,5 @@ class MERTConfig(PreTrainedConfig):
             )
 
 
-__all__ = ["FINAL_FUSIONS", "FUSION_MLPS", "INSTRUCTION_DISTANCES", "INSTRUCTION_PRIORS", "LEVEL_HEADS", "MERTConfig"]
+__all__ = ["FINAL_FUSIONS", "FUSION_MLPS", "INSTRUCTION_DISTANCES", "INSTRUCTION_PLACEMENTS", "INSTRUCTION_PRIORS",
+           "LEVEL_HEADS", "LEVEL_HEAD_INPUTS", "MERTConfig"]

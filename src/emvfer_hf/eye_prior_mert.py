@@ -50,9 +50,11 @@ as remote code with a checkpoint.
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
+from torch import nn
 
 INSTRUCTION_PRIORS = ("features", "mean", "multivariate_normal")
 INSTRUCTION_DISTANCES = ("one_sided", "mahalanobis", "euclidean", "cosine")
@@ -153,9 +155,12 @@ def eye_series_features(eye_movement_values: torch.Tensor, eye_movement_mask: to
 
 
 def fit_feature_prior(
-    eye_movement_values: torch.Tensor, eye_movement_mask: Optional[torch.Tensor] = None
+    eye_movement_values: torch.Tensor,
+    eye_movement_mask: Optional[torch.Tensor] = None,
+    features: Optional[torch.Tensor] = None,
 ) -> dict[str, torch.Tensor]:
-    """Ē as the distribution of the features over high-quality series (N, L, 5) (+ mask (N, L)).
+    """Ē as the distribution of the features over high-quality series (N, L, 5) (+ mask (N, L)); `features` (N, F),
+    when given, are the series' features computed elsewhere (at each series' own rate) instead of from the L steps.
 
     Returns:
         ``{"mean": (F,), "scale": (F,), "precision": (F, F)}``: the median of each feature, its robust scale
@@ -169,7 +174,10 @@ def fit_feature_prior(
     keep = mask.float().sum(dim=1) > 0
     if not bool(keep.any()):
         raise ValueError("cannot compute an eye-movement prior: no valid step in any series")
-    feats = eye_series_features(values[keep], mask[keep]).double()  # (N, F)
+    if features is None:
+        feats = eye_series_features(values[keep], mask[keep]).double()  # (N, F)
+    else:
+        feats = torch.as_tensor(features, dtype=torch.float64)[keep]
     center = feats.median(dim=0).values
     mad = 1.4826 * (feats - center).abs().median(dim=0).values
     std = feats.std(dim=0, unbiased=False) if len(feats) > 1 else torch.zeros_like(center)
@@ -197,14 +205,17 @@ def feature_instruction_weight(
     feature_precision: Optional[torch.Tensor] = None,
     distance: str = "one_sided",
     eps: float = 1.0,
+    features: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """W = 1 / (dist(f(E'), Ē) + eps) ∈ (0, 1/eps] with the feature prior; W = 0 for a series with no valid step.
+    `features` (B, F), when given, are f(E') computed elsewhere (at the series' own rate) instead of from the
+    (B, L, 5) values.
 
     With z = (f(E') − centre) / scale the robust z-scores of the features (clipped to ±:data:`Z_CLIP`), distance:
     "one_sided" — mean_k relu(side_k · z_k) (:data:`FEATURE_SIDES`); "mahalanobis" — sqrt(zᵀ P z / F) with P the
     shrunk inverse correlation; "euclidean" — sqrt(mean z²); "cosine" — 1 − cos(f / scale, centre / scale).
     """
-    feats = eye_series_features(eye_movement_values, eye_movement_mask)
+    feats = eye_series_features(eye_movement_values, eye_movement_mask) if features is None else features.float()
     z = ((feats - feature_mean.float()) / feature_scale.float()).clamp(-Z_CLIP, Z_CLIP)
     if distance == "one_sided":
         sides = torch.tensor(FEATURE_SIDES, dtype=z.dtype, device=z.device)
@@ -260,7 +271,228 @@ def series_instruction_weight(
     return torch.where(has_steps, weights, torch.zeros_like(weights))
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# The prior as a module of the model
+class MERTEyePrior(nn.Module):
+    """The prior Ē of high-quality eye movements and the instruction weight W(E', Ē) of eqs. [9]-[11], as a submodule
+    of `MERTModel` (like its encoders): it owns the prior buffers, saved with the checkpoint, and computes W with the
+    config's `instruction_prior`, `instruction_distance` and `instruction_eps`.
+
+    Buffers (every kind is stored, so that `config.instruction_prior` can be switched after fitting):
+        mean (L, C), covariance (C, C), mean_initialized (): the paper-literal mean series and Σ ("mean",
+            "multivariate_normal");
+        feature_mean (F,), feature_scale (F,), feature_precision (F, F), features_initialized (): the
+            distribution of the quality features (:func:`fit_feature_prior`, "features").
+
+    Checkpoints saved before this module existed kept the same buffers on `MERTModel` as `eye_prior_mean`,
+    `eye_prior_feature_scale`, ...; `MERTPreTrainedModel.from_pretrained` maps those names (:data:`LEGACY_KEYS`).
+    """
+
+    #: old (flat, on MERTModel) buffer name → name in this module
+    LEGACY_KEYS = {
+        "eye_prior_mean": "mean",
+        "eye_prior_covariance": "covariance",
+        "eye_prior_initialized": "mean_initialized",
+        "eye_prior_feature_mean": "feature_mean",
+        "eye_prior_feature_scale": "feature_scale",
+        "eye_prior_feature_precision": "feature_precision",
+        "eye_prior_features_initialized": "features_initialized",
+    }
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.register_buffer("mean", torch.zeros(config.eye_sequence_length, config.eye_num_channels))
+        self.register_buffer("covariance", torch.eye(config.eye_num_channels))
+        self.register_buffer("mean_initialized", torch.zeros(()))
+        self.register_buffer("feature_mean", torch.zeros(NUM_FEATURES))
+        self.register_buffer("feature_scale", torch.ones(NUM_FEATURES))
+        self.register_buffer("feature_precision", torch.eye(NUM_FEATURES))
+        self.register_buffer("features_initialized", torch.zeros(()))
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """No prior (the state of an untrained model)."""
+        self.mean.zero_()
+        self.covariance.copy_(torch.eye(self.covariance.shape[0]))
+        self.mean_initialized.zero_()
+        self.feature_mean.zero_()
+        self.feature_scale.fill_(1.0)
+        self.feature_precision.copy_(torch.eye(NUM_FEATURES))
+        self.features_initialized.zero_()
+
+    # -- what is stored ------------------------------------------------------------------------------------------------
+    def flag(self) -> torch.Tensor:
+        """The 0-d buffer that says whether the prior `config.instruction_prior` asks for is stored."""
+        return self.features_initialized if self.config.instruction_prior == "features" else self.mean_initialized
+
+    @property
+    def is_set(self) -> bool:
+        """Whether the prior that `config.instruction_prior` asks for is stored."""
+        return bool(self.flag().item() > 0)
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """The kinds of prior stored: "features" and/or "mean" (which also serves the multivariate normal)."""
+        kinds = []
+        if self.features_initialized.item() > 0:
+            kinds.append("features")
+        if self.mean_initialized.item() > 0:
+            kinds.append("mean")
+        return tuple(kinds)
+
+    def state(self) -> dict:
+        """Every stored prior as keyword arguments of :meth:`set` (copies), e.g. to move Ē to another model."""
+        features = None
+        if self.features_initialized.item() > 0:
+            features = {"mean": self.feature_mean.clone(), "scale": self.feature_scale.clone(),
+                        "precision": self.feature_precision.clone()}  # fmt: skip
+        mean_ok = self.mean_initialized.item() > 0
+        return {"mean": self.mean.clone() if mean_ok else None,
+                "covariance": self.covariance.clone() if mean_ok else None, "features": features}  # fmt: skip
+
+    # -- setting it ----------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def set(self, mean=None, covariance=None, features=None) -> None:
+        """Store the mean series (L, C) (and Σ (C, C)) and/or the feature prior
+        ``{"mean": (F,), "scale": (F,), "precision": (F, F)}`` of :func:`fit_feature_prior`."""
+        if mean is None and features is None:
+            raise ValueError("set_eye_prior needs the mean series `mean` and/or the feature prior `features`")
+        if mean is not None:
+            self._copy("eye prior mean", self.mean, mean)
+            if covariance is not None:
+                self._copy("eye prior covariance", self.covariance, covariance)
+            self.mean_initialized.fill_(1.0)
+        if features is not None:
+            for key, buffer in (("mean", self.feature_mean), ("scale", self.feature_scale),
+                                ("precision", self.feature_precision)):  # fmt: skip
+                if key not in features:
+                    raise ValueError(f"the feature prior needs {key!r} (got keys {sorted(features)})")
+                value = torch.as_tensor(features[key], dtype=torch.float32)
+                if key == "scale" and not bool((value > 0).all()):
+                    raise ValueError("eye feature prior 'scale' must be positive")
+                self._copy(f"eye feature prior {key!r}", buffer, value)
+            self.features_initialized.fill_(1.0)
+
+    @staticmethod
+    def _copy(name: str, buffer: torch.Tensor, value) -> None:
+        value = torch.as_tensor(value, dtype=torch.float32)
+        if tuple(value.shape) != tuple(buffer.shape):
+            raise ValueError(f"{name} must have shape {tuple(buffer.shape)}, got {tuple(value.shape)}")
+        buffer.copy_(value.to(buffer))
+
+    @torch.no_grad()
+    def load_legacy(self, checkpoint, **hub_kwargs) -> bool:
+        """Read the prior from a checkpoint saved before this module existed (buffers named by
+        :data:`LEGACY_KEYS` on `MERTModel`, any prefix). Returns whether one was found. `checkpoint` is a folder or
+        a Hub id (its files are found as `from_pretrained` finds them)."""
+        from safetensors import safe_open
+        from transformers.utils import cached_file
+
+        files = []
+        for name in ("model.safetensors", "model.safetensors.index.json"):
+            path = cached_file(str(checkpoint), name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+            if path is not None:
+                files.append(path)
+                break
+        if files and files[0].endswith(".json"):
+            import json
+
+            index = json.loads(open(files[0], encoding="utf-8").read())
+            shards = {f for k, f in index.get("weight_map", {}).items() if k.rsplit(".", 1)[-1] in self.LEGACY_KEYS}
+            files = [cached_file(str(checkpoint), shard, **hub_kwargs) for shard in sorted(shards)]
+        found = {}
+        for path in files:
+            with safe_open(path, framework="pt") as f:
+                for key in f.keys():
+                    if key.rsplit(".", 1)[-1] in self.LEGACY_KEYS:
+                        found[self.LEGACY_KEYS[key.rsplit(".", 1)[-1]]] = f.get_tensor(key)
+        if not found:
+            return False
+        for name, value in found.items():
+            self._copy(f"the checkpoint's {name}", getattr(self, name), value)
+        return True
+
+    # -- W ---------------------------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        eye_movement_values: torch.Tensor,
+        eye_movement_mask: torch.Tensor,
+        eye_quality_features: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """W(E', Ē) (B,) of a batch of normalised series (B, L, C) with mask (B, L); with the feature prior,
+        `eye_quality_features` (B, F) (computed from each series at its own sampling rate,
+        `EyeMovementSeries.quality_features`) replace the features of the resampled L steps. No gradient flows:
+        W is a property of the input. Raises when the prior `config.instruction_prior` asks for is not stored."""
+        if not torch.compiler.is_compiling() and not self.is_set:
+            raise ValueError(self.missing_message())
+        config = self.config
+        values, mask = eye_movement_values.detach(), eye_movement_mask.detach()
+        if config.instruction_prior == "features":
+            return feature_instruction_weight(
+                values, mask, self.feature_mean, self.feature_scale, self.feature_precision,
+                distance=config.instruction_distance, eps=config.instruction_eps,
+                features=None if eye_quality_features is None else eye_quality_features.detach(),
+            )  # fmt: skip
+        return series_instruction_weight(
+            values, mask, self.mean, self.covariance, distance=config.instruction_distance,
+            prior=config.instruction_prior, eps=config.instruction_eps,
+        )  # fmt: skip
+
+    def missing_message(self) -> str:
+        prior, stored = self.config.instruction_prior, self.stored
+        detail = f" (this model stores only the {stored[0]!r} prior)" if stored else ""
+        return (
+            f"this MERT model has no eye-movement prior Ē for instruction_prior={prior!r}{detail}: run the "
+            "pre-training stage (which stores it) or call `model.set_eye_prior_from_series(high_quality_series)` "
+            "before using PEML prompts (or pass `instruction_weights=` to the forward)"
+        )
+
+    def reconcile_loaded(self, source: str = "the checkpoint") -> None:
+        """After loading: warn (and fall back) where the stored prior differs from what the config asks for.
+
+        - the config asks for "features" but the checkpoint carries only the mean series (saved before the feature
+          prior existed, or a changed config): W falls back to the stored "mean" prior (Euclidean), with a warning
+          that says how to refit;
+        - the config asks for "mean"/"multivariate_normal" and no feature prior is stored: a warning that this W does
+          not measure quality;
+        - the config asks for "mean"/"multivariate_normal" but only the feature prior is stored: a warning.
+        """
+        stored, config = self.stored, self.config
+        prior = config.instruction_prior
+        refit = ("refit it with `model.set_eye_prior_from_series(tracker_series)` (stores the feature prior) and set "
+                 "`model.config.instruction_prior = 'features'`")  # fmt: skip
+        if prior == "features" and "features" not in stored and "mean" in stored:
+            config.instruction_prior = "mean"
+            if config.instruction_distance not in PRIOR_DISTANCES["mean"]:
+                config.instruction_distance = "euclidean"
+            warnings.warn(
+                f"{source}: its config asks for instruction_prior='features' but its eye-movement prior is the "
+                "paper-literal mean series (instruction_prior='mean'; saved before the distributional-feature prior "
+                f"existed, or without it). W uses the stored 'mean' prior with the "
+                f"{config.instruction_distance!r} distance, which does not measure quality; {refit}.",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif prior != "features" and "features" not in stored and "mean" in stored:
+            warnings.warn(
+                f"{source}: its eye-movement prior is the paper-literal mean series (instruction_prior={prior!r}), "
+                "saved before the distributional-feature prior became the default; this W does not tell a clean eye "
+                f"series from a broken one (README, 'instruction weight'). To use the feature prior, {refit}.",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif prior != "features" and "mean" not in stored and "features" in stored:
+            warnings.warn(
+                f"{source}: its config asks for instruction_prior={prior!r} but it stores only the feature prior; "
+                "set `model.config.instruction_prior = 'features'` or call `model.set_eye_prior_from_series(...)`.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
 __all__ = [
+    "MERTEyePrior",
     "FEATURE_NAMES",
     "FEATURE_SIDES",
     "INSTRUCTION_DISTANCES",

@@ -37,6 +37,7 @@ from .configuration_mert import TRAINING_STAGES, MERTConfig
 from .eye_prior_mert import (
     INSTRUCTION_PRIORS,
     NUM_FEATURES,
+    MERTEyePrior,
     feature_instruction_weight,
     fit_feature_prior,
     series_instruction_weight,
@@ -338,12 +339,18 @@ class MERTFusionLayer(nn.Module):
             self.video_gate = MERTCrossModalGate(video_dim, eye_dim, config.fusion_bottleneck_size)
             self.eye_gate = MERTCrossModalGate(eye_dim, video_dim, config.fusion_bottleneck_size)
 
-    def forward(self, video: torch.Tensor, eye: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """video (B·T, S_v, D_v), eye (B, S_e, D_e) → the fused pair, same shapes (`num_frames` = T, implied by B)."""
+    def forward(
+        self, video: torch.Tensor, eye: torch.Tensor, num_frames: int, eye_scale: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """video (B·T, S_v, D_v), eye (B, S_e, D_e) → the fused pair, same shapes (`num_frames` = T, implied by B).
+        `eye_scale` (B,): W scaling the eye context GAP(F_E) handed to the video stream [4]
+        (`instruction_placement="context"`)."""
         batch_size = eye.shape[0]
         clip_video = video.reshape(batch_size, -1, video.shape[-1])  # (B, T·S_v, D_v), a view: all tokens of a clip
         video_context = clip_video.mean(dim=1)  # GAP(F_V) over frames+tokens, (B, D_v)
         eye_context = eye.mean(dim=1)  # GAP(F_E), (B, D_e)
+        if eye_scale is not None:
+            eye_context = eye_context * eye_scale.to(eye_context.dtype)[:, None]  # W·GAP(F_E)
         # G_V is token-wise, so it runs on the clip view: GAP(F_E) broadcasts over every token of every frame.
         new_video = self.video_gate(clip_video, eye_context).view_as(video)
         new_eye = self.eye_gate(eye, video_context)
@@ -497,6 +504,12 @@ def instruction_weight(
     )
 
 
+def _hub_kwargs(kwargs: dict) -> dict:
+    """The `from_pretrained` keyword arguments that locate a checkpoint's files (revision, cache, token, ...)."""
+    keys = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+    return {k: kwargs[k] for k in keys if k in kwargs}
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Models
 class MERTPreTrainedModel(PreTrainedModel):
@@ -509,6 +522,10 @@ class MERTPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
     _no_split_modules = ["MERTLayer", "ViTEmbeddings"]
+    # the prior's buffers before `MERTEyePrior` (read by `MERTEyePrior.load_legacy`, not by the state-dict load)
+    _keys_to_ignore_on_load_unexpected = [rf"(^|\.){old}$" for old in MERTEyePrior.LEGACY_KEYS]
+    # a checkpoint without the prior is reported by `has_eye_prior` and by the PEML/W errors, which say what to do
+    _keys_to_ignore_on_load_missing = [r"(^|\.)eye_prior\."]
 
     def _init_weights(self, module):
         """Truncated-normal init (ViT's), zero-initialised fusion gates (eqs. [4]-[5]), an empty eye prior."""
@@ -536,25 +553,29 @@ class MERTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, MERTPrompts):
             init.trunc_normal_(module.video_prompts, mean=0.0, std=std)
             init.trunc_normal_(module.eye_prompts, mean=0.0, std=std)
-        elif isinstance(module, MERTModel):
-            init.zeros_(module.eye_prior_mean)
-            init.copy_(module.eye_prior_covariance, torch.eye(module.eye_prior_covariance.shape[0]))
-            init.zeros_(module.eye_prior_initialized)
-            init.zeros_(module.eye_prior_feature_mean)
-            init.ones_(module.eye_prior_feature_scale)
-            init.copy_(module.eye_prior_feature_precision, torch.eye(NUM_FEATURES))
-            init.zeros_(module.eye_prior_features_initialized)
+        elif isinstance(module, MERTEyePrior):  # no prior yet
+            init.zeros_(module.mean)
+            init.copy_(module.covariance, torch.eye(module.covariance.shape[0]))
+            init.zeros_(module.mean_initialized)
+            init.zeros_(module.feature_mean)
+            init.ones_(module.feature_scale)
+            init.copy_(module.feature_precision, torch.eye(NUM_FEATURES))
+            init.zeros_(module.features_initialized)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, then a check of the stored eye-movement prior against the config
         (an older checkpoint without the feature prior loads with a clear warning; see
-        `MERTModel._reconcile_loaded_eye_prior`)."""
+        `MERTEyePrior.reconcile_loaded`). Checkpoints saved before the prior became the `MERTEyePrior` submodule
+        (buffers `eye_prior_mean`, ... on `MERTModel`) load their prior from those names
+        (`MERTEyePrior.LEGACY_KEYS`)."""
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         base = model.base_model
-        if hasattr(base, "_reconcile_loaded_eye_prior"):
-            base._reconcile_loaded_eye_prior(str(pretrained_model_name_or_path))
+        if isinstance(getattr(base, "eye_prior", None), MERTEyePrior):
+            if not base.eye_prior.stored:
+                base.eye_prior.load_legacy(pretrained_model_name_or_path, **_hub_kwargs(kwargs))
+            base.eye_prior.reconcile_loaded(str(pretrained_model_name_or_path))
         return loaded
 
     # -- stages (docs/design.md §Stages) -------------------------------------------------------------------------------
@@ -606,16 +627,8 @@ class MERTModel(MERTPreTrainedModel):
         self.eye_to_video = nn.Linear(eye_dim, config.hidden_size) if eye_dim != config.hidden_size else nn.Identity()
         self.final_fusion = nn.Linear(config.hidden_size, config.head_hidden_size)
         self.head = MERTTemporalHead(config, self._head_vit_config)
-        # The prior Ē (and Σ) of high-quality eye movements, saved with the checkpoint (eqs. [9]-[11]).
-        self.register_buffer("eye_prior_mean", torch.zeros(config.eye_sequence_length, config.eye_num_channels))
-        self.register_buffer("eye_prior_covariance", torch.eye(config.eye_num_channels))
-        self.register_buffer("eye_prior_initialized", torch.zeros(()))
-        # The distributional-feature prior (`instruction_prior="features"`, eye_prior_mert): centre, robust scale and
-        # shrunk inverse correlation of the quality features over the tracker series of pre-training.
-        self.register_buffer("eye_prior_feature_mean", torch.zeros(NUM_FEATURES))
-        self.register_buffer("eye_prior_feature_scale", torch.ones(NUM_FEATURES))
-        self.register_buffer("eye_prior_feature_precision", torch.eye(NUM_FEATURES))
-        self.register_buffer("eye_prior_features_initialized", torch.zeros(()))
+        # The prior Ē of high-quality eye movements and W(E', Ē) [9]-[11], saved with the checkpoint.
+        self.eye_prior = MERTEyePrior(config)
         self.post_init()
         self.set_training_stage(config.training_stage)
 
@@ -640,81 +653,29 @@ class MERTModel(MERTPreTrainedModel):
     def prompts_active(self) -> bool:
         return self.config.training_stage == "peml" and self.prompts is not None
 
-    # -- the prior Ē ---------------------------------------------------------------------------------------------------
+    # -- the prior Ē (the `eye_prior` submodule, eqs. [9]-[11]) ----------------------------------------------------------
     @property
     def has_eye_prior(self) -> bool:
         """Whether the prior that `config.instruction_prior` asks for is stored ("features" or the mean series)."""
-        return bool(self._eye_prior_flag().item() > 0)
-
-    def _eye_prior_flag(self) -> torch.Tensor:
-        """The 0-d buffer that says whether the prior `config.instruction_prior` asks for is stored."""
-        if self.config.instruction_prior == "features":
-            return self.eye_prior_features_initialized
-        return self.eye_prior_initialized
+        return self.eye_prior.is_set
 
     @property
     def stored_eye_priors(self) -> tuple[str, ...]:
-        """The kinds of prior stored in this model's buffers: "features" and/or "mean" (which also serves the
-        multivariate normal, through Σ)."""
-        kinds = []
-        if self.eye_prior_features_initialized.item() > 0:
-            kinds.append("features")
-        if self.eye_prior_initialized.item() > 0:
-            kinds.append("mean")
-        return tuple(kinds)
+        """The kinds of prior stored: "features" and/or "mean" (which also serves the multivariate normal)."""
+        return self.eye_prior.stored
 
-    @property
-    def eye_prior(self) -> dict:
-        """Every prior buffer as keyword arguments of `set_eye_prior` (copies), e.g. to move Ē to another model."""
-        features = None
-        if self.eye_prior_features_initialized.item() > 0:
-            features = {"mean": self.eye_prior_feature_mean.clone(), "scale": self.eye_prior_feature_scale.clone(),
-                        "precision": self.eye_prior_feature_precision.clone()}  # fmt: skip
-        mean_ok = self.eye_prior_initialized.item() > 0
-        return {"mean": self.eye_prior_mean.clone() if mean_ok else None,
-                "covariance": self.eye_prior_covariance.clone() if mean_ok else None, "features": features}  # fmt: skip
-
-    @torch.no_grad()
     def set_eye_prior(self, mean=None, covariance=None, features=None) -> None:
-        """Store the prior Ē in the model's buffers: the mean series (L, C) (and Σ (C, C) for the multivariate-normal
-        option) and/or the feature prior `features` = {"mean": (F,), "scale": (F,), "precision": (F, F)} of
-        `eye_prior_mert.fit_feature_prior`."""
-        if mean is None and features is None:
-            raise ValueError("set_eye_prior needs the mean series `mean` and/or the feature prior `features`")
-        if mean is not None:
-            mean = torch.as_tensor(mean, dtype=torch.float32)
-            expected = tuple(self.eye_prior_mean.shape)
-            if tuple(mean.shape) != expected:
-                raise ValueError(f"eye prior mean must have shape {expected}, got {tuple(mean.shape)}")
-            self.eye_prior_mean.copy_(mean.to(self.eye_prior_mean))
-            if covariance is not None:
-                covariance = torch.as_tensor(covariance, dtype=torch.float32)
-                if tuple(covariance.shape) != tuple(self.eye_prior_covariance.shape):
-                    raise ValueError(
-                        f"eye prior covariance must have shape {tuple(self.eye_prior_covariance.shape)}, "
-                        f"got {tuple(covariance.shape)}"
-                    )
-                self.eye_prior_covariance.copy_(covariance.to(self.eye_prior_covariance))
-            self.eye_prior_initialized.fill_(1.0)
-        if features is not None:
-            for key, buffer in (("mean", self.eye_prior_feature_mean), ("scale", self.eye_prior_feature_scale),
-                                ("precision", self.eye_prior_feature_precision)):  # fmt: skip
-                if key not in features:
-                    raise ValueError(f"the feature prior needs {key!r} (got keys {sorted(features)})")
-                value = torch.as_tensor(features[key], dtype=torch.float32)
-                if tuple(value.shape) != tuple(buffer.shape):
-                    raise ValueError(
-                        f"eye feature prior {key!r} must have shape {tuple(buffer.shape)}, got {tuple(value.shape)}"
-                    )
-                if key == "scale" and not bool((value > 0).all()):
-                    raise ValueError("eye feature prior 'scale' must be positive")
-                buffer.copy_(value.to(buffer))
-            self.eye_prior_features_initialized.fill_(1.0)
+        """Store the prior Ē: the mean series (L, C) (and Σ (C, C)) and/or the feature prior `features` =
+        {"mean": (F,), "scale": (F,), "precision": (F, F)} of `eye_prior_mert.fit_feature_prior`
+        (`MERTEyePrior.set`; `model.eye_prior.state()` gives these keyword arguments back)."""
+        self.eye_prior.set(mean, covariance, features=features)
 
-    def set_eye_prior_from_series(self, eye_movement_values, eye_movement_mask=None) -> None:
+    def set_eye_prior_from_series(self, eye_movement_values, eye_movement_mask=None, eye_quality_features=None) -> None:
         """Compute and store the prior from high-quality series: an array/tensor (N, L, C) (+ mask (N, L)) or an
-        iterable of `EyeMovementSeries` (resampled to `config.eye_sequence_length`). Stores every kind of prior (the
-        feature prior and the mean series with Σ), so that `config.instruction_prior` can be switched later."""
+        iterable of `EyeMovementSeries` (resampled to `config.eye_sequence_length`; their quality features are
+        computed at each series' own rate). Stores every kind of prior (the feature prior and the mean series with
+        Σ), so that `config.instruction_prior` can be switched later. `eye_quality_features` (N, F) may give the
+        features of array input (else they are computed from the L steps)."""
         from .eye_movement_mert import eye_movement_prior, stack_eye_movement_series
 
         if isinstance(eye_movement_values, torch.Tensor):
@@ -722,86 +683,24 @@ class MERTModel(MERTPreTrainedModel):
         if isinstance(eye_movement_mask, torch.Tensor):
             eye_movement_mask = eye_movement_mask.detach().cpu().numpy()
         if not hasattr(eye_movement_values, "shape"):  # an iterable of EyeMovementSeries
-            eye_movement_values, eye_movement_mask = stack_eye_movement_series(
-                list(eye_movement_values), self.config.eye_sequence_length
-            )
+            series = list(eye_movement_values)
+            eye_movement_values, eye_movement_mask = stack_eye_movement_series(series, self.config.eye_sequence_length)
+            if eye_quality_features is None and all(hasattr(s, "quality_features") for s in series):
+                eye_quality_features = torch.stack([torch.as_tensor(s.quality_features()) for s in series])
         mean, covariance = eye_movement_prior(
             eye_movement_values, mask=eye_movement_mask, length=self.config.eye_sequence_length
         )
         values = torch.as_tensor(eye_movement_values, dtype=torch.float32)
         mask = None if eye_movement_mask is None else torch.as_tensor(eye_movement_mask).bool()
-        self.set_eye_prior(mean, covariance, features=fit_feature_prior(values, mask))
+        features = fit_feature_prior(values, mask, features=eye_quality_features)
+        self.set_eye_prior(mean, covariance, features=features)
 
-    def instruction_weights(self, eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor) -> torch.Tensor:
-        """W(E', Ē) for a batch (B,), with this model's prior and its config's distance/prior options."""
-        if not self.has_eye_prior:
-            prior = self.config.instruction_prior
-            stored = self.stored_eye_priors
-            detail = f" (this model stores only the {stored[0]!r} prior)" if stored else ""
-            raise ValueError(
-                f"this MERT model has no eye-movement prior Ē for instruction_prior={prior!r}{detail}: run the "
-                "pre-training stage (which stores it) or call "
-                "`model.set_eye_prior_from_series(high_quality_series)` before using PEML prompts"
-            )
-        return self._instruction_weights(eye_movement_values, eye_movement_mask)
-
-    def _instruction_weights(self, eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor) -> torch.Tensor:
-        return instruction_weight(
-            eye_movement_values.detach(),  # W is a property of the input, never a path for gradients
-            eye_movement_mask.detach(),
-            self.eye_prior_mean,
-            self.eye_prior_covariance,
-            distance=self.config.instruction_distance,
-            prior=self.config.instruction_prior,
-            eps=self.config.instruction_eps,
-            feature_mean=self.eye_prior_feature_mean,
-            feature_scale=self.eye_prior_feature_scale,
-            feature_precision=self.eye_prior_feature_precision,
-        )
-
-    def _reconcile_loaded_eye_prior(self, source: str = "the checkpoint") -> None:
-        """After loading: warn (and fall back) where the stored prior differs from what the config asks for.
-
-        - the config asks for "features" but the checkpoint carries only the mean series (a checkpoint saved before
-          the feature prior existed, or a changed config): W falls back to the stored "mean" prior (Euclidean), with
-          a warning that says how to refit;
-        - the config asks for the paper-literal "mean"/"multivariate_normal" prior and no feature prior is stored: a
-          warning that this W does not measure quality and the default is now "features".
-        """
-        import warnings
-
-        stored = self.stored_eye_priors
-        prior = self.config.instruction_prior
-        refit = ("refit it with `model.set_eye_prior_from_series(tracker_series)` (stores the feature prior) and set "
-                 "`model.config.instruction_prior = 'features'`")  # fmt: skip
-        if prior == "features" and "features" not in stored and "mean" in stored:
-            distance = self.config.instruction_distance
-            self.config.instruction_prior = "mean"
-            if distance not in ("euclidean", "cosine"):
-                self.config.instruction_distance = "euclidean"
-            warnings.warn(
-                f"{source}: its config asks for instruction_prior='features' but its eye-movement prior is the "
-                "paper-literal mean series (instruction_prior='mean'; saved before the distributional-feature prior "
-                f"existed, or without it). W uses the stored 'mean' prior with the "
-                f"{self.config.instruction_distance!r} distance, which does not measure quality; {refit}.",
-                UserWarning,
-                stacklevel=3,
-            )
-        elif prior != "features" and "features" not in stored and "mean" in stored:
-            warnings.warn(
-                f"{source}: its eye-movement prior is the paper-literal mean series (instruction_prior={prior!r}), "
-                "saved before the distributional-feature prior became the default; this W does not tell a clean eye "
-                f"series from a broken one (README, 'instruction weight'). To use the feature prior, {refit}.",
-                UserWarning,
-                stacklevel=3,
-            )
-        elif prior != "features" and "mean" not in stored and "features" in stored:
-            warnings.warn(
-                f"{source}: its config asks for instruction_prior={prior!r} but it stores only the feature prior; "
-                "set `model.config.instruction_prior = 'features'` or call `model.set_eye_prior_from_series(...)`.",
-                UserWarning,
-                stacklevel=3,
-            )
+    def instruction_weights(
+        self, eye_movement_values: torch.Tensor, eye_movement_mask: torch.Tensor, eye_quality_features=None
+    ) -> torch.Tensor:
+        """W(E', Ē) for a batch (B,), with this model's prior and its config's distance/prior options; raises a
+        clear error when the prior is not stored."""
+        return self.eye_prior(eye_movement_values, eye_movement_mask, eye_quality_features)
 
     # -- input checks --------------------------------------------------------------------------------------------------
     def _check_inputs(self, pixel_values, eye_movement_values, eye_movement_mask):
@@ -845,7 +744,13 @@ class MERTModel(MERTPreTrainedModel):
 
     # -- final fusion [6] and level features [12] -----------------------------------------------------------------------
     def _fuse_modalities(
-        self, video: torch.Tensor, eye: torch.Tensor, num_frames: int, num_prompts: int, normalize: bool = False
+        self,
+        video: torch.Tensor,
+        eye: torch.Tensor,
+        num_frames: int,
+        num_prompts: int,
+        normalize: bool = False,
+        eye_scale: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """The sum of eq. [6] before its projection: video tokens (B·T, P + S_v, D_v) and eye tokens
         (B, P + 1 + L, D_e) (P prompts first, then CLS) → per-frame features (B, T, D_v).
@@ -856,14 +761,16 @@ class MERTModel(MERTPreTrainedModel):
         of T equal time segments of the eye series (the eye CLS, which has no time, is left out). Averaging a frame's
         tokens commutes with the (linear) projection of eq. [6], so this equals projecting every summed token and
         averaging per frame, at the cost of one projection per frame. `normalize` applies the encoders' final
-        LayerNorms first (token-wise: only the tokens used are normalised).
+        LayerNorms first (token-wise: only the tokens used are normalised). `eye_scale` (B,) multiplies the eye term
+        (W with `instruction_placement="context"`).
         """
         video_norm = self.video_encoder.layernorm if normalize else nn.Identity()
         eye_norm = self.eye_encoder.layernorm if normalize else nn.Identity()
         batch_size = eye.shape[0]
+        scale = 1.0 if eye_scale is None else eye_scale.to(video.dtype)[:, None, None]  # (B, 1, 1)
         if self.config.final_fusion == "cls":
             frame_cls = video_norm(video[:, num_prompts]).reshape(batch_size, num_frames, -1)  # (B, T, D_v)
-            return frame_cls + self.eye_to_video(eye_norm(eye[:, num_prompts]))[:, None, :]
+            return frame_cls + scale * self.eye_to_video(eye_norm(eye[:, num_prompts]))[:, None, :]
         video_tokens = video_norm(video[:, num_prompts:])  # (B·T, S_v, D_v)
         tokens_per_frame = video_tokens.shape[1]
         eye_steps = eye_norm(eye[:, num_prompts + 1 :]).transpose(1, 2)  # (B, D_e, L)
@@ -871,15 +778,49 @@ class MERTModel(MERTPreTrainedModel):
         # aligned: (B, D_e, T·S_v), frame after frame → the mean of each frame's share, (B, T, D_e)
         eye_frames = aligned.reshape(batch_size, -1, num_frames, tokens_per_frame).mean(dim=-1).transpose(1, 2)
         video_frames = video_tokens.mean(dim=1).reshape(batch_size, num_frames, -1)  # (B, T, D_v)
-        return video_frames + self.eye_to_video(eye_frames)  # eye_to_video is affine: it commutes with the averages
+        return video_frames + scale * self.eye_to_video(eye_frames)  # eye_to_video is affine: commutes with the means
 
-    def _level_features(self, video: torch.Tensor, eye: torch.Tensor, num_frames: int, num_prompts: int) -> torch.Tensor:
-        """F^l of eq. [12] from the fused tokens of level l, under the encoders' final LayerNorms: the frame-averaged
-        video CLS (B, D_v) for `level_head="linear"`; the multimodal sum of eq. [6] (B, T, D_v) for "transformer"."""
-        if self.config.level_head == "transformer":
-            return self._fuse_modalities(video, eye, num_frames, num_prompts, normalize=True)
-        cls = video[:, num_prompts].reshape(eye.shape[0], num_frames, -1).mean(dim=1)
-        return self.video_encoder.layernorm(cls)
+    def _level_features(
+        self, video: torch.Tensor, eye: torch.Tensor, num_frames: int, num_prompts: int, eye_scale=None
+    ) -> torch.Tensor:
+        """F^l of eq. [12] from the fused tokens of level l, under the encoders' final LayerNorms: the multimodal sum
+        of eq. [6] at level l (B, T, D_v) for `level_head="transformer"`; for "linear", its average over frames
+        (B, D_v) (`level_head_input="multimodal"`, eq. [12]'s F^l) or the frame-averaged video CLS alone
+        ("video_cls")."""
+        if self.config.level_head_input == "video_cls" and self.config.level_head == "linear":
+            cls = video[:, num_prompts].reshape(eye.shape[0], num_frames, -1).mean(dim=1)
+            return self.video_encoder.layernorm(cls)
+        fused = self._fuse_modalities(video, eye, num_frames, num_prompts, normalize=True, eye_scale=eye_scale)
+        return fused if self.config.level_head == "transformer" else fused.mean(dim=1)
+
+    # -- W in the forward -----------------------------------------------------------------------------------------------
+    def _resolve_instruction_weights(self, values, mask, quality_features, override, batch_size):
+        """W (B,) for this forward: the caller's `instruction_weights`, else W(E', Ē) from the prior, else None (no
+        prior). Under torch.export / torch.compile there is no data-dependent branch on the prior flag: W is computed
+        and zeroed where the model has no prior."""
+        if override is not None:
+            override = torch.as_tensor(override, dtype=torch.float32, device=values.device)
+            if override.shape != (batch_size,):
+                raise ValueError(
+                    f"instruction_weights must have shape ({batch_size},) (one W per sample), got {tuple(override.shape)}"
+                )
+            if not torch.compiler.is_compiling() and not bool(torch.isfinite(override).all() and (override >= 0).all()):
+                raise ValueError("instruction_weights must be finite and >= 0")
+            return override
+        if torch.compiler.is_compiling():
+            weights = self.eye_prior(values, mask, quality_features)
+            return weights * (self.eye_prior.flag() > 0).to(weights.dtype)
+        return self.eye_prior(values, mask, quality_features) if self.has_eye_prior else None
+
+    @staticmethod
+    def _prompt_attention_bias(weights, seq_len: int, num_prompts: int, dtype) -> torch.Tensor:
+        """(B, 1, 1, S_e) additive attention bias: log W on the keys of the first `num_prompts` tokens (the eye
+        prompts), 0 elsewhere, so that softmax multiplies each query's unnormalised attention to the prompts by W
+        (`instruction_placement="attention"`). W is floored at 1e-4: W = 0 removes the prompts all but exactly."""
+        log_w = weights.float().clamp_min(1e-4).log()[:, None]  # (B, 1)
+        is_prompt = torch.arange(seq_len, device=weights.device) < num_prompts  # (S_e,)
+        bias = torch.where(is_prompt[None], log_w, torch.zeros((), device=weights.device))
+        return bias[:, None, None, :].to(dtype)
 
     # -- forward -------------------------------------------------------------------------------------------------------
     def forward(
@@ -890,6 +831,8 @@ class MERTModel(MERTPreTrainedModel):
         output_hidden_states: Optional[bool] = None,
         output_attentions: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        eye_quality_features: Optional[torch.Tensor] = None,
+        instruction_weights: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Union[MERTModelOutput, tuple]:
         r"""
@@ -897,10 +840,15 @@ class MERTModel(MERTPreTrainedModel):
             Normalised face frames (see `MERTVideoProcessor`).
         eye_movement_values (`torch.FloatTensor` of shape `(batch_size, eye_sequence_length, eye_num_channels)`,
             *optional*): the canonical eye-movement series E' (docs/design.md §Eye-movement format). Without it every
-            step is "missing":
-            the eye encoder sees the learned `missing_embedding` tokens, and W = 0 (the eye prompts vanish).
+            step is "missing": the eye encoder sees the learned `missing_embedding` tokens, and W = 0 (with the
+            default placement the eye stream's evidence is switched off).
         eye_movement_mask (`torch.BoolTensor` of shape `(batch_size, eye_sequence_length)`, *optional*):
             True for valid steps; default all valid when values are given.
+        eye_quality_features (`torch.FloatTensor` of shape `(batch_size, num_quality_features)`, *optional*):
+            the quality features of each series computed at its own sampling rate (the processor returns them);
+            W then uses them instead of features of the resampled L steps.
+        instruction_weights (`torch.FloatTensor` of shape `(batch_size,)`, *optional*): W to use instead of
+            W(E', Ē) (oracle and ablation studies, or your own quality score); returned as given.
         """
         config = self.config
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
@@ -918,28 +866,35 @@ class MERTModel(MERTPreTrainedModel):
             eye_movement_mask = torch.ones(eye_movement_values.shape[:2], dtype=torch.bool, device=pixel_values.device)
         eye_movement_mask = eye_movement_mask.bool()
 
-        # Instruction weight W(E', Ē) [9]-[11] (no parameters involved)
-        if torch.compiler.is_compiling():
-            # torch.export / torch.compile: no data-dependent branch on the prior flag (a `.item()` guard); W is
-            # computed and zeroed where the model has no prior (the eye prompts then vanish, as without eye input).
-            weights = self._instruction_weights(eye_movement_values, eye_movement_mask)
-            weights = weights * (self._eye_prior_flag() > 0).to(weights.dtype)
-        else:
-            weights = self.instruction_weights(eye_movement_values, eye_movement_mask) if self.has_eye_prior else None
+        # Instruction weight W(E', Ē) [9]-[11] (no parameters involved), or the caller's W
+        weights = self._resolve_instruction_weights(
+            eye_movement_values, eye_movement_mask, eye_quality_features, instruction_weights, batch_size
+        )
+        # where W acts (`instruction_placement`): "input" scales the eye prompts (eq. [8] as written), "attention" adds
+        # log W to the attention logits of every eye layer on the eye prompts' keys, "context" scales the eye stream's
+        # evidence handed to the video stream [4] and to the decision [6] (in both stages, wherever W exists)
+        placement = config.instruction_placement
+        scale = None
+        if weights is not None:
+            scale = weights if config.use_instruction_weights else torch.ones_like(weights)  # W, or W ≡ 1
+        eye_scale = scale if placement == "context" else None
 
         # Encoders' token embeddings [3]
         video = self.video_encoder.embeddings(pixel_values.flatten(0, 1).to(dtype))  # (B·T, 1 + N_v, D_v)
         eye = self.eye_encoder.embeddings(eye_movement_values.to(dtype), eye_movement_mask)  # (B, 1 + L, D_e)
 
-        # PEML input instruction [8]: prompts before CLS, eye prompts scaled by W
-        num_prompts = 0
+        # PEML input instruction [8]: prompts before CLS of both streams
+        num_prompts, eye_attention_bias = 0, None
         if self.prompts_active:
-            if weights is None:
-                self.instruction_weights(eye_movement_values, eye_movement_mask)  # raises the "no prior" error
+            if scale is None:
+                raise ValueError(self.eye_prior.missing_message())
             num_prompts = config.num_prompt_tokens
             video_prompts = self.prompts.video_prompts.expand(video.shape[0], -1, -1)
-            prompt_scale = weights if config.use_instruction_weights else torch.ones_like(weights)  # W, or W ≡ 1
-            eye_prompts = self.prompts.eye_prompts * prompt_scale.to(dtype)[:, None, None]
+            eye_prompts = self.prompts.eye_prompts.expand(batch_size, -1, -1)
+            if placement == "input":  # P_E·W before the pre-norm encoder: LN(W·p) = LN(p), so W mostly cancels
+                eye_prompts = eye_prompts * scale.to(dtype)[:, None, None]
+            elif placement == "attention":  # every query's attention to the P eye prompts is multiplied by W
+                eye_attention_bias = self._prompt_attention_bias(scale, eye.shape[1] + num_prompts, num_prompts, dtype)
             video = torch.cat([video_prompts, video], dim=1)
             eye = torch.cat([eye_prompts, eye], dim=1)
 
@@ -958,22 +913,23 @@ class MERTModel(MERTPreTrainedModel):
             for level, video_layer in enumerate(self.video_encoder.layers, start=1):
                 video = video_layer(video)
                 while eye_done < self._eye_layers_done_after(level):
-                    eye = self.eye_encoder.layers[eye_done](eye)
+                    eye = self.eye_encoder.layers[eye_done](eye, eye_attention_bias)
                     eye_done += 1
                     if output_hidden_states:
                         eye_states += (eye,)
                 if str(level) in self.fusion:
-                    video, eye = self.fusion[str(level)](video, eye, num_frames)
+                    video, eye = self.fusion[str(level)](video, eye, num_frames, eye_scale)
                 if output_hidden_states:
                     video_states += (video,)
                 if level in peml_levels:  # F^l for the level heads [12]
-                    level_features.append(self._level_features(video, eye, num_frames, num_prompts))
+                    level_features.append(self._level_features(video, eye, num_frames, num_prompts, eye_scale))
 
         video = self.video_encoder.layernorm(video)
         eye = self.eye_encoder.layernorm(eye)
 
         # Final fusion [6]: per-frame video CLS (or tokens) + eye CLS (or aligned tokens) → head width
-        frame_features = self.final_fusion(self._fuse_modalities(video, eye, num_frames, num_prompts))  # (B, T, H)
+        fused = self._fuse_modalities(video, eye, num_frames, num_prompts, eye_scale=eye_scale)
+        frame_features = self.final_fusion(fused)  # (B, T, H)
 
         # Transformer head over the T frame tokens [7]
         head_attentions = [] if output_attentions else None
@@ -1044,7 +1000,7 @@ class MERTForVideoClassification(MERTPreTrainedModel):
         return self.mert.has_eye_prior
 
     @property
-    def eye_prior(self) -> dict:
+    def eye_prior(self) -> MERTEyePrior:
         return self.mert.eye_prior
 
     @property
@@ -1054,8 +1010,8 @@ class MERTForVideoClassification(MERTPreTrainedModel):
     def set_eye_prior(self, mean=None, covariance=None, features=None) -> None:
         self.mert.set_eye_prior(mean, covariance, features=features)
 
-    def set_eye_prior_from_series(self, eye_movement_values, eye_movement_mask=None) -> None:
-        self.mert.set_eye_prior_from_series(eye_movement_values, eye_movement_mask)
+    def set_eye_prior_from_series(self, eye_movement_values, eye_movement_mask=None, eye_quality_features=None) -> None:
+        self.mert.set_eye_prior_from_series(eye_movement_values, eye_movement_mask, eye_quality_features)
 
     @classmethod
     def from_vision_pretrained(cls, vision_model_name_or_path, **config_kwargs) -> "MERTForVideoClassification":
@@ -1102,10 +1058,13 @@ class MERTForVideoClassification(MERTPreTrainedModel):
         output_hidden_states: Optional[bool] = None,
         output_attentions: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        eye_quality_features: Optional[torch.Tensor] = None,
+        instruction_weights: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Union[MERTVideoClassifierOutput, tuple]:
         r"""
-        pixel_values, eye_movement_values, eye_movement_mask: see [`MERTModel.forward`].
+        pixel_values, eye_movement_values, eye_movement_mask, eye_quality_features, instruction_weights: see
+            [`MERTModel.forward`].
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class indices in `[0, num_labels)`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -1113,6 +1072,8 @@ class MERTForVideoClassification(MERTPreTrainedModel):
             pixel_values,
             eye_movement_values=eye_movement_values,
             eye_movement_mask=eye_movement_mask,
+            eye_quality_features=eye_quality_features,
+            instruction_weights=instruction_weights,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
             return_dict=True,
