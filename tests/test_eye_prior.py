@@ -177,7 +177,7 @@ def test_prior_travels_with_the_checkpoint_and_older_ones_load_with_a_message(re
     old = tmp_path / "old"
     model.save_pretrained(old)
     state = load_file(old / "model.safetensors")
-    state = {k: v for k, v in state.items() if "eye_prior_feature" not in k}
+    state = {k: v for k, v in state.items() if "eye_prior.feature" not in k}
     save_file(state, old / "model.safetensors", metadata={"format": "pt"})
     config = json.loads((old / "config.json").read_text())
     config.update(instruction_prior="mean", instruction_distance="euclidean")
@@ -185,8 +185,8 @@ def test_prior_travels_with_the_checkpoint_and_older_ones_load_with_a_message(re
     with pytest.warns(UserWarning, match="paper-literal mean series"):
         literal = MERTForVideoClassification.from_pretrained(old)
     assert literal.has_eye_prior and literal.stored_eye_priors == ("mean",)
-    expected = pq.weights_of(values.numpy(), mask.numpy(), {"mean": model.mert.eye_prior_mean,
-                             "covariance": model.mert.eye_prior_covariance, "feature": {"mean": None, "scale": None,
+    expected = pq.weights_of(values.numpy(), mask.numpy(), {"mean": model.eye_prior.mean,
+                             "covariance": model.eye_prior.covariance, "feature": {"mean": None, "scale": None,
                              "precision": None}}, "mean", "euclidean")  # fmt: skip
     assert np.allclose(literal.mert.instruction_weights(values, mask).numpy(), expected)
 

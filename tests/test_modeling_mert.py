@@ -82,9 +82,14 @@ def test_tiny_config_derives_sizes(tiny_config):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Equations
+def bottleneck_fusion(config):
+    """A fusion layer with the gated bottleneck G (`fusion_mlp="bottleneck"`)."""
+    return MERTFusionLayer(MERTConfig(**{**config.to_diff_dict(), "fusion_mlp": "bottleneck"}))
+
+
 def test_fusion_with_zero_gate_is_identity(tiny_config):
-    """[4]-[5]: an untrained (zero-gated) fusion leaves both encoders untouched."""
-    fusion = MERTFusionLayer(tiny_config)
+    """[4]-[5]: an untrained (zero-gated) bottleneck fusion leaves both encoders untouched."""
+    fusion = bottleneck_fusion(tiny_config)
     torch.nn.init.normal_(fusion.video_gate.up.weight)
     torch.nn.init.zeros_(fusion.video_gate.gate)
     torch.nn.init.zeros_(fusion.eye_gate.gate)
@@ -134,7 +139,7 @@ def test_fusion_gate_is_the_literal_formula(context_dim):
 def test_fusion_keeps_the_residual_stream_dtype_under_autocast(tiny_config):
     """Under bf16 autocast the fused features stay fp32 (only the update is computed in bf16), as in a plain
     residual add; the final hidden states too."""
-    fusion = MERTFusionLayer(tiny_config)
+    fusion = bottleneck_fusion(tiny_config)
     with torch.no_grad():
         fusion.video_gate.gate.fill_(1.0)
         fusion.eye_gate.gate.fill_(1.0)
@@ -181,7 +186,7 @@ def test_layer_runs_in_chunks_on_cpu_with_the_same_function(tiny_config, monkeyp
 
 
 def test_fusion_uses_global_average_over_frames_and_tokens(tiny_config):
-    fusion = MERTFusionLayer(tiny_config)
+    fusion = bottleneck_fusion(tiny_config)
     with torch.no_grad():
         fusion.eye_gate.gate.fill_(1.0)
     video, eye = torch.randn(8, 5, 32), torch.randn(2, 17, 32)
@@ -222,7 +227,9 @@ def test_level_weights_increase_with_depth():
 
 
 def test_prompts_sit_before_cls_and_eye_prompts_scale_with_w(tiny_config):
-    """[8]: prompts are prepended before CLS only in the PEML stage; the eye prompts are scaled by W."""
+    """[8]: prompts are prepended before CLS only in the PEML stage; with `instruction_placement="input"` (eq. [8]
+    as written) the eye prompts are scaled by W."""
+    tiny_config.instruction_placement = "input"
     model = peml_model(tiny_config)
     model.eval()
     pixel_values, eyes = make_inputs(tiny_config)
@@ -321,7 +328,7 @@ def test_peml_stage_gradients(tiny_config):
         trained = [g for n, g in grads.items() if n.startswith(prefix)]
         assert trained and all(g is not None for g in trained), prefix
     assert any(g.abs().sum() > 0 for n, g in grads.items() if n.startswith("mert.prompts.") and g is not None)
-    assert grads["mert.fusion.1.video_gate.gate"].abs().sum() > 0
+    assert grads["mert.fusion.1.video_gate.linear.weight"].abs().sum() > 0
 
 
 def test_pretraining_trains_the_eye_encoder(tiny_config):
@@ -405,10 +412,8 @@ def test_save_load_round_trip(tiny_config, tmp_path):
     loaded = AutoModelForVideoClassification.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, MERTForVideoClassification)
     assert loaded.training_stage == "peml" and loaded.has_eye_prior
-    assert torch.equal(loaded.mert.eye_prior_mean, model.mert.eye_prior_mean)
-    assert torch.equal(loaded.mert.eye_prior_covariance, model.mert.eye_prior_covariance)
-    for name in ("eye_prior_feature_mean", "eye_prior_feature_scale", "eye_prior_feature_precision"):
-        assert torch.equal(getattr(loaded.mert, name), getattr(model.mert, name))  # the default (feature) prior
+    for name in ("mean", "covariance", "feature_mean", "feature_scale", "feature_precision"):
+        assert torch.equal(getattr(loaded.eye_prior, name), getattr(model.eye_prior, name))  # every kind of prior
     assert loaded.stored_eye_priors == ("features", "mean")
     pixel_values, eyes = make_inputs(tiny_config)
     assert torch.equal(

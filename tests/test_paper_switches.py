@@ -1,23 +1,27 @@
-"""The paper-literal variants of MERT as `MERTConfig` switches (issue 15): `fusion_mlp="linear"` (G of eqs. [4]-[5] as
-one linear layer with an activation), `final_fusion="tokens"` (eq. [6] over the full, time-aligned token sequences)
-and `level_head="transformer"` (each p^l of eq. [12] a Transformer head like eq. [7] on the multimodal F^l).
+"""The variants of MERT as `MERTConfig` switches (issues 15, 20). The paper's forms are now the defaults where the
+evidence chose them: `fusion_mlp="linear"` (G of eqs. [4]-[5] as one linear layer with an activation) and
+`final_fusion="tokens"` (eq. [6] over the full, time-aligned token sequences); the switches are the other forms:
+`fusion_mlp="bottleneck"` (the zero-gated bottleneck), `final_fusion="cls"`, `level_head="transformer"` (each p^l of
+eq. [12] a Transformer head like eq. [7] on the multimodal F^l) and `level_head_input="video_cls"` (linear p^l on the
+video CLS alone).
 
-Each switch: an unknown value is refused, the defaults are unchanged, the switch changes the model (parameters and/or
-outputs), the formula is the one documented, the PEML stage trains a sensible set, and save/load and torch.export
-keep working. Tiny configurations (docs/design.md §Rules)."""
+Each switch: an unknown value is refused, the defaults are the documented ones, the switch changes the model
+(parameters and/or outputs), the formula is the one documented, the PEML stage trains a sensible set, and save/load
+and torch.export keep working. Tiny configurations (docs/design.md §Rules)."""
 
 import pytest
 import torch
 
 from emvfer_hf import MERTConfig, MERTForVideoClassification, MERTModel
-from emvfer_hf.configuration_mert import FINAL_FUSIONS, FUSION_MLPS, LEVEL_HEADS
+from emvfer_hf.configuration_mert import FINAL_FUSIONS, FUSION_MLPS, LEVEL_HEAD_INPUTS, LEVEL_HEADS
 from emvfer_hf.modeling_mert import MERTCrossModalLinear, MERTFusionLayer
 
 from .conftest import TINY_MERT
 from .test_modeling_mert import make_inputs
 
-ALL_SWITCHES = dict(fusion_mlp="linear", final_fusion="tokens", level_head="transformer")
-SWITCHES = [dict(fusion_mlp="linear"), dict(final_fusion="tokens"), dict(level_head="transformer"), ALL_SWITCHES]
+ALL_SWITCHES = dict(fusion_mlp="bottleneck", final_fusion="cls", level_head="transformer")
+SWITCHES = [dict(fusion_mlp="bottleneck"), dict(final_fusion="cls"), dict(level_head="transformer"),
+            dict(level_head_input="video_cls"), ALL_SWITCHES]
 
 
 def build(stage="peml", seed=0, **switches):
@@ -40,14 +44,17 @@ def parameter_shapes(model):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Configuration
-def test_defaults_are_unchanged():
+def test_defaults_are_the_documented_ones():
     config = MERTConfig()
-    assert (config.fusion_mlp, config.final_fusion, config.level_head) == ("bottleneck", "cls", "linear")
-    assert (FUSION_MLPS[0], FINAL_FUSIONS[0], LEVEL_HEADS[0]) == ("bottleneck", "cls", "linear")
+    assert (config.fusion_mlp, config.final_fusion, config.level_head, config.level_head_input) == (
+        "linear", "tokens", "linear", "multimodal")
+    assert (FUSION_MLPS[0], FINAL_FUSIONS[0], LEVEL_HEADS[0], LEVEL_HEAD_INPUTS[0]) == (
+        "linear", "tokens", "linear", "multimodal")
+    assert config.resolved_fusion_levels == [3, 6, 9, 12]  # "several levels", sized to Table XI
 
 
 @pytest.mark.parametrize("field, allowed", [("fusion_mlp", FUSION_MLPS), ("final_fusion", FINAL_FUSIONS),
-                                            ("level_head", LEVEL_HEADS)])  # fmt: skip
+                                            ("level_head", LEVEL_HEADS), ("level_head_input", LEVEL_HEAD_INPUTS)])
 def test_unknown_value_names_the_field_and_the_allowed_values(field, allowed):
     with pytest.raises(ValueError, match=rf"MERTConfig\.{field} must be one of .*{allowed[1]}.*got 'paper'"):
         MERTConfig(**{field: "paper"})
@@ -62,16 +69,15 @@ def test_switch_changes_the_outputs(switches):
     with torch.no_grad():
         a = default(pixel_values=pixel_values, eye_movement_values=eyes)
         b = switched(pixel_values=pixel_values, eye_movement_values=eyes)
-    assert not torch.allclose(a.logits, b.logits, atol=1e-4)
+    only_levels = switches == dict(level_head_input="video_cls")  # what the level heads read, not the final head
+    assert torch.allclose(a.logits, b.logits, atol=1e-4) == only_levels
     assert len(b.level_logits) == len(a.level_logits) == 2
     assert all(x.shape == y.shape for x, y in zip(a.level_logits, b.level_logits))
-    same_levels = [torch.allclose(x, y, atol=1e-4) for x, y in zip(a.level_logits, b.level_logits)]
-    # the linear probes read the video CLS of each level, not eq. [6]: "tokens" alone leaves them as they are
-    assert not any(same_levels) if switches != dict(final_fusion="tokens") else all(same_levels)
+    assert not any(torch.allclose(x, y, atol=1e-4) for x, y in zip(a.level_logits, b.level_logits))
 
 
 def test_linear_fusion_replaces_the_gated_bottleneck():
-    default, linear = parameter_shapes(build()), parameter_shapes(build(fusion_mlp="linear"))
+    linear, default = parameter_shapes(build()), parameter_shapes(build(fusion_mlp="bottleneck"))
     d = TINY_MERT["hidden_size"]
     assert linear["mert.fusion.1.video_gate.linear.weight"] == (d, d)  # one layer dim → dim
     assert "mert.fusion.1.video_gate.gate" in default and not any(n.endswith(".gate") for n in linear)
@@ -80,8 +86,8 @@ def test_linear_fusion_replaces_the_gated_bottleneck():
 
 
 def test_tokens_fusion_has_the_same_parameters_but_another_function():
-    """`final_fusion="tokens"` adds no parameter: with the very same weights the outputs differ."""
-    default, tokens = build(), build(final_fusion="tokens")
+    """`final_fusion="tokens"` adds no parameter over "cls": with the very same weights the outputs differ."""
+    tokens, default = build(), build(final_fusion="cls")
     assert parameter_shapes(default) == parameter_shapes(tokens)
     tokens.load_state_dict(default.state_dict())
     pixel_values, eyes = make_inputs(default.config)
@@ -180,17 +186,19 @@ def test_other_frame_counts_work_with_tokens_fusion():
     assert out.logits.shape == (2, TINY_MERT["num_labels"])
 
 
-def test_transformer_level_heads_see_the_eye_stream():
-    """p^l on the multimodal F^l: with an untrained (zero-gated, identity) fusion, the default linear probes on the
-    video CLS ignore the eye input; the Transformer level heads do not."""
+def test_level_heads_see_the_eye_stream():
+    """p^l on the multimodal F^l (eq. [12]): with an untrained (zero-gated, identity) fusion, linear probes on the
+    video CLS alone ignore the eye input; the default linear probes on F^l and the Transformer level heads do not."""
     pixel_values, eyes = make_inputs(MERTConfig(**TINY_MERT))
-    for level_head, sees_eyes in (("linear", False), ("transformer", True)):
+    cases = ((dict(level_head_input="video_cls"), False), (dict(), True), (dict(level_head="transformer"), True))
+    for switches, sees_eyes in cases:
         torch.manual_seed(0)
-        model = MERTForVideoClassification(MERTConfig(**TINY_MERT, level_head=level_head)).eval()  # gates at zero
+        config = MERTConfig(**TINY_MERT, fusion_mlp="bottleneck", **switches)  # gates at zero
+        model = MERTForVideoClassification(config).eval()
         with torch.no_grad():
             a = model(pixel_values=pixel_values, eye_movement_values=eyes).level_logits
             b = model(pixel_values=pixel_values, eye_movement_values=eyes.flip(1)).level_logits
-        assert any(not torch.allclose(x, y) for x, y in zip(a, b)) == sees_eyes, level_head
+        assert any(not torch.allclose(x, y) for x, y in zip(a, b)) == sees_eyes, switches
     out = model.mert(pixel_values, eyes)
     assert all(f.shape == (2, TINY_MERT["num_frames"], TINY_MERT["hidden_size"]) for f in out.level_features)
 
@@ -265,7 +273,7 @@ def test_a_checkpoint_loads_with_the_other_level_head(level_head, tmp_path):
     config = MERTConfig.from_pretrained(tmp_path, level_head=other, training_stage="peml")
     model = MERTForVideoClassification.from_pretrained(tmp_path, config=config)
     source = MERTForVideoClassification.from_pretrained(tmp_path)
-    assert torch.equal(model.mert.fusion["1"].video_gate.gate, source.mert.fusion["1"].video_gate.gate)
+    assert torch.equal(model.mert.fusion["1"].video_gate.linear.weight, source.mert.fusion["1"].video_gate.linear.weight)
     assert model.has_eye_prior and len(model.level_heads()) == 2
     relabelled = MERTForVideoClassification.from_pretrained(tmp_path, num_labels=5, ignore_mismatched_sizes=True)
     assert all(head.out_features == 5 for head in [relabelled.classifier, *relabelled.level_heads()])

@@ -67,8 +67,8 @@ def test_pretraining_saves_model_processor_and_prior(pretrained):
     names = {p.name for p in pretrained.iterdir()}
     assert {"config.json", "model.safetensors", "video_preprocessor_config.json", "results.json"} <= names
     model = MERTForVideoClassification.from_pretrained(pretrained)
-    assert model.has_eye_prior and model.mert.eye_prior_mean.abs().sum() > 0  # Ē of the training recordings
-    assert torch.linalg.eigvalsh(model.mert.eye_prior_covariance).min() > 0
+    assert model.has_eye_prior and model.eye_prior.mean.abs().sum() > 0  # Ē of the training recordings
+    assert torch.linalg.eigvalsh(model.eye_prior.covariance).min() > 0
     results = json.loads((pretrained / "results.json").read_text())
     assert results["stage"] == "pretrain" and len(results["train_loss"]) > 0
     assert set(results["metrics"]) >= {"war", "uar"}
@@ -222,7 +222,7 @@ def test_label_mismatch_needs_ignore_mismatched_sizes(workdir, pretrained, tmp_p
     config.num_labels, config.id2label = 3, {0: "positive", 1: "negative", 2: "neutral"}
     config.label2id = {v: k for k, v in config.id2label.items()}
     three = MERTForVideoClassification(config)
-    three.set_eye_prior(**model.mert.eye_prior)
+    three.set_eye_prior(**model.mert.eye_prior.state())
     three.save_pretrained(other)
     with pytest.raises(ValueError, match="--ignore_mismatched_sizes"):
         finetune(workdir, tmp_path / "out", "--max_train_steps", "1", model=other)

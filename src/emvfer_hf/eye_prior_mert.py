@@ -285,7 +285,7 @@ class MERTEyePrior(nn.Module):
             distribution of the quality features (:func:`fit_feature_prior`, "features").
 
     Checkpoints saved before this module existed kept the same buffers on `MERTModel` as `eye_prior_mean`,
-    `eye_prior_feature_scale`, ...; `MERTPreTrainedModel.from_pretrained` maps those names (:data:`LEGACY_KEYS`).
+    `eye_prior_feature_scale`, ...; `MERTPreTrainedModel.from_pretrained` reads them (:meth:`load_legacy`, :data:`LEGACY_KEYS`).
     """
 
     #: old (flat, on MERTModel) buffer name → name in this module
