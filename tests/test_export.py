@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from emvfer_hf import MERTConfig, MERTForVideoClassification
-from emvfer_hf.export import ONNXVideoClassifier, example_inputs, export_onnx, quantize_onnx, torch_export
+from emvfer_hf.eye_prior_mert import eye_series_features
+from emvfer_hf.export import (
+    ONNX_INPUT_NAMES,
+    ONNXVideoClassifier,
+    example_input_dict,
+    example_inputs,
+    export_onnx,
+    quantize_onnx,
+    torch_export,
+)
 
 from .conftest import TINY_MERT
 
@@ -18,7 +27,10 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is in the [onnx] and [tes
 def peml_model():
     torch.manual_seed(0)
     model = MERTForVideoClassification(MERTConfig(**TINY_MERT))
-    model.set_eye_prior_from_series(torch.randn(8, TINY_MERT["eye_sequence_length"], 5))
+    values = torch.randn(8, TINY_MERT["eye_sequence_length"], 5)
+    # a prior fitted on features at the series' own rate: the graph uses the `eye_quality_features` input
+    model.set_eye_prior_from_series(values, eye_quality_features=eye_series_features(values + torch.randn(values.shape),
+                                                                                     torch.ones(8, values.shape[1])))
     model.set_training_stage("peml")  # prompts and the instruction weight W in the graph
     return model.eval()
 
@@ -30,7 +42,7 @@ def test_torch_export_has_no_data_dependent_guards():
         inputs = example_inputs(model.config, batch_size=batch, seed=batch)
         logits, weights = program.module()(*inputs)
         with torch.no_grad():
-            expected = model(*inputs[:1], eye_movement_values=inputs[1], eye_movement_mask=inputs[2])
+            expected = model(**dict(zip(ONNX_INPUT_NAMES, inputs)))
         torch.testing.assert_close(logits, expected.logits)
         torch.testing.assert_close(weights, expected.instruction_weights)
 
@@ -45,15 +57,15 @@ def onnx_export(tmp_path_factory):
 def test_onnx_inputs_dynamic_batch_and_parity(onnx_export):
     model, path = onnx_export
     classifier = ONNXVideoClassifier(path)
-    assert classifier.input_names == ["pixel_values", "eye_movement_values", "eye_movement_mask"]
+    assert classifier.input_names == list(ONNX_INPUT_NAMES)
     shape = classifier.session.get_inputs()[0].shape
     assert isinstance(shape[0], str) and shape[1:] == [4, 3, 32, 32]  # symbolic batch
     for batch in (1, 2, 5):
-        pixel_values, eyes, mask = example_inputs(model.config, batch_size=batch, seed=10 + batch)
-        mask[0, ::3] = False  # some missing steps
+        inputs = example_input_dict(model.config, batch_size=batch, seed=10 + batch)
+        inputs["eye_movement_mask"][0, ::3] = False  # some missing steps
         with torch.no_grad():
-            expected = model(pixel_values=pixel_values, eye_movement_values=eyes, eye_movement_mask=mask)
-        got = classifier(pixel_values=pixel_values, eye_movement_values=eyes, eye_movement_mask=mask)
+            expected = model(**inputs)
+        got = classifier(**inputs)
         assert np.abs(got["logits"] - expected.logits.numpy()).max() < 1e-4
         assert np.abs(got["instruction_weights"] - expected.instruction_weights.numpy()).max() < 1e-4
 
@@ -61,7 +73,7 @@ def test_onnx_inputs_dynamic_batch_and_parity(onnx_export):
 def test_int8_dynamic_quantisation_runs(onnx_export, tmp_path):
     model, path = onnx_export
     quantized = quantize_onnx(path, tmp_path / "model.int8.onnx")
-    inputs = dict(zip(("pixel_values", "eye_movement_values", "eye_movement_mask"), example_inputs(model.config, 4)))
+    inputs = example_input_dict(model.config, 4)
     got = ONNXVideoClassifier(quantized)(**inputs)["logits"]
     with torch.no_grad():
         expected = model(**inputs).logits.numpy()

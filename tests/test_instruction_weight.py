@@ -134,7 +134,8 @@ def test_prior_is_a_submodule_with_its_buffers_in_the_state_dict():
     model = peml("context")
     assert isinstance(model.mert.eye_prior, MERTEyePrior) and model.eye_prior is model.mert.eye_prior
     keys = {k for k in model.state_dict() if "eye_prior" in k}
-    assert keys == {f"mert.eye_prior.{name}" for name in MERTEyePrior.LEGACY_KEYS.values()}
+    assert keys == {f"mert.eye_prior.{name}" for name in MERTEyePrior.LEGACY_KEYS.values()} | {
+        "mert.eye_prior.features_own_rate"}
     state = model.eye_prior.state()
     other = peml("context", seed=1)
     other.eye_prior.reset()

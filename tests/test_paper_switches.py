@@ -245,22 +245,23 @@ def test_torch_export_with_every_switch():
         inputs = example_inputs(model.config, batch_size=batch, seed=batch)
         logits, _ = program.module()(*inputs)
         with torch.no_grad():
-            expected = model(inputs[0], eye_movement_values=inputs[1], eye_movement_mask=inputs[2]).logits
+            expected = model(inputs[0], eye_movement_values=inputs[1], eye_movement_mask=inputs[2],
+                             eye_quality_features=inputs[3]).logits
         torch.testing.assert_close(logits, expected)
 
 
 def test_onnx_export_with_every_switch(tmp_path):
     """The ONNX graph of a model with all three switches (interpolation of [6] included) matches PyTorch."""
     pytest.importorskip("onnxruntime", reason="onnxruntime is in the [onnx] and [test] extras")
-    from emvfer_hf.export import ONNXVideoClassifier, example_inputs, export_onnx
+    from emvfer_hf.export import ONNXVideoClassifier, example_input_dict, export_onnx
 
     model = build(**ALL_SWITCHES)
     classifier = ONNXVideoClassifier(export_onnx(model, tmp_path / "model.onnx"))
     for batch in (1, 3):
-        pixel_values, eyes, mask = example_inputs(model.config, batch_size=batch, seed=batch)
+        inputs = example_input_dict(model.config, batch_size=batch, seed=batch)
         with torch.no_grad():
-            expected = model(pixel_values=pixel_values, eye_movement_values=eyes, eye_movement_mask=mask).logits
-        got = classifier(pixel_values=pixel_values, eye_movement_values=eyes, eye_movement_mask=mask)["logits"]
+            expected = model(**inputs).logits
+        got = classifier(**inputs)["logits"]
         assert abs(got - expected.numpy()).max() < 1e-4
 
 

@@ -255,7 +255,8 @@ class TimelineAnalyzer:
             resampled = series.normalize().resample(self.length)
             stats = eye_window_statistics(series)
             inputs = {"pixel_values": pixels, "eye_movement_values": resampled.values,
-                      "eye_movement_mask": resampled.valid}  # fmt: skip
+                      "eye_movement_mask": resampled.valid,
+                      "eye_quality_features": series.quality_features().numpy()}  # fmt: skip
             row = {**stats, "face_fraction": round(fraction, 3), "reason": ""}
             self._queue.append(_Pending(window, track_id, inputs, row))
 

@@ -201,15 +201,14 @@ def run_export(args) -> int:
     import torch
     from transformers import AutoModelForVideoClassification
 
-    from .export import ONNXVideoClassifier, example_inputs, export_onnx, quantize_onnx
+    from .export import ONNX_INPUT_NAMES, ONNXVideoClassifier, example_input_dict, export_onnx, quantize_onnx
 
     model = AutoModelForVideoClassification.from_pretrained(args.model).float().eval()
     output = Path(args.output) if args.output else Path(args.model) / "model.onnx"
     export_onnx(model, output, opset=args.opset)
-    print(f"wrote {output} (inputs pixel_values, eye_movement_values, eye_movement_mask; dynamic batch)")
+    print(f"wrote {output} (inputs {', '.join(ONNX_INPUT_NAMES)}; dynamic batch)")
     if not args.no_check:
-        inputs = dict(zip(("pixel_values", "eye_movement_values", "eye_movement_mask"),
-                          example_inputs(model.config, batch_size=3, seed=1)))  # fmt: skip
+        inputs = example_input_dict(model.config, batch_size=3, seed=1)
         with torch.no_grad():
             expected = model(**inputs).logits.numpy()
         got = ONNXVideoClassifier(output)(**inputs)["logits"]

@@ -1,9 +1,10 @@
 """Export of MERT: `torch.export` and ONNX (with a dynamic batch), an onnxruntime classifier and int8 dynamic
 quantisation. Used by `emvfer export` / `emvfer predict --runtime onnx` and benchmarks/bench_onnx.py.
 
-The ONNX graph takes `pixel_values` (B, T, C, H, W) float32, `eye_movement_values` (B, L, 5) float32 and
-`eye_movement_mask` (B, L) bool, and returns `logits` (B, num_labels) (and `instruction_weights` (B,)); B is dynamic,
-T, H, W and L are those of the config. onnx / onnxruntime come with the `[onnx]` extra.
+The ONNX graph takes `pixel_values` (B, T, C, H, W) float32, `eye_movement_values` (B, L, 5) float32,
+`eye_movement_mask` (B, L) bool and `eye_quality_features` (B, F) float32 (the processor's outputs), and returns
+`logits` (B, num_labels) (and `instruction_weights` (B,)); B is dynamic, T, H, W and L are those of the config.
+onnx / onnxruntime come with the `[onnx]` extra.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ONNX_INPUT_NAMES = ("pixel_values", "eye_movement_values", "eye_movement_mask")
+ONNX_INPUT_NAMES = ("pixel_values", "eye_movement_values", "eye_movement_mask", "eye_quality_features")
 ONNX_OUTPUT_NAMES = ("logits", "instruction_weights")
 
 
@@ -26,27 +27,38 @@ class MERTExportWrapper(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pixel_values, eye_movement_values, eye_movement_mask):
+    def forward(self, pixel_values, eye_movement_values, eye_movement_mask, eye_quality_features):
         out = self.model(pixel_values=pixel_values, eye_movement_values=eye_movement_values,
-                         eye_movement_mask=eye_movement_mask, return_dict=True)  # fmt: skip
+                         eye_movement_mask=eye_movement_mask, eye_quality_features=eye_quality_features,
+                         return_dict=True)  # fmt: skip
         weights = out.instruction_weights
         if weights is None:  # a model without the prior Ē (pre-training stage): W is undefined, exported as 0
             weights = out.logits.new_zeros(out.logits.shape[0])
         return out.logits, weights
 
 
-def example_inputs(config, batch_size: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def example_inputs(config, batch_size: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random model inputs in the order of :data:`ONNX_INPUT_NAMES` (the quality features from a noisier copy of
+    the series, so that they differ from those of the L steps)."""
+    from .eye_prior_mert import eye_series_features
+
     g = torch.Generator().manual_seed(seed)
     pixel_values = torch.randn(batch_size, config.num_frames, config.num_channels, config.image_size,
                                config.image_size, generator=g)  # fmt: skip
     eyes = torch.randn(batch_size, config.eye_sequence_length, config.eye_num_channels, generator=g)
     mask = torch.ones(batch_size, config.eye_sequence_length, dtype=torch.bool)
-    return pixel_values, eyes, mask
+    features = eye_series_features(eyes + torch.randn(eyes.shape, generator=g), mask)
+    return pixel_values, eyes, mask, features
+
+
+def example_input_dict(config, batch_size: int = 2, seed: int = 0) -> dict:
+    """:func:`example_inputs` as keyword arguments of the model (and of `ONNXVideoClassifier`)."""
+    return dict(zip(ONNX_INPUT_NAMES, example_inputs(config, batch_size, seed)))
 
 
 def _dynamic_batch():
     batch = torch.export.Dim("batch", min=1, max=4096)
-    return ({0: batch}, {0: batch}, {0: batch})
+    return tuple({0: batch} for _ in ONNX_INPUT_NAMES)
 
 
 def torch_export(model, batch_size: int = 2):
@@ -106,6 +118,8 @@ class ONNXVideoClassifier:
     def __call__(self, **inputs) -> dict:
         feed = {}
         for name in self.input_names:
+            if name not in inputs:
+                raise ValueError(f"the ONNX graph needs the input {name!r} (the processor returns it); got {sorted(inputs)}")
             value = inputs[name]
             if hasattr(value, "detach"):
                 value = value.detach().cpu().numpy()
@@ -114,4 +128,5 @@ class ONNXVideoClassifier:
         return dict(zip([o.name for o in self.session.get_outputs()], outputs))
 
 
-__all__ = ["MERTExportWrapper", "ONNXVideoClassifier", "export_onnx", "quantize_onnx", "torch_export"]
+__all__ = ["ONNX_INPUT_NAMES", "MERTExportWrapper", "ONNXVideoClassifier", "example_input_dict", "export_onnx",
+           "quantize_onnx", "torch_export"]

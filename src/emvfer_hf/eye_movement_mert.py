@@ -163,6 +163,28 @@ class EyeMovementSeries:
             normalize_eye_movements(self.values, self.valid), self.valid, self.times_s, True, dict(self.metadata)
         )
 
+    @property
+    def sampling_rate_hz(self) -> float:
+        """The series' own rate: `metadata["fps"]` (or `"rate_hz"`) when known, else 1 / the median step (0 for
+        fewer than two rows)."""
+        for key in ("rate_hz", "fps"):
+            rate = self.metadata.get(key)
+            if rate:
+                return float(rate)
+        if len(self) < 2:
+            return 0.0
+        step = float(np.median(np.diff(self.times_s)))
+        return 1.0 / step if step > 0 else 0.0
+
+    def quality_features(self):
+        """The quality features (F,) of W(E', Ē) (`eye_prior_mert.FEATURE_NAMES`), from the normalised series at its
+        own samples, brought near `eye_prior_mert.QUALITY_FEATURE_RATE_HZ` by block averaging — never from the
+        L-step resampling, whose interpolation smooths what the features measure. A torch tensor."""
+        from .eye_prior_mert import series_quality_features
+
+        series = self.normalize()
+        return series_quality_features(series.values, series.valid, self.sampling_rate_hz)
+
     def resample_to_times(self, times_s: Sequence[float]) -> "EyeMovementSeries":
         """Resample at arbitrary time stamps (e.g. a video's frame times).
 

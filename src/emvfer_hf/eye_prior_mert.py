@@ -57,10 +57,10 @@ import torch
 from torch import nn
 
 INSTRUCTION_PRIORS = ("features", "mean", "multivariate_normal")
-INSTRUCTION_DISTANCES = ("one_sided", "mahalanobis", "euclidean", "cosine")
+INSTRUCTION_DISTANCES = ("robust", "one_sided", "mahalanobis", "euclidean", "cosine")
 #: the distances each prior accepts ("multivariate_normal" has its own density and ignores the distance)
 PRIOR_DISTANCES = {
-    "features": ("one_sided", "mahalanobis", "euclidean", "cosine"),
+    "features": ("robust", "one_sided", "mahalanobis", "euclidean", "cosine"),
     "mean": ("euclidean", "cosine"),
     "multivariate_normal": INSTRUCTION_DISTANCES,
 }
@@ -88,6 +88,8 @@ def _per_feature(table: dict) -> tuple:
 
 FEATURE_SCALE_FLOORS = _per_feature(_FLOOR)
 FEATURE_SIDES = _per_feature(_SIDE)
+#: the feature that "robust" turns into the evidence share instead of a distance term
+VALID_FEATURE = FEATURE_NAMES.index("valid_fraction")
 #: shrinkage of the feature correlation towards the identity (few training series, many features)
 CORRELATION_SHRINKAGE = 0.5
 #: robust z-scores are clipped to this magnitude before the distance (keeps W finite and smooth for absurd inputs)
@@ -154,6 +156,50 @@ def eye_series_features(eye_movement_values: torch.Tensor, eye_movement_mask: to
     return torch.cat([per_channel, scalars], dim=-1)
 
 
+#: the rate at which the quality features of a series are computed (Hz). The temporal features (step-to-step change,
+#: high-frequency share, event-change rate) depend on the sampling rate, and an interpolation up to the model's L
+#: steps smooths exactly what they measure (a 2-s window of a 30 fps video is 60 samples, L is 256). So every series
+#: is brought near this rate from its own samples, never by interpolation: blocks of consecutive samples are averaged
+#: (a 1000 Hz tracker: 33 a block, 200 Hz: 7, a 25–30 fps video: its own frames, a 60 fps video: 2). The rate is
+#: that of ordinary video, the slower of the two sources, where W is used.
+QUALITY_FEATURE_RATE_HZ = 30.0
+
+
+def block_average_series(values, valid, rate_hz: float, target_hz: float = QUALITY_FEATURE_RATE_HZ):
+    """A series (N, 5) + mask (N,) at `rate_hz` brought near `target_hz` by averaging blocks of
+    k = max(1, round(rate_hz / target_hz)) consecutive samples (the last, partial block is dropped when there is
+    more than one block). A block is valid when at least half its samples are; its continuous channels are the mean
+    of its valid samples, its behaviour the most marked code among them (blink > saccade > fixation: a 20–50 ms
+    saccade must not vanish into the block). Returns numpy arrays (M, 5) float32 and (M,) bool."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    k = max(1, int(round(float(rate_hz) / target_hz))) if rate_hz and np.isfinite(rate_hz) else 1
+    if k == 1 or len(values) < 2 * k:
+        return values.astype(np.float32), valid.copy()
+    m = len(values) // k
+    blocks = values[: m * k].reshape(m, k, -1)
+    ok = valid[: m * k].reshape(m, k)
+    count = ok.sum(axis=1)
+    weights = ok[..., None].astype(np.float64)
+    mean = (blocks * weights).sum(axis=1) / np.maximum(count, 1)[:, None]
+    mean[:, 4] = np.where(ok, blocks[..., 4], -np.inf).max(axis=1)
+    mean[count == 0] = blocks[count == 0].mean(axis=1)
+    return mean.astype(np.float32), count >= (k + 1) // 2
+
+
+def series_quality_features(values, valid, rate_hz: float) -> torch.Tensor:
+    """The features (F,) of one NORMALISED series (N, 5) with mask (N,) sampled at `rate_hz`, computed at its own
+    samples brought near :data:`QUALITY_FEATURE_RATE_HZ` (:func:`block_average_series`), never resampled to L."""
+    import numpy as np
+
+    v, m = block_average_series(values, valid, rate_hz)
+    if len(v) == 0:
+        return torch.zeros(NUM_FEATURES)
+    return eye_series_features(torch.from_numpy(np.ascontiguousarray(v))[None], torch.from_numpy(m)[None])[0]
+
+
 def fit_feature_prior(
     eye_movement_values: torch.Tensor,
     eye_movement_mask: Optional[torch.Tensor] = None,
@@ -163,7 +209,7 @@ def fit_feature_prior(
     when given, are the series' features computed elsewhere (at each series' own rate) instead of from the L steps.
 
     Returns:
-        ``{"mean": (F,), "scale": (F,), "precision": (F, F)}``: the median of each feature, its robust scale
+        ``{"mean": (F,), "scale": (F,), "precision": (F, F), "own_rate": bool}``: the median of each feature, its robust scale
         (1.4826·MAD, at least the std when the MAD vanishes, at least :data:`FEATURE_SCALE_FLOORS`), and the inverse
         of the feature correlation of the robust z-scores shrunk by :data:`CORRELATION_SHRINKAGE` towards the identity.
     """
@@ -194,7 +240,8 @@ def fit_feature_prior(
     corr = (1 - CORRELATION_SHRINKAGE) * corr + CORRELATION_SHRINKAGE * torch.eye(NUM_FEATURES, dtype=z.dtype)
     precision = torch.linalg.inv(corr)
     precision = 0.5 * (precision + precision.T)
-    return {"mean": center.float(), "scale": scale.float(), "precision": precision.float()}
+    return {"mean": center.float(), "scale": scale.float(), "precision": precision.float(),
+            "own_rate": features is not None}  # fmt: skip
 
 
 def feature_instruction_weight(
@@ -212,12 +259,24 @@ def feature_instruction_weight(
     (B, L, 5) values.
 
     With z = (f(E') − centre) / scale the robust z-scores of the features (clipped to ±:data:`Z_CLIP`), distance:
+    "robust" (the default) — W = s / (mean_k log(1 + relu(side_k · z_k)) + eps) over every feature but the valid
+    fraction, with s = min(1, valid fraction / Ē's median valid fraction) the share of the evidence that is there: a
+    log penalty per feature in its degrading direction (a feature that is off in every visual series, such as the
+    pupils' left/right correlation, cannot outweigh the evidence of the others) times the evidence share (a series
+    70% missing carries 30% of the information, whatever the rest looks like);
     "one_sided" — mean_k relu(side_k · z_k) (:data:`FEATURE_SIDES`); "mahalanobis" — sqrt(zᵀ P z / F) with P the
     shrunk inverse correlation; "euclidean" — sqrt(mean z²); "cosine" — 1 − cos(f / scale, centre / scale).
     """
     feats = eye_series_features(eye_movement_values, eye_movement_mask) if features is None else features.float()
     z = ((feats - feature_mean.float()) / feature_scale.float()).clamp(-Z_CLIP, Z_CLIP)
-    if distance == "one_sided":
+    share = torch.ones_like(z[:, 0])
+    if distance == "robust":
+        sides = torch.tensor(FEATURE_SIDES, dtype=z.dtype, device=z.device)
+        penalty = torch.log1p(torch.relu(sides * z))
+        signal = torch.cat([penalty[:, :VALID_FEATURE], penalty[:, VALID_FEATURE + 1 :]], dim=-1)
+        dist = signal.mean(dim=-1)
+        share = (feats[:, VALID_FEATURE] / feature_mean[VALID_FEATURE].float().clamp_min(1e-3)).clamp(0.0, 1.0)
+    elif distance == "one_sided":
         sides = torch.tensor(FEATURE_SIDES, dtype=z.dtype, device=z.device)
         dist = torch.relu(sides * z).mean(dim=-1)
     elif distance == "mahalanobis":
@@ -232,7 +291,7 @@ def feature_instruction_weight(
         dist = 1.0 - torch.nn.functional.cosine_similarity(f, c.expand_as(f), dim=-1, eps=1e-8)
     else:
         raise ValueError(f"unknown distance {distance!r} for the feature prior; choose one of {PRIOR_DISTANCES['features']}")
-    weights = 1.0 / (dist + eps)
+    weights = share / (dist + eps)
     has_steps = eye_movement_mask.to(torch.float32).sum(dim=1) > 0
     return torch.where(has_steps, weights, torch.zeros_like(weights))
 
@@ -309,6 +368,9 @@ class MERTEyePrior(nn.Module):
         self.register_buffer("feature_scale", torch.ones(NUM_FEATURES))
         self.register_buffer("feature_precision", torch.eye(NUM_FEATURES))
         self.register_buffer("features_initialized", torch.zeros(()))
+        # 1 when the feature prior was fitted on features at each series' own rate (the processor's
+        # `eye_quality_features` are then used); 0 for a prior fitted on the L steps (checkpoints before issue 20)
+        self.register_buffer("features_own_rate", torch.zeros(()))
 
     @torch.no_grad()
     def reset(self) -> None:
@@ -320,6 +382,7 @@ class MERTEyePrior(nn.Module):
         self.feature_scale.fill_(1.0)
         self.feature_precision.copy_(torch.eye(NUM_FEATURES))
         self.features_initialized.zero_()
+        self.features_own_rate.zero_()
 
     # -- what is stored ------------------------------------------------------------------------------------------------
     def flag(self) -> torch.Tensor:
@@ -346,7 +409,7 @@ class MERTEyePrior(nn.Module):
         features = None
         if self.features_initialized.item() > 0:
             features = {"mean": self.feature_mean.clone(), "scale": self.feature_scale.clone(),
-                        "precision": self.feature_precision.clone()}  # fmt: skip
+                        "precision": self.feature_precision.clone(), "own_rate": bool(self.features_own_rate > 0)}
         mean_ok = self.mean_initialized.item() > 0
         return {"mean": self.mean.clone() if mean_ok else None,
                 "covariance": self.covariance.clone() if mean_ok else None, "features": features}  # fmt: skip
@@ -355,7 +418,8 @@ class MERTEyePrior(nn.Module):
     @torch.no_grad()
     def set(self, mean=None, covariance=None, features=None) -> None:
         """Store the mean series (L, C) (and Σ (C, C)) and/or the feature prior
-        ``{"mean": (F,), "scale": (F,), "precision": (F, F)}`` of :func:`fit_feature_prior`."""
+        ``{"mean": (F,), "scale": (F,), "precision": (F, F)}`` of :func:`fit_feature_prior` (with ``"own_rate": True``
+        when it was fitted on features at each series' own rate, :func:`series_quality_features`)."""
         if mean is None and features is None:
             raise ValueError("set_eye_prior needs the mean series `mean` and/or the feature prior `features`")
         if mean is not None:
@@ -373,6 +437,7 @@ class MERTEyePrior(nn.Module):
                     raise ValueError("eye feature prior 'scale' must be positive")
                 self._copy(f"eye feature prior {key!r}", buffer, value)
             self.features_initialized.fill_(1.0)
+            self.features_own_rate.fill_(1.0 if features.get("own_rate") else 0.0)
 
     @staticmethod
     def _copy(name: str, buffer: torch.Tensor, value) -> None:
@@ -429,10 +494,13 @@ class MERTEyePrior(nn.Module):
         config = self.config
         values, mask = eye_movement_values.detach(), eye_movement_mask.detach()
         if config.instruction_prior == "features":
+            features = eye_series_features(values, mask)  # of the L steps: what an older prior was fitted on
+            if eye_quality_features is not None:  # at the series' own rate, for a prior fitted that way
+                given = eye_quality_features.detach().float().to(features.device)
+                features = torch.where(self.features_own_rate > 0, given, features)
             return feature_instruction_weight(
                 values, mask, self.feature_mean, self.feature_scale, self.feature_precision,
-                distance=config.instruction_distance, eps=config.instruction_eps,
-                features=None if eye_quality_features is None else eye_quality_features.detach(),
+                distance=config.instruction_distance, eps=config.instruction_eps, features=features,
             )  # fmt: skip
         return series_instruction_weight(
             values, mask, self.mean, self.covariance, distance=config.instruction_distance,
@@ -493,6 +561,9 @@ class MERTEyePrior(nn.Module):
 
 __all__ = [
     "MERTEyePrior",
+    "QUALITY_FEATURE_RATE_HZ",
+    "block_average_series",
+    "series_quality_features",
     "FEATURE_NAMES",
     "FEATURE_SIDES",
     "INSTRUCTION_DISTANCES",

@@ -467,6 +467,7 @@ def instruction_weight(
     feature_mean: Optional[torch.Tensor] = None,
     feature_scale: Optional[torch.Tensor] = None,
     feature_precision: Optional[torch.Tensor] = None,
+    features: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """W(E', Ē): larger for a series closer to the prior of high-quality signals, bounded for one equal to it.
 
@@ -485,6 +486,8 @@ def instruction_weight(
             density of the steps under N(Ē, Σ) relative to its peak, per channel (Table IX); `distance` is unused.
         eps: the bound of W = 1 / (dist + eps).
         feature_mean, feature_scale, feature_precision: the feature prior (`eye_prior_mert.fit_feature_prior`).
+        features: (B, F) the series' quality features computed at their own rate (`EyeMovementSeries.quality_features`)
+            for the feature prior; default: from the L steps.
     Returns:
         (B,) float32 weights.
     """
@@ -493,7 +496,7 @@ def instruction_weight(
             raise ValueError("instruction_weight(prior='features') needs feature_mean and feature_scale")
         return feature_instruction_weight(
             eye_movement_values, eye_movement_mask, feature_mean, feature_scale, feature_precision,
-            distance=distance, eps=eps,
+            distance=distance, eps=eps, features=features,
         )  # fmt: skip
     if prior not in INSTRUCTION_PRIORS:
         raise ValueError(f"unknown instruction prior {prior!r}; choose one of {INSTRUCTION_PRIORS}")

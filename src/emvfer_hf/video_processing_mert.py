@@ -8,8 +8,10 @@ docs/design.md §Data flow:
          face: the face backend (MTCNN + face mesh by default) ─ one square box per clip (union, or smoothed per-frame boxes) with a
                margin ─ crop ─ resize ─ rescale + normalise
          eyes: the visual extractor on a denser set of frames of the SAME decoded video → canonical 5-channel series
-               (eye_movement_mert) → resampled to `eye_sequence_length` steps
-         → pixel_values (B, T, 3, H, W), eye_movement_values (B, L, 5), eye_movement_mask (B, L)
+               (eye_movement_mert) → resampled to `eye_sequence_length` steps; its quality features for W(E', Ē)
+               at its own rate (eye_prior_mert)
+         → pixel_values (B, T, 3, H, W), eye_movement_values (B, L, 5), eye_movement_mask (B, L),
+           eye_quality_features (B, F)
 
 Flat module (single-dot sibling imports, heavy dependencies imported lazily) so it ships as remote code.
 """
@@ -25,6 +27,7 @@ from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from .eye_movement_mert import NUM_EYE_MOVEMENT_CHANNELS, EyeMovementSeries
+from .eye_prior_mert import NUM_FEATURES
 from .faces_mert import (  # noqa: F401  (re-exported)
     FACE_BACKENDS,
     FACE_BOX_MODES,
@@ -203,7 +206,8 @@ def _as_metadata_list(video_metadata, num_videos: int) -> list:
 class MERTVideoProcessor(BaseVideoProcessor):
     r"""
     Video processor of MERT (EM-VFER). Turns videos into `pixel_values` (B, T, 3, H, W), `eye_movement_values`
-    (B, L, 5) and `eye_movement_mask` (B, L).
+    (B, L, 5), `eye_movement_mask` (B, L) and `eye_quality_features` (B, F): the quality features of each clip's eye
+    series at its own rate, from which the model computes W(E', Ē) (`EyeMovementSeries.quality_features`).
 
     Inputs: a video file path (anything FFmpeg reads: mp4, avi, mov, webm, …), a folder of frame images (the DFEW /
     CASME layouts), an array or tensor (T, H, W, 3) (grayscale (T, H, W) too), or a list of these. Decoding is the
@@ -256,7 +260,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     """
 
     valid_kwargs = MERTVideoProcessorKwargs
-    model_input_names = ["pixel_values", "eye_movement_values", "eye_movement_mask"]
+    model_input_names = ["pixel_values", "eye_movement_values", "eye_movement_mask", "eye_quality_features"]
     num_frames = 16
     size = {"height": 224, "width": 224}
     do_resize = True
@@ -357,7 +361,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             if len(face_box) != len(videos):
                 raise ValueError(f"got {len(face_box)} face boxes for {len(videos)} videos")
 
-        pixel_values, eye_values, eye_masks, boxes, indices, series = [], [], [], [], [], []
+        pixel_values, eye_values, eye_masks, eye_features, boxes, indices, series = [], [], [], [], [], [], []
         for i, video in enumerate(videos):
             result = self._process_one(
                 video,
@@ -369,6 +373,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             pixel_values.append(result["pixel_values"])
             eye_values.append(result["eye_movement_values"])
             eye_masks.append(result["eye_movement_mask"])
+            eye_features.append(result["eye_quality_features"])
             boxes.append(result["face_boxes"])
             indices.append(result["frame_indices"])
             series.append(result["eye_series"])
@@ -389,6 +394,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             "pixel_values": stack(pixel_values),
             "eye_movement_values": np.stack(eye_values),
             "eye_movement_mask": np.stack(eye_masks),
+            "eye_quality_features": np.stack(eye_features),
         }
         if options["return_face_boxes"]:
             data["face_boxes"] = np.stack(boxes)
@@ -541,9 +547,11 @@ class MERTVideoProcessor(BaseVideoProcessor):
         if series is not None and len(series):
             resampled = series.normalize().resample(length)
             values, mask = resampled.values, resampled.valid
+            features = series.quality_features().numpy()
         else:
             values = np.zeros((length, NUM_EYE_MOVEMENT_CHANNELS), np.float32)
             mask = np.zeros(length, bool)
+            features = np.zeros(NUM_FEATURES, np.float32)  # no valid step: W = 0 whatever the features
 
         face_boxes = np.full((num_frames, 4), np.nan, np.float32) if crop_boxes is None else crop_boxes
         return {
@@ -551,6 +559,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
             "video_metadata": video_metadata,
             "eye_movement_values": values.astype(np.float32),
             "eye_movement_mask": mask.astype(bool),
+            "eye_quality_features": features.astype(np.float32),
             "face_boxes": face_boxes,
             "frame_indices": np.asarray(model_idx, dtype=np.int64),
             "eye_series": series,

