@@ -96,6 +96,7 @@ def test_stage1_prior_is_fitted_on_the_clip_spans_before_training(workdir, pretr
     whole.set_eye_prior_from_series([tracker_series(r["eye_tracking"]) for r in rows])
     saved, expected, whole = map(eye_prior_buffers, (saved, expected, whole))
     assert saved and all(torch.equal(saved[k], expected[k]) for k in saved)
+    assert json.loads((pretrained / "results.json").read_text())["eye_prior"]["num_series"] == len(rows)
     assert not all(torch.equal(saved[k], whole[k]) for k in saved)  # the spans differ from whole recordings
 
     seen, real_train = [], stages.train

@@ -92,6 +92,8 @@ def test_validation_fraction_default_and_checks(tmp_path):
     assert validation_fraction(parser.parse_args(["--validation_fraction", "0.25"])) == 0.25
     with pytest.raises(ValueError, match="--early_stopping_patience selects on a validation split"):
         validation_fraction(parser.parse_args(["--early_stopping_patience", "2", "--validation_fraction", "0"]))
+    help_text = next(action.help for action in parser._actions if action.dest == "weight_decay")
+    assert "get none" in help_text and "BERT and ViT" in help_text  # the weight-decay exemption, stated
     with pytest.raises(ValueError, match="--validation_fraction must be in"):
         validation_fraction(parser.parse_args(["--validation_fraction", "-0.1"]))
     with pytest.raises(ValueError, match="--early_stopping_patience needs a validation split"):

@@ -360,13 +360,16 @@ def run_pretrain(args) -> dict:
     # exactly the series stage 1 trains on (each training clip's span of its recording, `ClipDataset.eye_series`;
     # validation and test clips excluded), so that W is defined from the first step. Every kind of prior is stored
     # (the feature prior of the default W and the paper-literal mean series with Σ).
-    model.set_eye_prior_from_series(clip_eye_series(train_data))
+    prior_series = clip_eye_series(train_data)
+    model.set_eye_prior_from_series(prior_series)
     accelerator, model, history = train(args, model, train_data, validation_data, metrics_for(label_names),
                                         accelerator, test_dataset=test_data)  # fmt: skip
     save_trained(accelerator, model, output_dir, processor)
 
     results = {"stage": "pretrain", "dataset": "emer", "fold": args.fold, "train_loss": history["train_loss"],
-               **_selection_results(history, validation), "eye_prior": "fitted on the training clips' spans",
+               **_selection_results(history, validation),
+               "eye_prior": {"fitted_on": "the training clips' spans of their recordings, before training",
+                             "num_series": len(prior_series)},
                "command": _command_line()}  # fmt: skip
     if accelerator.is_main_process:
         if "predictions" in history:
