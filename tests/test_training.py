@@ -170,6 +170,25 @@ def test_early_stopping_selects_on_validation_and_scores_test_once(workdir, pret
     assert "stopped_early_at_epoch" in saved or len(history) == 4
 
 
+def test_loso_carves_validation_from_the_other_subjects(workdir, pretrained):
+    """CASME II, leave-one-subject-out: each fold's validation split is whole subjects of its training side (never
+    the held-out one), and each held-out subject is scored once, with its fold's best model."""
+    root = make_sample_dataset("casme2", workdir / "CASME2", clips_per_class=4, num_frames=8, resolution=112, seed=0)
+    out = workdir / "emvfer-casme2-loso"
+    load_example("finetune_peml").main(
+        ["--dataset", "casme2", "--data_dir", str(root), "--protocol", "loso", "--model_name_or_path", str(pretrained),
+         "--ignore_mismatched_sizes", "--num_train_epochs", "1", "--validation_fraction", "0.3",
+         "--metric_for_best_model", "war", *common_args(workdir, out)]
+    )  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    selection = results["selection_per_subject"]
+    assert set(selection) == set(results["subjects"]) and results["num_samples"] == sum(results["subjects"].values())
+    for subject, chosen in selection.items():
+        validation = chosen["validation"]
+        assert validation["grouped_by"] == "subject" and validation["groups"] and subject not in validation["groups"]
+        assert chosen["best_epoch"] == 0 and len(chosen["validation_history"]) == 1
+
+
 def test_resume_gives_identical_weights_and_losses(workdir, pretrained):
     full = workdir / "run-full"
     args = ("--max_train_steps", "4", "--learning_rate", "5e-4")
