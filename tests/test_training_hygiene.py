@@ -77,6 +77,9 @@ def test_split_errors_name_the_flag():
         split_validation(clips(["A"] * 4, [0, 1, 0, 1]), 0.5, seed=0)
     with pytest.raises(ValueError, match=r"--validation_fraction must be in \[0, 1\)"):
         split_validation(clips(None, [0, 1]), 1.0, seed=0)
+    with pytest.raises(ValueError, match="every clip holds all the training clips of some class .classes held by "
+                       "one clip: a, b"):  # fmt: skip
+        split_validation(clips(None, [0, 1]), 0.5, seed=0, label_names=["a", "b"])
     # a class with a single training clip keeps it: the split takes other classes' clips, or none of it
     train_set, validation, _ = split_validation(clips(None, [0, 1, 1, 1]), 0.25, seed=0)
     assert 0 in list(train_set["label"]) and list(validation["label"]) == [1]

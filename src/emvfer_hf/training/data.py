@@ -258,12 +258,13 @@ def split_validation(dataset, fraction: float, seed: int, label_names=None) -> t
     if not chosen:  # every group overshoots the targets (few large groups): the one closest to them
         allowed = [g for g in order if keeps_every_class(counts[g])]
         if not allowed:
+            unit = grouped_by or "clip"
             alone = [_name(label_names, c) for c in np.flatnonzero((totals > 0) & (counts.max(0) == totals))]
             raise ValueError(
-                f"--validation_fraction {fraction}: every {grouped_by} holds all the training clips of some class "
-                f"(classes held by one {grouped_by}: {', '.join(map(str, alone))}), so no validation split by "
-                f"{grouped_by} leaves each class a training clip; use data with more {grouped_by}s per class, or "
-                "--validation_fraction 0 (no early stopping, no best-model selection)"
+                f"--validation_fraction {fraction}: every {unit} holds all the training clips of some class "
+                f"(classes held by one {unit}: {', '.join(map(str, alone))}), so no validation split "
+                f"{'by ' + unit + ' ' if grouped_by else ''}leaves each class a training clip; use data with more "
+                f"{unit}s per class, or --validation_fraction 0 (no early stopping, no best-model selection)"
             )
         g = min(allowed, key=lambda g: cost(counts[g]))  # min keeps the first of equal costs, in the seeded order
         taken, chosen = counts[g].copy(), [g]
