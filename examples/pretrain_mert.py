@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Stage 1 of EM-VFER: pre-train MERT on EMER with the high-quality eye-tracker signal (CE loss, eq. [2]).
 
-At the end the prior Ē of the training recordings is stored in the model (eqs. [9]-[11]), and model + processor are
-saved to --output_dir (default emvfer-emer).
+Before training, the prior Ē (eqs. [9]-[11]) is fitted on the series stage 1 trains on (each training clip's span of
+its recording) and stored in the model. With --early_stopping_patience / --metric_for_best_model a validation split
+by participant (--validation_fraction) selects the best epoch; the test fold is scored once, at the end. Model +
+processor are saved to --output_dir (default emvfer-emer).
 
     accelerate launch examples/pretrain_mert.py                          # the bundled sample data, small model
     accelerate launch examples/pretrain_mert.py --data_dir EMER/ --fold 1 \

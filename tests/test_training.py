@@ -72,6 +72,53 @@ def test_pretraining_saves_model_processor_and_prior(pretrained):
     results = json.loads((pretrained / "results.json").read_text())
     assert results["stage"] == "pretrain" and len(results["train_loss"]) > 0
     assert set(results["metrics"]) >= {"war", "uar"}
+    assert results["validation"]["clips"] == [] and results["validation_history"] == []  # no selection asked for
+
+
+def eye_prior_buffers(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "eye_prior" in k}
+
+
+def test_stage1_prior_is_fitted_on_the_clip_spans_before_training(workdir, pretrained, monkeypatch, tmp_path):
+    """Ē is the prior of exactly the series stage 1 trains on (each training clip's span of its recording, not the
+    whole recording), and the model holds it before its first optimisation step."""
+    from emvfer_hf.data import load_emer
+    from emvfer_hf.training import stages
+    from emvfer_hf.training.data import tracker_clip_series, tracker_series, video_timeline
+
+    rows = list(load_emer(workdir / "EMER", fold=1)["train"])
+    spans = [tracker_clip_series(r["eye_tracking"], (video_timeline(r["video"])[0] - 1) / video_timeline(r["video"])[1])
+             for r in rows]  # fmt: skip
+    saved = MERTForVideoClassification.from_pretrained(pretrained)
+    expected = MERTForVideoClassification.from_pretrained(pretrained)
+    expected.set_eye_prior_from_series(spans)
+    whole = MERTForVideoClassification.from_pretrained(pretrained)
+    whole.set_eye_prior_from_series([tracker_series(r["eye_tracking"]) for r in rows])
+    saved, expected, whole = map(eye_prior_buffers, (saved, expected, whole))
+    assert saved and all(torch.equal(saved[k], expected[k]) for k in saved)
+    assert json.loads((pretrained / "results.json").read_text())["eye_prior"]["num_series"] == len(rows)
+    assert not all(torch.equal(saved[k], whole[k]) for k in saved)  # the spans differ from whole recordings
+
+    seen, real_train = [], stages.train
+
+    def spying_train(args, model, *rest, **kwargs):  # records the prior at each forward pass while training
+        def hook(module, inputs):
+            if module.training:
+                seen.append((module.has_eye_prior, eye_prior_buffers(module)))
+
+        handle = model.register_forward_pre_hook(hook)
+        try:
+            return real_train(args, model, *rest, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(stages, "train", spying_train)
+    load_example("pretrain_mert").main(
+        ["--data_dir", str(workdir / "EMER"), "--config_overrides", TINY_OVERRIDES, "--max_train_steps", "1",
+         *common_args(workdir, tmp_path / "stage1")]
+    )  # fmt: skip
+    assert len(seen) == 1 and seen[0][0]  # the one training step already sees Ē
+    assert all(torch.equal(seen[0][1][k], expected[k]) for k in expected)
 
 
 def test_finetune_evaluate_and_pipeline(workdir, pretrained):
@@ -100,6 +147,46 @@ def test_finetune_evaluate_and_pipeline(workdir, pretrained):
     assert "| fold 1 |" in (evaluation / "results.md").read_text()
     evaluated = json.loads((evaluation / "results.json").read_text())
     assert evaluated["metrics"]["war"] == pytest.approx(results["metrics"]["war"])  # same model, same clips
+
+
+def test_early_stopping_selects_on_validation_and_scores_test_once(workdir, pretrained):
+    """DFEW has no subjects: the validation split is stratified by label, carved from the training fold and recorded
+    in results.json; early stopping reads it, and the test fold is scored once, at the end."""
+    from emvfer_hf.data import load_dfew
+
+    out = workdir / "emvfer-dfew-early"
+    finetune(workdir, out, "--num_train_epochs", "4", "--early_stopping_patience", "1",
+                       "--validation_fraction", "0.2", "--learning_rate", "5e-4", model=pretrained)  # fmt: skip
+    saved = json.loads((out / "results.json").read_text())
+    folds = load_dfew(workdir / "DFEW", fold=1)
+    validation = saved["validation"]
+    assert validation["fraction"] == 0.2 and validation["seed"] == 0 and validation["grouped_by"].startswith("none")
+    assert len(validation["clips"]) == 2 and set(validation["clips"]) <= set(folds["train"]["clip_id"])
+    assert saved["num_samples"] == len(folds["test"])  # metrics of the whole test fold
+    history = saved["validation_history"]
+    assert 1 <= len(history) <= 4 and all(set(m) >= {"war", "epoch"} for m in history)
+    best = max(history, key=lambda m: m["war"])  # the first of equal values
+    assert saved["best_epoch"] == best["epoch"] and saved["best_metric"] == {"war": best["war"]}
+    assert "stopped_early_at_epoch" in saved or len(history) == 4
+
+
+def test_loso_carves_validation_from_the_other_subjects(workdir, pretrained):
+    """CASME II, leave-one-subject-out: each fold's validation split is whole subjects of its training side (never
+    the held-out one), and each held-out subject is scored once, with its fold's best model."""
+    root = make_sample_dataset("casme2", workdir / "CASME2", clips_per_class=4, num_frames=8, resolution=112, seed=0)
+    out = workdir / "emvfer-casme2-loso"
+    load_example("finetune_peml").main(
+        ["--dataset", "casme2", "--data_dir", str(root), "--protocol", "loso", "--model_name_or_path", str(pretrained),
+         "--ignore_mismatched_sizes", "--num_train_epochs", "1", "--validation_fraction", "0.3",
+         "--metric_for_best_model", "war", *common_args(workdir, out)]
+    )  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    selection = results["selection_per_subject"]
+    assert set(selection) == set(results["subjects"]) and results["num_samples"] == sum(results["subjects"].values())
+    for subject, chosen in selection.items():
+        validation = chosen["validation"]
+        assert validation["grouped_by"] == "subject" and validation["groups"] and subject not in validation["groups"]
+        assert chosen["best_epoch"] == 0 and len(chosen["validation_history"]) == 1
 
 
 def test_resume_gives_identical_weights_and_losses(workdir, pretrained):
@@ -161,7 +248,8 @@ def test_two_process_cpu_run(workdir, pretrained):
         sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "examples" / "finetune_peml.py"),
         "--dataset", "dfew", "--data_dir", str(workdir / "DFEW"), "--model_name_or_path", str(pretrained),
-        "--max_train_steps", "2", *common_args(workdir, out),
+        "--max_train_steps", "2", "--validation_fraction", "0.2", "--metric_for_best_model", "war",
+        *common_args(workdir, out),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
@@ -171,6 +259,7 @@ def test_two_process_cpu_run(workdir, pretrained):
 
     assert results["num_samples"] == len(load_dfew(workdir / "DFEW", fold=1)["test"])  # gathered, no duplicates
     assert sum(map(sum, results["confusion_matrix"])) == results["num_samples"]
+    assert len(results["validation"]["clips"]) == 2 and results["best_epoch"] == 0  # saved and restored over DDP
     assert AutoModelForVideoClassification.from_pretrained(out).training_stage == "peml"
 
 

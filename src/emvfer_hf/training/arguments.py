@@ -21,6 +21,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--protocol", default=None,
                       help="label protocol (CASME: 3class/5class/4class/7class; EMER: 7class/3class) or 'loso'")
     data.add_argument("--test_subject", default=None, help="LOSO: the held-out subject (default: every subject)")
+    data.add_argument("--validation_fraction", type=float, default=None,
+                      help="share of the training fold held out as a validation split, for early stopping and the "
+                      "best model (the test fold is scored once, at the end). Grouped by subject where the dataset "
+                      "has subjects (EMER participants, CASME subjects), by video on Aff-Wild2, else a random split "
+                      "stratified by label (DFEW, MAFW). Default: 0.1 with --early_stopping_patience or "
+                      "--metric_for_best_model, else 0 (every training clip trains)")
+    data.add_argument("--validation_split_seed", type=int, default=0,
+                      help="seed of the validation split; fixed apart from --seed so that runs with several "
+                      "training seeds share one validation split (default 0)")
     data.add_argument("--max_train_samples", type=int, default=None)
     data.add_argument("--max_eval_samples", type=int, default=None)
     data.add_argument("--cache_dir", default=None,
@@ -44,7 +53,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     opt.add_argument("--per_device_train_batch_size", type=int, default=4)
     opt.add_argument("--per_device_eval_batch_size", type=int, default=4)
     opt.add_argument("--learning_rate", type=float, default=1e-4)
-    opt.add_argument("--weight_decay", type=float, default=1e-2)
+    opt.add_argument("--weight_decay", type=float, default=1e-2,
+                     help="AdamW weight decay of the weight matrices only: vectors (biases, norms, alpha, fusion "
+                     "gates), prompts, CLS tokens and position / missing embeddings get none (as in BERT and ViT "
+                     "practice: decaying them pulls learnt tokens and normalisation scales towards 0 without "
+                     "regularising any mapping)")
     opt.add_argument("--num_train_epochs", type=int, default=20)
     opt.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
     opt.add_argument("--gradient_accumulation_steps", type=int, default=1)
@@ -59,9 +72,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     opt.add_argument("--torch_compile_backend", default="inductor",
                      help="torch.compile backend (inductor; 'eager' or 'aot_eager' to debug)")
     opt.add_argument("--early_stopping_patience", type=int, default=None,
-                     help="stop when the validation metric has not improved for this many evaluations (epochs)")
+                     help="stop when the validation metric has not improved for this many evaluations (epochs); "
+                     "needs a validation split (--validation_fraction)")
     opt.add_argument("--metric_for_best_model", default=None,
-                     help="validation metric watched by early stopping (default: the first one, e.g. war)")
+                     help="validation metric of early stopping and of the best model, whose weights are restored "
+                     "before the one final test evaluation (default: the first one, war)")
     opt.add_argument("--greater_is_better", type=lambda v: str(v).lower() in ("1", "true", "yes"), default=True,
                      help="whether a larger --metric_for_best_model is better (default true)")
 
@@ -75,6 +90,26 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     run.add_argument("--hub_model_id", default=None, help="default: <your namespace>/<output_dir name>")
     run.add_argument("--hub_token", default=None)
     return parser
+
+
+DEFAULT_VALIDATION_FRACTION = 0.1  # of the training fold, when early stopping or best-model selection asks for one
+
+
+def validation_fraction(args) -> float:
+    """`--validation_fraction`, resolved: DEFAULT_VALIDATION_FRACTION when early stopping or best-model selection is
+    requested, 0 otherwise (short runs keep all their training clips). Checks it before any training starts."""
+    fraction = getattr(args, "validation_fraction", None)
+    selects = getattr(args, "early_stopping_patience", None) is not None or getattr(args, "metric_for_best_model", None)
+    if fraction is None:
+        fraction = DEFAULT_VALIDATION_FRACTION if selects else 0.0
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"--validation_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0.0 and selects:
+        flag = "--early_stopping_patience" if getattr(args, "early_stopping_patience", None) is not None else (
+            "--metric_for_best_model")
+        raise ValueError(f"{flag} selects on a validation split, never on the test fold: --validation_fraction must "
+                         "be > 0 (or leave it out for the default 0.1)")
+    return float(fraction)
 
 
 def parse_config_overrides(text: str | None) -> dict:

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
+import re
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -30,6 +33,8 @@ from ..data.cache import (
 )
 
 EYE_SOURCES = ("tracker", "visual", "none")
+
+logger = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -166,6 +171,131 @@ class ClipDataset(torch.utils.data.Dataset):
         item["labels"] = torch.tensor(int(row["label"]), dtype=torch.long)
         item["index"] = torch.tensor(index, dtype=torch.long)
         return item
+
+
+def clip_eye_series(clip_dataset: ClipDataset) -> list:
+    """The eye series `clip_dataset` gives each of its clips (`ClipDataset.eye_series`), in row order: for the
+    tracker source the clip's span of its recording (`tracker_clip_series`), exactly what stage 1 trains on. Clips
+    without a recording are left out; an error names the dataset when none has one (the prior Ē is fitted on these)."""
+    if clip_dataset.eye_source == "none":
+        raise ValueError("clip_eye_series: eye_source='none' gives no eye series")
+    series = []
+    for row in clip_dataset.dataset:
+        if clip_dataset.eye_source == "tracker" and not row.get("eye_tracking"):
+            continue
+        value = clip_dataset.eye_series(row)
+        if value is not None:
+            series.append(value)
+    if not series:
+        raise ValueError(f"clip_eye_series: none of the {len(clip_dataset)} clips has a {clip_dataset.eye_source} "
+                         "eye series (EMER needs its eye-tracker recordings to fit the prior)")
+    return series
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Validation split
+def validation_groups(dataset) -> tuple[Optional[list[str]], Optional[str]]:
+    """`(group of each row, what the groups are)` for a validation split that keeps each group on one side:
+    `"subject"` (EMER participants, CASME subjects: the `subject` column), `"video"` (Aff-Wild2, whose rows are
+    windows of annotated videos: the `subject` column without `_left`/`_right`, so that the two persons of one
+    recording stay together), or `(None, None)` where the dataset has no such column (DFEW, MAFW: clips are split
+    one by one, stratified by label)."""
+    if "subject" not in dataset.column_names:
+        return None, None
+    subjects = [str(s) for s in dataset["subject"]]
+    if "frame_numbers" in dataset.column_names:  # Aff-Wild2 windows (docs/datasets.md §Aff-Wild2)
+        return [re.sub(r"_(left|right)$", "", s) for s in subjects], "video"
+    return subjects, "subject"
+
+
+def split_validation(dataset, fraction: float, seed: int, label_names=None) -> tuple:
+    """Carve a validation split from a training fold: `(train, validation, info)` (`datasets.Dataset`s, rows in
+    their original order; `validation` is None when `fraction` is 0).
+
+    Disjoint by group (`validation_groups`: subject, or video) where the dataset has groups, and stratified by label:
+    each class gets a target count (`fraction` of the fold, at least one clip, shared out between the classes by
+    largest remainder), and groups, visited in an order drawn from `seed`, join the validation split while they
+    bring its class counts closer to the targets, never taking a class's last training clip. Without groups every
+    class gets exactly its target. The split depends only on the rows, `fraction` and `seed`: identical on every
+    process. `info` records it for the results JSON: fraction, seed, `grouped_by`, the validation `clips` (clip ids)
+    and `groups`. Errors name `--validation_fraction` when no split can leave every class a training clip."""
+    info = {"fraction": float(fraction), "seed": int(seed)}
+    if fraction == 0:
+        return dataset, None, {**info, "clips": []}
+    if not 0 < fraction < 1:
+        raise ValueError(f"--validation_fraction must be in [0, 1), got {fraction}")
+    labels = np.asarray(dataset["label"], dtype=np.int64)
+    n = len(labels)
+    if n < 2:
+        raise ValueError(f"--validation_fraction {fraction}: the training fold has {n} clip(s), too few to split")
+    groups, grouped_by = validation_groups(dataset)
+    keys = groups if groups is not None else [str(i) for i in range(n)]
+    names = sorted(set(keys))
+    if len(names) < 2:
+        raise ValueError(f"--validation_fraction {fraction}: the training fold has a single {grouped_by} "
+                         f"({names[0]!r}); a validation split by {grouped_by} needs two or more")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(names))
+    num_classes = int(labels.max()) + 1
+    index_of = {name: i for i, name in enumerate(names)}
+    row_group = np.array([index_of[k] for k in keys])
+    counts = np.zeros((len(names), num_classes), dtype=np.int64)  # clips of each class in each group
+    np.add.at(counts, (row_group, labels), 1)
+    totals = counts.sum(0)
+    target = _largest_remainder(totals, max(1, round(fraction * n)), rng)
+
+    def cost(taken):
+        return np.abs(taken - target).sum()
+
+    def keeps_every_class(taken):
+        return bool(((totals - taken)[totals > 0] > 0).all())
+
+    taken, chosen = np.zeros(num_classes, dtype=np.int64), []
+    for g in order:
+        candidate = taken + counts[g]
+        if cost(candidate) < cost(taken) and keeps_every_class(candidate):
+            taken, chosen = candidate, chosen + [g]
+    if not chosen:  # every group overshoots the targets (few large groups): the one closest to them
+        allowed = [g for g in order if keeps_every_class(counts[g])]
+        if not allowed:
+            unit = grouped_by or "clip"
+            alone = [_name(label_names, c) for c in np.flatnonzero((totals > 0) & (counts.max(0) == totals))]
+            raise ValueError(
+                f"--validation_fraction {fraction}: every {unit} holds all the training clips of some class "
+                f"(classes held by one {unit}: {', '.join(map(str, alone))}), so no validation split "
+                f"{'by ' + unit + ' ' if grouped_by else ''}leaves each class a training clip; use data with more "
+                f"{unit}s per class, or --validation_fraction 0 (no early stopping, no best-model selection)"
+            )
+        g = min(allowed, key=lambda g: cost(counts[g]))  # min keeps the first of equal costs, in the seeded order
+        taken, chosen = counts[g].copy(), [g]
+    in_validation = np.isin(row_group, chosen)
+    missing = [_name(label_names, c) for c in np.flatnonzero((totals > 0) & (taken == 0))]
+    if missing:
+        logger.warning("validation split (--validation_fraction %s): no validation clip of class(es) %s", fraction,
+                       ", ".join(map(str, missing)))
+    train_rows, validation_rows = np.flatnonzero(~in_validation), np.flatnonzero(in_validation)
+    validation = dataset.select(validation_rows.tolist())
+    clip_ids = validation["clip_id"] if "clip_id" in dataset.column_names else validation_rows.tolist()
+    info.update(grouped_by=grouped_by or "none (clips, stratified by label)", clips=list(clip_ids),
+                groups=sorted(names[g] for g in chosen) if groups is not None else None,
+                num_train=int(len(train_rows)), num_validation=int(len(validation_rows)))
+    return dataset.select(train_rows.tolist()), validation, info
+
+
+def _largest_remainder(totals: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` shared out between the classes in proportion to `totals` (Hamilton's method; equal remainders go
+    to the larger class, then in an order drawn from `rng`)."""
+    share = count * totals / totals.sum()
+    target = np.floor(share).astype(np.int64)
+    tie = rng.permutation(len(totals))
+    ranked = sorted(range(len(totals)), key=lambda c: (-(share[c] - target[c]), -totals[c], tie[c]))
+    for c in ranked[: count - int(target.sum())]:
+        target[c] += 1
+    return target
+
+
+def _name(label_names, index: int):
+    return label_names[index] if label_names is not None and index < len(label_names) else int(index)
 
 
 def collate_clips(items: list[dict]) -> dict:

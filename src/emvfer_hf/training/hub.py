@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 # Accelerate states and run artefacts stay local.
-HUB_IGNORE_PATTERNS = ["step_*", "step_*/**", "epoch_*", "epoch_*/**", "subject_*/**", "*.pt", ".write_test*"]
+HUB_IGNORE_PATTERNS = ["step_*", "step_*/**", "epoch_*", "epoch_*/**", "subject_*/**", "best_model_state/**", "*.pt",
+                       ".write_test*"]
 
 
 def default_hub_model_id(output_dir, api=None, token: Optional[str] = None) -> str:

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -47,7 +48,12 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
 
 def build_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; weight decay on weight matrices only: none on vectors (biases, norms,
-    α, fusion gates) nor on prompts, CLS tokens and position / missing embeddings."""
+    α, fusion gates) nor on prompts, CLS tokens and position / missing embeddings.
+
+    As in BERT and ViT practice: decay is an L2 pull towards 0 that regularises the linear maps; on a bias or a
+    norm's scale it only shifts the function, and on a learnt token (a prompt, CLS, a position or missing-step
+    embedding) it drags the token towards the zero vector, i.e. towards "no information", which in PEML would fight
+    the few prompt parameters the stage trains."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
@@ -89,6 +95,9 @@ def _latest_checkpoint(output_dir: Path) -> Optional[Path]:
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
+BEST_MODEL_DIR = "best_model_state"  # in --output_dir while training: the Accelerate state of the best epoch
+
+
 def train(
     args,
     model,
@@ -96,14 +105,21 @@ def train(
     eval_dataset=None,
     compute_metrics=None,
     accelerator: Optional[Accelerator] = None,
+    test_dataset=None,
 ) -> tuple[Accelerator, torch.nn.Module, dict]:
     """Train `model` on `train_dataset` (a `ClipDataset`) with the flags of `add_training_arguments`.
 
-    Evaluates on `eval_dataset` after each epoch with `compute_metrics(predictions_dict) -> dict`, saves Accelerate
-    states every `--checkpointing_steps`, resumes from `--resume_from_checkpoint` (skipping the batches already
-    seen), and returns `(accelerator, prepared_model, history)`: `train_loss` per step, `eval` metrics per epoch,
-    and `predictions` (see `predict`) of the last evaluation, gathered from every process. Save the model with
-    `save_trained` on EVERY process (sharded FSDP / ZeRO-3 weights are gathered there).
+    `eval_dataset` is the VALIDATION split (carved from the training fold, `data.split_validation`): it is
+    evaluated after each epoch with `compute_metrics(predictions_dict) -> dict`, drives `--early_stopping_patience`
+    and picks the best epoch by `--metric_for_best_model` (default: the first metric); the best epoch's state is kept
+    on disk (`<output_dir>/best_model_state`, an Accelerate state, so sharded models work too) and restored when
+    training ends. `test_dataset` (the official test fold) is evaluated ONCE, after that restore: nothing selects
+    on it. Saves Accelerate states every `--checkpointing_steps`, resumes from `--resume_from_checkpoint` (skipping
+    the batches already seen, and picking up the best epoch so far). Returns `(accelerator, prepared_model,
+    history)`: `train_loss` (and `grad_norm`) per step, `eval` validation metrics per epoch,
+    `validation_predictions` of the last validation pass, `best_epoch` / `best_metric` (with validation),
+    `predictions` (see `predict`) and `test_metrics` of the test fold, gathered from every process. Save the model
+    with `save_trained` on EVERY process (sharded FSDP / ZeRO-3 weights are gathered there).
     """
     accelerator = accelerator or Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -114,15 +130,19 @@ def train(
     output_dir = Path(args.output_dir)
 
     train_loader = make_dataloader(train_dataset, args.per_device_train_batch_size, True, args.seed, args.num_workers)
-    eval_loader = (
-        make_dataloader(eval_dataset, args.per_device_eval_batch_size, False, args.seed, args.num_workers)
-        if eval_dataset is not None and len(eval_dataset)
+    eval_loader, test_loader = (
+        make_dataloader(dataset, args.per_device_eval_batch_size, False, args.seed, args.num_workers)
+        if dataset is not None and len(dataset)
         else None
+        for dataset in (eval_dataset, test_dataset)
     )
+    patience = getattr(args, "early_stopping_patience", None)
+    if patience is not None and (eval_loader is None or compute_metrics is None):
+        raise ValueError("--early_stopping_patience needs a validation split with metrics (--validation_fraction > 0); "
+                         "the test fold is never used to stop")
     sampler = train_loader.sampler  # kept (inside the batch sampler) by accelerator.prepare
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
     max_grad_norm = getattr(args, "max_grad_norm", None)
-    patience = getattr(args, "early_stopping_patience", None)
     if getattr(args, "gradient_checkpointing", False):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if getattr(args, "torch_compile", False):
@@ -140,6 +160,8 @@ def train(
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if eval_loader is not None:
         eval_loader = accelerator.prepare(eval_loader)
+    if test_loader is not None:
+        test_loader = accelerator.prepare(test_loader)
 
     checkpointing_steps = args.checkpointing_steps
     if checkpointing_steps is not None and str(checkpointing_steps).isdigit():
@@ -168,7 +190,10 @@ def train(
             resume_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
 
     history = {"train_loss": [], "eval": [], "grad_norm": []}
-    best, evaluations_without_improvement = None, 0
+    selecting = eval_loader is not None and compute_metrics is not None
+    best_dir = output_dir / BEST_MODEL_DIR
+    best = _resumed_best(best_dir, starting_epoch) if selecting and args.resume_from_checkpoint else None
+    evaluations_without_improvement = 0 if best is None else starting_epoch - 1 - best["epoch"]
     progress = tqdm(range(max_train_steps), disable=not accelerator.is_local_main_process, desc="training")
     progress.update(completed_steps)
     for epoch in range(starting_epoch, num_epochs):
@@ -201,38 +226,67 @@ def train(
                     accelerator.save_state(str(output_dir / f"step_{completed_steps}"))
             if completed_steps >= max_train_steps:
                 break
-        if eval_loader is not None:
-            history["predictions"] = predict(model, eval_loader, accelerator)
-            metrics = compute_metrics(history["predictions"]) if compute_metrics is not None else {}
+        stop = False
+        if eval_loader is not None:  # the validation split: the only data anything selects on
+            history["validation_predictions"] = predict(model, eval_loader, accelerator, desc="validation")
+            metrics = compute_metrics(history["validation_predictions"]) if compute_metrics is not None else {}
             metrics["epoch"] = epoch
             history["eval"].append(metrics)
-            accelerator.print(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"))
+            accelerator.print(f"epoch {epoch} validation: " + "  ".join(
+                f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"))  # fmt: skip
             if args.with_tracking:
-                accelerator.log({f"eval_{k}": v for k, v in metrics.items()}, step=completed_steps)
-            if patience is not None and compute_metrics is not None:
+                accelerator.log({f"validation_{k}": v for k, v in metrics.items()}, step=completed_steps)
+            if selecting:
                 name = getattr(args, "metric_for_best_model", None) or next(k for k in metrics if k != "epoch")
                 if name not in metrics:
                     raise ValueError(f"--metric_for_best_model {name!r} is not a validation metric: {sorted(metrics)}")
                 value = metrics[name] if getattr(args, "greater_is_better", True) else -metrics[name]
-                if best is None or value > best:
-                    best, evaluations_without_improvement = value, 0
+                if best is None or value > best["value"]:
+                    best, evaluations_without_improvement = {"epoch": epoch, "metric": name, "value": value}, 0
+                    accelerator.save_state(str(best_dir))
+                    if accelerator.is_main_process:
+                        save_json(best_dir / "best.json", best)
                 else:
                     evaluations_without_improvement += 1
-                if evaluations_without_improvement >= patience:
+                if patience is not None and evaluations_without_improvement >= patience:
                     history["stopped_early_at_epoch"] = epoch
-                    accelerator.print(f"early stopping: {name} has not improved for {patience} evaluation(s)")
-                    if checkpointing_steps == "epoch":
-                        accelerator.save_state(str(output_dir / f"epoch_{epoch}"))
-                    break
+                    accelerator.print(f"early stopping: validation {name} has not improved for {patience} "
+                                      "evaluation(s)")  # fmt: skip
+                    stop = True
         if checkpointing_steps == "epoch":
             accelerator.save_state(str(output_dir / f"epoch_{epoch}"))
-        if completed_steps >= max_train_steps:
+        if stop or completed_steps >= max_train_steps:
             break
     progress.close()
     accelerator.wait_for_everyone()
+    if best is not None:  # the best validation epoch's weights, for the test and for saving
+        sign = 1 if getattr(args, "greater_is_better", True) else -1
+        history["best_epoch"], history["best_metric"] = best["epoch"], {best["metric"]: sign * best["value"]}
+        accelerator.load_state(str(best_dir))
+        accelerator.print(f"restored the best model (validation {best['metric']} {sign * best['value']:.4f}, "
+                          f"epoch {best['epoch']})")  # fmt: skip
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(best_dir, ignore_errors=True)
+    if test_loader is not None:  # the official test fold, scored once
+        history["predictions"] = predict(model, test_loader, accelerator, desc="testing")
+        if compute_metrics is not None:
+            history["test_metrics"] = compute_metrics(history["predictions"])
+            if args.with_tracking:
+                accelerator.log({f"test_{k}": v for k, v in history["test_metrics"].items()}, step=completed_steps)
     if args.with_tracking:
         accelerator.end_training()
     return accelerator, model, history
+
+
+def _resumed_best(best_dir: Path, starting_epoch: int) -> Optional[dict]:
+    """The best epoch recorded before a resume (`best.json` of `train`), if it precedes the resumed epoch (a state
+    saved by a later epoch of an abandoned run does not count)."""
+    path = best_dir / "best.json"
+    if not path.is_file():
+        return None
+    best = json.loads(path.read_text())
+    return best if best["epoch"] < starting_epoch else None
 
 
 def save_trained(accelerator: Accelerator, model, output_dir, processor=None):

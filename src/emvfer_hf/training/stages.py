@@ -30,8 +30,8 @@ from ..metrics import (
 )
 from ..modeling_mert import MERTForVideoClassification
 from ..video_processing_mert import MERTVideoProcessor
-from .arguments import parse_config_overrides, resolve_output_dir
-from .data import ClipDataset, preprocess_splits, tracker_series
+from .arguments import parse_config_overrides, resolve_output_dir, validation_fraction
+from .data import ClipDataset, clip_eye_series, preprocess_splits, split_validation
 from .loop import (
     make_dataloader,
     predict,
@@ -130,6 +130,25 @@ def metrics_for(label_names):
         return classification_metrics(y_true, y_pred, num_classes=len(label_names))
 
     return compute
+
+
+def carve_validation(args, train_set) -> tuple:
+    """`(train, validation or None, info)`: the validation split of `--validation_fraction` (resolved by
+    `arguments.validation_fraction`) and `--validation_split_seed` carved from the training fold
+    (`data.split_validation`: by subject / video where the dataset has them, else stratified by label). `info` goes
+    to the results JSON under "validation"."""
+    fraction = validation_fraction(args)
+    seed = getattr(args, "validation_split_seed", None)
+    seed = 0 if seed is None else seed
+    return split_validation(train_set, fraction, seed, label_names_of(train_set))
+
+
+def _selection_results(history: dict, validation: dict) -> dict:
+    """What the results JSON says about model selection: the validation split, the per-epoch validation metrics,
+    the restored best epoch and where training stopped."""
+    keys = ("best_epoch", "best_metric", "stopped_early_at_epoch")
+    return {"validation": validation, "validation_history": history["eval"],
+            **{k: history[k] for k in keys if k in history}}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -302,8 +321,9 @@ def format_metrics_table(rows: list[tuple[str, dict]], keys=("war", "uar", "uf1"
 # ----------------------------------------------------------------------------------------------------------------------
 # Stage 1: pre-training on EMER with the eye-tracker signal
 def run_pretrain(args) -> dict:
-    """EMER pre-training (CE [2]); stores the prior Ē of the training recordings in the model; saves model +
-    processor. Returns the results dict (also written to `<output_dir>/results.json`)."""
+    """EMER pre-training (CE [2]); stores the prior Ē of the training clips' recordings (their clip spans) in the
+    model before training; with a validation split (by participant) selects the best epoch on it; scores the test
+    fold once; saves model + processor. Returns the results dict (also written to `<output_dir>/results.json`)."""
     args.dataset = args.dataset or "emer"
     if args.dataset != "emer":
         raise ValueError("pre-training needs eye-tracker recordings: --dataset emer (EMER layout)")
@@ -314,6 +334,7 @@ def run_pretrain(args) -> dict:
     train_set, test_set = load_splits("emer", root, args)
     train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
     label_names = label_names_of(train_set)
+    train_set, validation_set, validation = carve_validation(args, train_set)  # by participant
 
     if args.model_name_or_path:
         model = _pretraining_model_from(args, label_names)
@@ -327,21 +348,29 @@ def run_pretrain(args) -> dict:
         if args.model_name_or_path
         else processor_for(model.config, sample)
     )
-    train_set, test_set = preprocess_splits(
-        [train_set, test_set], processor, False, args.cache_dir, args.preprocessing_num_workers, accelerator
-    )
+    train_set, validation_set, test_set = preprocess_splits(
+        [train_set, validation_set, test_set], processor, False, args.cache_dir, args.preprocessing_num_workers,
+        accelerator,
+    )  # fmt: skip
     train_data = ClipDataset(train_set, processor, "tracker", train=True, seed=args.seed)
+    validation_data = ClipDataset(validation_set, processor, "tracker") if validation_set is not None else None
     test_data = ClipDataset(test_set, processor, "tracker") if test_set is not None else None
-    accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
 
-    # The prior Ē of the high-quality training recordings, stored in the model [9]-[11]: the distribution of the
-    # quality features (the default W, eye_prior_mert) and the paper-literal mean series with Σ (the other options)
-    series = [tracker_series(path) for path in train_set["eye_tracking"] if path]
-    accelerator.unwrap_model(model).set_eye_prior_from_series(series)
+    # The prior Ē of the high-quality training recordings [9]-[11], stored in the model BEFORE training: fitted on
+    # exactly the series stage 1 trains on (each training clip's span of its recording, `ClipDataset.eye_series`;
+    # validation and test clips excluded), so that W is defined from the first step. Every kind of prior is stored
+    # (the feature prior of the default W and the paper-literal mean series with Σ).
+    prior_series = clip_eye_series(train_data)
+    model.set_eye_prior_from_series(prior_series)
+    accelerator, model, history = train(args, model, train_data, validation_data, metrics_for(label_names),
+                                        accelerator, test_dataset=test_data)  # fmt: skip
     save_trained(accelerator, model, output_dir, processor)
 
     results = {"stage": "pretrain", "dataset": "emer", "fold": args.fold, "train_loss": history["train_loss"],
-               "eval_history": history["eval"], "command": _command_line()}  # fmt: skip
+               **_selection_results(history, validation),
+               "eye_prior": {"fitted_on": "the training clips' spans of their recordings, before training",
+                             "num_series": len(prior_series)},
+               "command": _command_line()}  # fmt: skip
     if accelerator.is_main_process:
         if "predictions" in history:
             results = write_results(output_dir, history["predictions"], label_names, results)
@@ -390,16 +419,21 @@ def run_finetune(args) -> dict:
     if not len(test_set):
         raise ValueError(f"{args.dataset} fold {args.fold}: the evaluation split is empty (--max_eval_samples?)")
     model.set_training_stage("peml")
-    train_set, test_set = preprocess_splits(
-        [train_set, test_set], processor, True, args.cache_dir, args.preprocessing_num_workers, accelerator
-    )
+    train_set, validation_set, validation = carve_validation(args, train_set)  # by subject / video, else by label
+    train_set, validation_set, test_set = preprocess_splits(
+        [train_set, validation_set, test_set], processor, True, args.cache_dir, args.preprocessing_num_workers,
+        accelerator,
+    )  # fmt: skip
     train_data = ClipDataset(train_set, processor, "visual", train=True, seed=args.seed)
+    validation_data = ClipDataset(validation_set, processor, "visual") if validation_set is not None else None
     test_data = ClipDataset(test_set, processor, "visual")
-    accelerator, model, history = train(args, model, train_data, test_data, metrics_for(label_names), accelerator)
+    accelerator, model, history = train(args, model, train_data, validation_data, metrics_for(label_names),
+                                        accelerator, test_dataset=test_data)  # fmt: skip
     predictions = history["predictions"]
     results = {"stage": "peml", "dataset": args.dataset, "fold": args.fold, "base_model": args.model_name_or_path,
                "sample_data": is_sample_data(root), "test_subject": args.test_subject,
-               "train_loss": history["train_loss"], "eval_history": history["eval"], "command": _command_line()}  # fmt: skip
+               "train_loss": history["train_loss"], **_selection_results(history, validation),
+               "command": _command_line()}  # fmt: skip
     model = save_trained(accelerator, model, output_dir, processor)
     if accelerator.is_main_process:
         frames = None
@@ -419,22 +453,28 @@ def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Pa
                                    accelerator)  # fmt: skip
     if args.resume_from_checkpoint:
         raise ValueError("--resume_from_checkpoint is not supported with --protocol loso (one run per subject)")
-    gathered, per_subject = [], {}
-    for subject, splits in loso_splits(all_set):
+    # every subject's validation split (by the other subjects) is carved before the first one trains
+    folds = [(subject, *carve_validation(args, splits["train"]), splits["test"])
+             for subject, splits in loso_splits(all_set)]  # fmt: skip
+    gathered, per_subject, selection = [], {}, {}
+    for subject, train_set, validation_set, validation, test_set in folds:
         model = load_for_finetuning(args.model_name_or_path, label_names, args.ignore_mismatched_sizes)
         model.set_training_stage("peml")
-        train_data = ClipDataset(splits["train"], processor, "visual", train=True, seed=args.seed)
-        test_data = ClipDataset(splits["test"], processor, "visual")
+        train_data = ClipDataset(train_set, processor, "visual", train=True, seed=args.seed)
+        validation_data = ClipDataset(validation_set, processor, "visual") if validation_set is not None else None
+        test_data = ClipDataset(test_set, processor, "visual")
         accelerator.free_memory()
         subject_args = copy.copy(args)  # Accelerate states of each subject in their own folder
         subject_args.output_dir = str(output_dir / f"subject_{subject}")
-        accelerator, model, history = train(subject_args, model, train_data, test_data, None, accelerator)
+        accelerator, model, history = train(subject_args, model, train_data, validation_data,
+                                            metrics_for(label_names), accelerator, test_dataset=test_data)  # fmt: skip
         predictions = history["predictions"]
         gathered.append(predictions)
         per_subject[subject] = int(len(predictions["labels"]))
+        selection[subject] = _selection_results(history, validation)
     merged = {k: np.concatenate([p[k] for p in gathered]) for k in gathered[0]}
     results = {"stage": "peml", "dataset": args.dataset, "protocol": "loso", "subjects": per_subject,
-               "sample_data": is_sample_data(root),
+               "sample_data": is_sample_data(root), "selection_per_subject": selection,
                "base_model": args.model_name_or_path, "command": _command_line()}  # fmt: skip
     model = save_trained(accelerator, model, output_dir, processor)  # the last subject's model, a usable checkpoint
     if accelerator.is_main_process:
