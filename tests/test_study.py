@@ -47,7 +47,7 @@ def test_study_writes_every_table_and_figure(study):
     assert set(saved["findings"]["world_quality"]) == {"lab (EMER test clips)", "wild (target, all clips)"}
     assert saved["info"]["num_train"] == 2 * 7 and saved["info"]["num_test"] == 7  # --quick: 2 labelled, 1 test
     # a switch of a stage-1 part trains its own stage 1; the level-head switch starts from the default one
-    assert (root / "report" / "work" / "seed0" / "pretrain_fusion_mlp_linear" / "model.safetensors").exists()
+    assert (root / "report" / "work" / "seed0" / "pretrain_final_fusion_cls" / "model.safetensors").exists()
     assert not (root / "report" / "work" / "seed0" / "pretrain_level_head_transformer").exists()
     assert 0 <= saved["findings"]["fig13"]["instruction_weight"]["auc"] <= 1
 

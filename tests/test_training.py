@@ -355,6 +355,6 @@ def test_weight_decay_groups(tiny_config):
     decayed = {names[id(p)] for p in optimizer.param_groups[0]["params"]}
     kept = {names[id(p)] for p in optimizer.param_groups[1]["params"]}
     assert optimizer.param_groups[0]["weight_decay"] == 1e-2 and optimizer.param_groups[1]["weight_decay"] == 0.0
-    assert "mert.fusion.1.video_gate.down.weight" in decayed and "classifier.weight" in decayed
-    assert {"mert.fusion.1.video_gate.gate", "mert.fusion.1.video_gate.alpha", "mert.prompts.eye_prompts",
+    assert "mert.fusion.1.video_gate.linear.weight" in decayed and "classifier.weight" in decayed
+    assert {"mert.fusion.1.video_gate.linear.bias", "mert.fusion.1.video_gate.alpha", "mert.prompts.eye_prompts",
             "classifier.bias"} <= kept  # fmt: skip

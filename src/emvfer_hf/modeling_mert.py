@@ -798,9 +798,10 @@ class MERTModel(MERTPreTrainedModel):
 
     # -- W in the forward -----------------------------------------------------------------------------------------------
     def _resolve_instruction_weights(self, values, mask, quality_features, override, batch_size):
-        """W (B,) for this forward: the caller's `instruction_weights`, else W(E', Ē) from the prior, else None (no
-        prior). Under torch.export / torch.compile there is no data-dependent branch on the prior flag: W is computed
-        and zeroed where the model has no prior."""
+        """`(reported, used)`, both (B,) or None: the W returned in the output and the W the forward computes with —
+        the caller's `instruction_weights`, else W(E', Ē) from the prior, else None (no prior: W does not act).
+        Under torch.export / torch.compile there is no data-dependent branch on the prior flag: without a prior the
+        reported W is 0 and the used one 1 (the same outputs as eager mode, where W does not act)."""
         if override is not None:
             override = torch.as_tensor(override, dtype=torch.float32, device=values.device)
             if override.shape != (batch_size,):
@@ -809,11 +810,13 @@ class MERTModel(MERTPreTrainedModel):
                 )
             if not torch.compiler.is_compiling() and not bool(torch.isfinite(override).all() and (override >= 0).all()):
                 raise ValueError("instruction_weights must be finite and >= 0")
-            return override
+            return override, override
         if torch.compiler.is_compiling():
             weights = self.eye_prior(values, mask, quality_features)
-            return weights * (self.eye_prior.flag() > 0).to(weights.dtype)
-        return self.eye_prior(values, mask, quality_features) if self.has_eye_prior else None
+            has_prior = self.eye_prior.flag() > 0
+            return weights * has_prior.to(weights.dtype), torch.where(has_prior, weights, torch.ones_like(weights))
+        weights = self.eye_prior(values, mask, quality_features) if self.has_eye_prior else None
+        return weights, weights
 
     @staticmethod
     def _prompt_attention_bias(weights, seq_len: int, num_prompts: int, dtype) -> torch.Tensor:
@@ -870,7 +873,7 @@ class MERTModel(MERTPreTrainedModel):
         eye_movement_mask = eye_movement_mask.bool()
 
         # Instruction weight W(E', Ē) [9]-[11] (no parameters involved), or the caller's W
-        weights = self._resolve_instruction_weights(
+        weights, used = self._resolve_instruction_weights(
             eye_movement_values, eye_movement_mask, eye_quality_features, instruction_weights, batch_size
         )
         # where W acts (`instruction_placement`): "input" scales the eye prompts (eq. [8] as written), "attention" adds
@@ -878,8 +881,8 @@ class MERTModel(MERTPreTrainedModel):
         # evidence handed to the video stream [4] and to the decision [6] (in both stages, wherever W exists)
         placement = config.instruction_placement
         scale = None
-        if weights is not None:
-            scale = weights if config.use_instruction_weights else torch.ones_like(weights)  # W, or W ≡ 1
+        if used is not None:
+            scale = used if config.use_instruction_weights else torch.ones_like(used)  # W, or W ≡ 1
         eye_scale = scale if placement == "context" else None
 
         # Encoders' token embeddings [3]
