@@ -4,9 +4,10 @@ MACs are torch's `FlopCounterMode` FLOPs / 2 (matmuls, convolutions and attentio
 LayerNorm are not counted), for one clip (batch 1) of the configured size, in the PEML stage (prompts on, as
 deployed) and the pre-training stage (no prompts). The peers of the forward benchmark are counted the same way.
 
-The paper-literal `MERTConfig` switches (`fusion_mlp="linear"`, `final_fusion="tokens"`, `level_head="transformer"`,
-each alone and all three together) are counted the same way, next to the defaults, in the PEML stage (the level
-heads run in every stage's forward, so they count in the MACs; they train only in the PEML stage).
+The `MERTConfig` switches (the earlier defaults, which issue 20 replaced: the gated bottleneck G after every layer,
+CLS fusion, linear level heads on the video CLS; and the paper's Transformer level heads) are counted the same way,
+next to the defaults, in the PEML stage (the level heads run in every stage's forward, so they count in the MACs;
+they train only in the PEML stage).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 import common
 
 
-# The paper-literal variants (README, "Paper vs this implementation"), by the name used in the results.
+# The switches (README, "Paper vs this implementation"), by the name used in the results.
 SWITCHES = {
-    "fusion_mlp=linear": {"fusion_mlp": "linear"},
-    "final_fusion=tokens": {"final_fusion": "tokens"},
+    "fusion_mlp=bottleneck, every layer": {"fusion_mlp": "bottleneck", "num_fusion_levels": None},
+    "final_fusion=cls": {"final_fusion": "cls"},
     "level_head=transformer": {"level_head": "transformer"},
-    "all_three": {"fusion_mlp": "linear", "final_fusion": "tokens", "level_head": "transformer"},
+    "earlier_defaults": {"fusion_mlp": "bottleneck", "num_fusion_levels": None, "final_fusion": "cls",
+                         "level_head_input": "video_cls"},
 }
 
 
@@ -37,7 +39,7 @@ def _params(size: str, **overrides) -> dict:
 
 
 def _switch_costs(size: str, default_peml_flops: int) -> dict:
-    """Parameters and PEML-stage GMACs per clip of each paper-literal switch, with the difference to the defaults."""
+    """Parameters and PEML-stage GMACs per clip of each switch, with the difference to the defaults."""
     costs = {}
     for name, overrides in SWITCHES.items():
         model = common.build_mert(size, stage="peml", **overrides)
@@ -106,18 +108,18 @@ def markdown(result: dict) -> str:
         + f"(a) bare encoders {g['bare_encoders']:.2f}, (b) VideoMAE-B {g['videomae']:.2f}, "
         + f"(c) 16-frame ViT-B + mean pooling {g['frame_vit_meanpool']:.2f}.",
         "",
-        "Paper-literal `MERTConfig` switches (README, \"Paper vs this implementation\"), PEML stage, "
+        "`MERTConfig` switches (README, \"Paper vs this implementation\"), PEML stage, "
         f"{result['num_labels']} labels:",
         "",
         "| config | total parameters | trainable, PEML stage | GMACs per clip | vs default |",
         "|---|---|---|---|---|",
-        f"| defaults (bottleneck G, CLS eq. [6], linear p^l) | {p['total'] / 1e6:.2f}M | "
+        f"| defaults (linear G at 4 levels, token eq. [6], linear p^l on F^l) | {p['total'] / 1e6:.2f}M | "
         f"{p['trainable_peml'] / 1e6:.2f}M | {g['mert_peml']:.2f} | — |",
     ]
     for name, cost in result.get("paper_switches", {}).items():
         extra_params = (cost["trainable_peml"] - p["trainable_peml"]) / 1e6
         lines.append(
-            f"| `{name.replace('all_three', 'all three switches')}` | {cost['total_parameters'] / 1e6:.2f}M | "
+            f"| `{name}` | {cost['total_parameters'] / 1e6:.2f}M | "
             f"{cost['trainable_peml'] / 1e6:.2f}M | {cost['gmacs_per_clip_peml']:.2f} | "
             f"{extra_params:+.2f}M trainable, {cost['extra_gmacs_vs_default']:+.2f} GMACs |"
         )

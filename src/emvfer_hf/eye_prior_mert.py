@@ -10,13 +10,20 @@ recordings of pre-training) and E' is the (low-quality, visual) series of a samp
 - ``"features"`` (the default, a deliberate difference from the literal reading): Ē is the distribution of
   :data:`FEATURE_NAMES` — statistics of a series that tell a trustworthy eye signal from a broken one — over the
   tracker series of pre-training: a robust centre (median), a robust scale (1.4826·MAD, floored per feature) and a
-  shrunk inverse correlation. W = 1 / (dist + eps) ∈ (0, 1/eps] with dist (``instruction_distance``):
-  ``"one_sided"`` (default) — the mean over features of the robust z-score counted only in the direction in which
-  that feature degrades (:data:`FEATURE_SIDES`: rougher, flatter, decorrelated, more event changes, fewer valid
-  steps); a series smoother or more complete than the training ones is not penalised, and evidence from several
-  channels adds up instead of one outlier dominating; ``"mahalanobis"`` — sqrt(zᵀ P z / F), the two-sided
-  distributional distance; ``"euclidean"`` — sqrt(mean z²); ``"cosine"`` — 1 − cos of the scaled feature vectors.
-  On held-out real tracker windows the one-sided distance has the best worst-case ROC AUC (docs/study/prior_auc.json).
+  shrunk inverse correlation. With z the robust z-scores of E''s features, ``instruction_distance``:
+  ``"robust"`` (default) — W = s / (mean_k log(1 + relu(side_k·z_k)) + eps) over every feature but the valid
+  fraction, s = min(1, valid fraction / Ē's median valid fraction): a log penalty per feature in the direction in
+  which it degrades (:data:`FEATURE_SIDES`: rougher, flatter, decorrelated, more event changes), so that a feature
+  that is off in every visual series (the pupils' left/right correlation) cannot drown the evidence of the others,
+  times the share of the evidence that is there; ``"one_sided"`` — W = 1 / (mean_k relu(side_k·z_k) + eps) over all
+  features (the earlier default); ``"mahalanobis"`` — sqrt(zᵀ P z / F), the two-sided distributional distance;
+  ``"euclidean"`` — sqrt(mean z²); ``"cosine"`` — 1 − cos of the scaled feature vectors. ROC AUCs of every variant on
+  real tracker and real video windows: docs/study/prior_auc.json.
+
+  The features are computed from each series at its own samples, brought near :data:`QUALITY_FEATURE_RATE_HZ` by
+  averaging blocks of consecutive samples (:func:`series_quality_features`; the processor returns them as
+  ``eye_quality_features``), never from the L-step resampling: interpolating a 60-frame video window up to 256
+  steps smooths exactly the roughness the features measure.
 - ``"mean"`` (paper-literal): Ē is the per-step mean series (L, 5) of the training series, dist the Euclidean (RMS)
   or cosine distance of E' to it, W = 1 / (dist + eps).
 - ``"multivariate_normal"`` (the paper's Table IX alternative): each step under N(Ē_t, Σ), W the density relative to
