@@ -537,33 +537,24 @@ class MERTEyePrior(nn.Module):
         prior = config.instruction_prior
         refit = ("refit it with `model.set_eye_prior_from_series(tracker_series)` (stores the feature prior) and set "
                  "`model.config.instruction_prior = 'features'`")  # fmt: skip
+        message = None
         if prior == "features" and "features" not in stored and "mean" in stored:
             config.instruction_prior = "mean"
             if config.instruction_distance not in PRIOR_DISTANCES["mean"]:
                 config.instruction_distance = "euclidean"
-            warnings.warn(
-                f"{source}: its config asks for instruction_prior='features' but its eye-movement prior is the "
-                "paper-literal mean series (instruction_prior='mean'; saved before the distributional-feature prior "
-                f"existed, or without it). W uses the stored 'mean' prior with the "
-                f"{config.instruction_distance!r} distance, which does not measure quality; {refit}.",
-                UserWarning,
-                stacklevel=4,
-            )
+            message = ("its config asks for instruction_prior='features' but its eye-movement prior is the "
+                       "paper-literal mean series (instruction_prior='mean'; saved before the distributional-feature "
+                       f"prior existed, or without it). W uses the stored 'mean' prior with the "
+                       f"{config.instruction_distance!r} distance, which does not measure quality; {refit}.")
         elif prior != "features" and "features" not in stored and "mean" in stored:
-            warnings.warn(
-                f"{source}: its eye-movement prior is the paper-literal mean series (instruction_prior={prior!r}), "
-                "saved before the distributional-feature prior became the default; this W does not tell a clean eye "
-                f"series from a broken one (README, 'instruction weight'). To use the feature prior, {refit}.",
-                UserWarning,
-                stacklevel=4,
-            )
+            message = (f"its eye-movement prior is the paper-literal mean series (instruction_prior={prior!r}), saved "
+                       "before the distributional-feature prior became the default; this W does not tell a clean eye "
+                       f"series from a broken one (README, 'instruction weight'). To use the feature prior, {refit}.")
         elif prior != "features" and "mean" not in stored and "features" in stored:
-            warnings.warn(
-                f"{source}: its config asks for instruction_prior={prior!r} but it stores only the feature prior; "
-                "set `model.config.instruction_prior = 'features'` or call `model.set_eye_prior_from_series(...)`.",
-                UserWarning,
-                stacklevel=4,
-            )
+            message = (f"its config asks for instruction_prior={prior!r} but it stores only the feature prior; set "
+                       "`model.config.instruction_prior = 'features'` or call `model.set_eye_prior_from_series(...)`.")
+        if message:
+            warnings.warn(f"{source}: {message}", UserWarning, stacklevel=4)
 
 
 __all__ = [
