@@ -35,6 +35,7 @@ from .faces_mert import (  # noqa: F401  (re-exported)
 from .video_io_mert import (  # noqa: F401  (re-exported: the processor's decoder is the package's one decoder)
     IMAGE_EXTENSIONS,
     DecodedVideo,
+    check_frame_size,
     decode_video,
     iter_frame_chunks,
     list_frame_files,
@@ -493,6 +494,8 @@ class MERTVideoProcessor(BaseVideoProcessor):
         # Faces: one detection pass over every frame we use (none when the caller knows the face box)
         crop_faces = options["do_face_crop"] and face_box is None
         needed = np.union1d(model_idx, eye_idx) if crop_faces or extract_eyes else np.array([], int)
+        if len(needed):
+            check_frame_size(decoded.frames[int(needed[0])], decoded.name)
         track = run_face_backend(self.face_backend, [decoded.frames[int(i)] for i in needed]) if len(needed) else None
         row = {int(i): k for k, i in enumerate(needed)}
         any_face = track is not None and bool(track.found.any())
