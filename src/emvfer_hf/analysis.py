@@ -644,7 +644,7 @@ def analyze_video(
         except KeyboardInterrupt:
             if analyzer is None:  # nothing analysed: nothing to keep
                 raise
-            interrupted = f"{video}: interrupted at {reached():.2f} s"
+            interrupted = f"{video}: stopped at {reached():.2f} s"
         finally:
             bar.close()
             chunks.close()  # stops the decoder's prefetch thread
