@@ -149,9 +149,12 @@ def test_an_unwritable_output_fails_before_the_work(carphone, tmp_path, capsys, 
 
 
 def test_export_never_overwrites_the_checkpoint(tiny_checkpoint, tmp_path, capsys):
-    weights = tiny_checkpoint / "model.safetensors"
+    import shutil
+
+    checkpoint = shutil.copytree(tiny_checkpoint, tmp_path / "checkpoint")  # a copy: the session's stays intact
+    weights = checkpoint / "model.safetensors"
     before = weights.read_bytes()
-    assert main(["export", str(tiny_checkpoint), "--output", str(weights), "--no-check"]) == 2
+    assert main(["export", str(checkpoint), "--output", str(weights), "--no-check"]) == 2
     assert "model.safetensors" in capsys.readouterr().err and weights.read_bytes() == before
 
 
