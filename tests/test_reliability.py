@@ -283,6 +283,9 @@ def test_variable_frame_rate_is_timed_from_the_stream(constant_and_variable_rate
     assert list(b.start_s) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] and b.end_s.iloc[-1] == pytest.approx(6.0, abs=1e-3)
     assert list(b.reason[:2]) == ["no face"] * 2 and (b.track_id[2:] == 0).all()  # the face from 2.0 s on
     assert timelines[1].attrs["analysed_s"] == pytest.approx(6.0, abs=1e-3)
+    from emvfer_hf.eye_movement_mert import extract_eye_movements
+
+    np.testing.assert_allclose(extract_eye_movements(str(variable), allow_no_face=True).times_s, times)  # `eyes`
 
 
 def test_a_phone_video_is_analysed_upright(upright_and_rotated, model_and_processor, tmp_path):
