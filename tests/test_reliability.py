@@ -347,7 +347,8 @@ def test_a_one_frame_clip_works(tiny_and_one_frame, model_and_processor, tiny_ch
     out = tmp_path / "t.csv"
     assert main(["analyze", str(one), "--model", str(tiny_checkpoint), "--out", str(out), "--quiet"]) == 0
     table = _rows(out)
-    assert len(table) == 1 and table.track_id[0] == 0 and table.label[0] and table.end_s[0] == pytest.approx(1 / 30, abs=1e-3)
+    assert len(table) == 1 and table.track_id[0] == 0 and table.label[0]
+    assert table.end_s[0] == pytest.approx(1 / 30, abs=1e-3)
     assert main(["predict", str(one), "--model", str(tiny_checkpoint)]) == 0
     pytest.importorskip("gradio")
     from emvfer_hf.demo import MERTDemo
@@ -372,12 +373,36 @@ def test_a_model_failure_is_not_a_decoding_stop(carphone, model_and_processor, m
     assert "decoding stopped" not in str(caught.value)
 
 
+def test_analyze_failing_midway_keeps_its_rows(carphone, model_and_processor, tmp_path, capsys, monkeypatch):
+    """`emvfer analyze` whose model fails at the second window: exit 1, the first row kept, a last row says why."""
+    import emvfer_hf.analysis
+
+    model, processor = model_and_processor
+    calls, forward = [], model.forward
+
+    def fails_the_second_time(**inputs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return forward(**inputs)
+
+    monkeypatch.setattr(model, "forward", fails_the_second_time)
+    monkeypatch.setattr(emvfer_hf.analysis, "load_checkpoint", lambda *args, **kwargs: (model, processor))
+    out = tmp_path / "t.csv"
+    argv = ["analyze", str(carphone), "--model", "tiny", "--out", str(out), "--batch-size", "1", "--quiet"]
+    assert main(argv) == 1
+    assert "the analysis failed at" in capsys.readouterr().err
+    table = _rows(out)
+    assert list(table.track_id) == [0, -1] and table.reason.iloc[-1].startswith("failed: RuntimeError")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["analyze", "v.mp4", "--model", "m", "--out", "t.csv", "--start", "-5"], "--start: must be at least 0"),
         (["analyze", "v.mp4", "--model", "m", "--out", "t.csv", "--max-faces", "0"], "--max-faces: must be at least 1"),
-        (["analyze", "v.mp4", "--model", "m", "--out", "t.csv", "--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["analyze", "v.mp4", "--model", "m", "--out", "t.csv", "--batch-size", "0"],
+         "--batch-size: must be at least 1"),
         (["analyze", "v.mp4", "--model", "m", "--out", "t.csv", "--window", "0"], "--window: must be more than 0"),
         (["predict", "v.mp4", "--model", "m", "--batch-size", "0"], "--batch-size: must be at least 1"),
         (["predict", "v.mp4", "--model", "m", "--top-k", "0"], "--top-k: must be at least 1"),

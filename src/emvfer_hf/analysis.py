@@ -102,10 +102,11 @@ class _Pending:
 class TimelineAnalyzer:
     """The streaming core of :func:`analyze_video` and ``emvfer live``: feed consecutive frames, get rows back.
 
-    Windows start every ``stride`` seconds and last ``window`` seconds. When the frames of a window have all arrived,
+    Windows start every ``stride`` seconds and last ``window`` seconds, on the frames' presentation times (given to
+    :meth:`feed`, so that a variable frame rate is timed right). When the frames of a window have all arrived,
     each face track present in at least ``min_face_fraction`` of its frames becomes one model input: the track's
-    face crops at the window's ``num_frames`` segment middles (one square box per window, the union of the track's
-    boxes there, as the processor crops a clip) and the track's eye-movement series over the window (the raw
+    face crops at the window's ``num_frames`` segment middles in time (one square box per window, the union of the
+    track's boxes there, as the processor crops a clip) and the track's eye-movement series over the window (the raw
     measurements of its frames, classified and normalised over the window, resampled to L). Inputs go through the
     model ``batch_size`` at a time. A window with no such track gives a row with ``reason="no face"``.
 
@@ -113,11 +114,11 @@ class TimelineAnalyzer:
         model: a :class:`~emvfer_hf.MERTForVideoClassification` (any model with its call signature and config).
         processor: the checkpoint's :class:`~emvfer_hf.MERTVideoProcessor` (crop size, normalisation, frames per clip,
             eye steps L, face margin and landmark backend).
-        fps: the video's frame rate.
-        window, stride: window length and step in seconds.
-        start_s: the time of the first frame fed (for ``--start``).
-        max_faces: at most this many faces per frame (the largest).
-        batch_size: windows per model call.
+        fps: the video's (average) frame rate: the face tracker's rate, and the spacing of frames fed without times.
+        window, stride: window length and step in seconds (positive).
+        start_s: the time the first window starts (``--start``; frames fed without times start there).
+        max_faces: at most this many faces per frame (the largest; at least 1).
+        batch_size: windows per model call (at least 1).
         device: the model's device.
         dtype: "fp32", or "bf16" / "fp16" autocast.
         min_face_fraction: a track takes part in a window when its face is in at least this share of the frames.
@@ -198,7 +199,8 @@ class TimelineAnalyzer:
             self._next_window += 1
 
     def _place(self, index: int, t: float) -> bool:
-        """Frame ``index`` at time ``t`` enters the open windows (or ends them); whether one uses it as a model frame."""
+        """Frame ``index`` at time ``t`` enters the open windows (or ends them); whether one takes it as a model
+        frame."""
         used = False
         for w in self._windows:
             if w.stop is not None:
@@ -664,7 +666,8 @@ def analyze_video(
     if stopped or interrupted:
         if stopped:
             warnings.warn(stopped + " (the rows before it are kept)", VideoTruncatedWarning, stacklevel=2)
-        reason = f"stream ended early: {stopped}" if stopped else f"interrupted: {interrupted} (the rows before it are kept)"
+        reason = (f"stream ended early: {stopped}" if stopped
+                  else f"interrupted: {interrupted} (the rows before it are kept)")  # fmt: skip
         emit([{"track_id": -1, "start_s": round(analysed_to, 3), "end_s": round(analysed_to, 3), "label": "",
                "reason": reason}])  # fmt: skip
     timeline = pd.DataFrame(rows, columns=columns)

@@ -21,7 +21,8 @@ def _number(kind, minimum, inclusive: bool = True):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
         if value < minimum or (not inclusive and value == minimum):
-            raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'more than'} {minimum}, got {text}")
+            bound = "at least" if inclusive else "more than"
+            raise argparse.ArgumentTypeError(f"must be {bound} {minimum}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
