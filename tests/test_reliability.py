@@ -96,6 +96,11 @@ def long_clip(carphone_frames, tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("long") / "long.mp4", carphone_frames * 15, 30)
 
 
+def times_of(video) -> np.ndarray:
+    """Every frame's presentation time (s) in ``video``, as the decoder gives them."""
+    return np.concatenate([t for _, t, _ in iter_timed_chunks(video, 64)])
+
+
 def _rows(path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False)
 
@@ -272,7 +277,7 @@ def test_variable_frame_rate_is_timed_from_the_stream(constant_and_variable_rate
     from emvfer_hf.analysis import analyze_video
 
     constant, variable = constant_and_variable_rate
-    times = np.concatenate([t for _, t, _ in iter_timed_chunks(variable, 32)])
+    times = times_of(variable)
     np.testing.assert_allclose(times[58:63], [58 / 30, 59 / 30, 2.0, 2.1, 2.2], atol=1e-3)  # the premise
     model, processor = model_and_processor
     timelines = [analyze_video(v, model, processor, window=1.0, stride=1.0, progress=False)
@@ -286,6 +291,9 @@ def test_variable_frame_rate_is_timed_from_the_stream(constant_and_variable_rate
     from emvfer_hf.eye_movement_mert import extract_eye_movements
 
     np.testing.assert_allclose(extract_eye_movements(str(variable), allow_no_face=True).times_s, times)  # `eyes`
+    # predict samples the same moments of the clip (one frame per equal span of time), not the same frame counts
+    at = [times_of(v)[processor(str(v), return_frame_indices=True)["frame_indices"][0]] for v in (constant, variable)]
+    np.testing.assert_allclose(at[1], at[0], atol=0.1 + 1e-6)  # within the variable part's frame spacing
 
 
 def test_a_phone_video_is_analysed_upright(upright_and_rotated, model_and_processor, tmp_path):

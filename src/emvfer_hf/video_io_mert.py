@@ -138,7 +138,9 @@ def decode_video(
 
     Args:
         source: path (str / Path) or array / tensor / list of frames.
-        indices_fn: `indices_fn(num_frames) -> iterable of int`: the frames to keep (default: all). Only those are
+        indices_fn: `indices_fn(num_frames) -> iterable of int`: the frames to keep (default: all); one that takes a
+            `times_s` keyword gets the frames' presentation times too (seconds from the first frame, read from a video
+            file's packets; None where they are not known), to sample a variable frame rate by time. Only those are
             converted to RGB and kept in memory, and a video file's sparse frames are reached by seeking to the
             keyframe before each, so sampling a long video costs in proportion to the frames used. The frames are
             exactly those of a full decode; `num_frames` is the count a full decode yields.
@@ -200,6 +202,12 @@ class _StreamIndex:
 
     pts: np.ndarray
     starts: np.ndarray
+
+    def times_s(self, time_base) -> Optional[np.ndarray]:
+        """The frames' presentation times in seconds from the first frame (None without a time base)."""
+        if not time_base:
+            return None
+        return (self.pts - self.pts[0]).astype(np.float64) * float(time_base)
 
     def start_before(self, position: int) -> int:
         """The last position at or before `position` that decoding can start from."""
@@ -413,6 +421,17 @@ def _read_by_seeking(reader: _VideoFileReader, index: _StreamIndex, wanted: list
     return frames
 
 
+def _call_indices_fn(indices_fn, count: int, times: Optional[np.ndarray]):
+    """`indices_fn(count)`, with `times_s=times` where it takes that keyword."""
+    import inspect
+
+    try:
+        takes_times = "times_s" in inspect.signature(indices_fn).parameters
+    except (TypeError, ValueError):  # a builtin or other callable without a signature
+        takes_times = False
+    return indices_fn(count, times_s=times) if takes_times else indices_fn(count)
+
+
 def _decode_video_file(
     name: str, indices_fn, default_fps: float, seek: bool = True, stats: Optional[dict] = None
 ) -> DecodedVideo:
@@ -425,7 +444,9 @@ def _decode_video_file(
     with _VideoFileReader(name, default_fps) as reader:
         total, index = reader.index() if indices_fn else (0, None)
         truncated = reader.early_end() if indices_fn else None
-        keep = sorted({int(i) for i in indices_fn(total) if 0 <= int(i) < total}) if indices_fn and total else None
+        times = index.times_s(reader.stream.time_base) if index is not None else None
+        keep = sorted({int(i) for i in _call_indices_fn(indices_fn, total, times) if 0 <= int(i) < total}) \
+            if indices_fn and total else None  # fmt: skip
         frames, read = None, "seek"
         if seek and index is not None and keep:
             try:
