@@ -135,6 +135,23 @@ def test_an_output_never_overwrites_an_input(carphone, tmp_path, capsys, command
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "link.mp4"]  # nothing written
 
 
+def test_outputs_are_resolved_before_they_are_compared(carphone, tmp_path):
+    """Hard links, an output inside the frame folder being read, and an output whose partial name is the input."""
+    from emvfer_hf.outputs import check_outputs
+
+    video = tmp_path / "clip.partial.mp4"
+    video.write_bytes(carphone.read_bytes())
+    os.link(video, tmp_path / "hard.mp4")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cases = {"hard.mp4": "this is the input video", "frames/plot.png": "inside the input video 2",
+             "clip.mp4": "written first as"}  # fmt: skip
+    for output, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            check_outputs({"input video": video, "input video 2": frames}, {"--out": tmp_path / output})
+    assert check_outputs({"input video": video}, {"--out": tmp_path / "t.csv"}) == {"--out": tmp_path / "t.csv"}
+
+
 def test_an_unwritable_output_fails_before_the_work(carphone, tmp_path, capsys, monkeypatch):
     import emvfer_hf.analysis
 

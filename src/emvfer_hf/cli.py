@@ -188,8 +188,10 @@ def run_analyze(args) -> int:
     if "stopped_early" in timeline.attrs:
         print(f"warning: {timeline.attrs['stopped_early']}", file=sys.stderr)
     if "interrupted" in timeline.attrs:
-        print(f"emvfer analyze: {timeline.attrs['interrupted']}; {args.out} keeps the rows so far (its last row says "
-              "so)" + (f"; no {args.plot} written" if args.plot else ""), file=sys.stderr)  # fmt: skip
+        cut = len(timeline) and str(timeline.reason.iloc[-1]).startswith("interrupted")
+        kept = f"{args.out} keeps the rows so far (its last row says so)" if cut else f"{args.out} is complete"
+        print(f"emvfer analyze: {timeline.attrs['interrupted']}; {kept}" + (f"; no {args.plot} written" if args.plot
+              else ""), file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
     if args.plot:
         plot_timeline(timeline, args.plot)

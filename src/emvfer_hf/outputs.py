@@ -68,9 +68,9 @@ def check_outputs(inputs: dict, outputs: dict) -> dict[str, Path]:
     Returns:
         ``{option: Path}`` of the outputs given.
     Raises:
-        ValueError: an output is an input (the same file through any symlink or hard link), lies inside an input
-            frame folder, is the same file as another output, is a folder, or cannot be written; the message names
-            the option and the path.
+        ValueError: an output (or its partial name) is an input (the same file through any symlink or hard link),
+            lies inside an input frame folder, is the same file as another output, is a folder, or cannot be written;
+            the message names the option and the path.
     """
     ins = {label: Path(p) for label, p in inputs.items() if p is not None}
     outs = {label: Path(p) for label, p in outputs.items() if p is not None}
@@ -80,6 +80,9 @@ def check_outputs(inputs: dict, outputs: dict) -> dict[str, Path]:
             if _same_file(out, source):
                 raise ValueError(f"{label} {out}: this is the {what} {source}; an output never overwrites an input "
                                  "(choose another file name)")  # fmt: skip
+            if _same_file(partial_path(out), source):
+                raise ValueError(f"{label} {out}: it is written first as {partial_path(out)}, which is the {what} "
+                                 f"{source} (choose another file name)")  # fmt: skip
             if source.is_dir() and real_path(source) in real_path(out).parents:
                 raise ValueError(f"{label} {out}: this is inside the {what} {source} (the frame folder being read); "
                                  "write it elsewhere")  # fmt: skip
