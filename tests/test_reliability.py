@@ -102,7 +102,9 @@ def times_of(video) -> np.ndarray:
 
 
 def _rows(path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False)
+    """A timeline written by the CLI (CSV or Parquet), empty text as ""."""
+    path = Path(path)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
 
 
 # ----------------------------------------------------------------------------------- 1. outputs never overwrite inputs
@@ -272,21 +274,23 @@ def test_predict_json_and_eyes_interrupted(carphone, tiny_checkpoint, tmp_path, 
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
-def test_a_failure_keeps_the_rows_and_says_why(tmp_path):
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_failure_keeps_the_rows_and_says_why(tmp_path, suffix):
     from emvfer_hf.outputs import RowWriter
 
-    out = tmp_path / "t.csv"
+    out = tmp_path / f"t.{suffix}"
     with pytest.raises(RuntimeError):
         with RowWriter(out) as writer:
             writer.write(pd.DataFrame({"track_id": [0, 0], "start_s": [0.0, 1.0], "reason": ["", ""]}))
-            assert (tmp_path / "t.partial.csv").read_text().count("\n") == 3  # flushed as it comes
+            if suffix == "csv":
+                assert (tmp_path / "t.partial.csv").read_text().count("\n") == 3  # flushed as it comes
             raise RuntimeError("the model failed")
     table = _rows(out)
     assert list(table.track_id) == [0, 0, -1] and "failed: RuntimeError: the model failed" in table.reason.iloc[-1]
     with pytest.raises(ValueError):
-        with RowWriter(tmp_path / "none.csv"):
+        with RowWriter(tmp_path / f"none.{suffix}"):
             raise ValueError("nothing written yet")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"t.{suffix}"]
 
 
 # -------------------------------------------------------------------------------------- 3. time and rotation
@@ -374,6 +378,11 @@ def test_a_one_frame_clip_works(tiny_and_one_frame, model_and_processor, tiny_ch
     table = _rows(out)
     assert len(table) == 1 and table.track_id[0] == 0 and table.label[0]
     assert table.end_s[0] == pytest.approx(1 / 30, abs=1e-3)
+    parquet = tmp_path / "t.parquet"  # the same rows as Parquet
+    assert main(["analyze", str(one), "--model", str(tiny_checkpoint), "--out", str(parquet), "--quiet"]) == 0
+    same = _rows(parquet)
+    assert list(same.columns) == list(table.columns) and same.label[0] == table.label[0]
+    np.testing.assert_allclose(same.score, table.score)
     assert main(["predict", str(one), "--model", str(tiny_checkpoint)]) == 0
     pytest.importorskip("gradio")
     from emvfer_hf.demo import MERTDemo

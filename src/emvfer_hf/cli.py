@@ -156,7 +156,8 @@ def _add_analyze(subparsers) -> None:
     p.add_argument("--start", type=_START, default=None, help="analyse from this time (s)")
     p.add_argument("--end", type=_SECONDS, default=None, help="analyse until this time (s)")
     p.add_argument("--batch-size", type=_COUNT, default=8, help="windows per model call")
-    p.add_argument("--out", required=True, help="CSV file of the timeline (rows written as they come)")
+    p.add_argument("--out", required=True,
+                   help="CSV file of the timeline, or Parquet if it ends in .parquet (rows written as they come)")
     p.add_argument("--plot", default=None, help="PNG of each face's class probabilities over time")
     p.add_argument("--annotated", default=None, help="video file with face boxes, track ids and labels drawn")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

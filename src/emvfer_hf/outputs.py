@@ -5,8 +5,9 @@
   message naming the option and the path, before any work starts.
 - :func:`atomic_output` writes a file under its partial name (``NAME.partial.EXT``) and renames it to ``NAME.EXT`` once
   complete: a file under its final name is always complete. Cut short, it is removed or kept under the partial name.
-- :class:`RowWriter` appends table rows to a CSV as they come (flushed each time), in the same way; cut short, the rows
-  so far are kept under the final name with a last row giving the reason, as for a stream that ended early.
+- :class:`RowWriter` appends table rows to a CSV (or Parquet) file as they come (flushed each time), in the same way;
+  cut short, the rows so far are kept under the final name with a last row giving the reason, as for a stream that
+  ended early.
 """
 
 from __future__ import annotations
@@ -111,24 +112,34 @@ def atomic_output(path: PathLike, keep_partial: bool = False):
 
 
 class RowWriter:
-    """Table rows appended to a CSV file as they come, each batch flushed, so that an interrupt loses nothing.
+    """Table rows appended to a CSV or Parquet file as they come, so that an interrupt loses nothing.
 
-    The rows go to ``NAME.partial.csv`` (created at once: writability is checked before any work), which becomes
+    The rows go to ``NAME.partial.EXT`` (created at once: writability is checked before any work), which becomes
     ``path`` on :meth:`close`. Left by an exception (``with RowWriter(...)``) or :meth:`abort`, the rows so far are kept
     under ``path`` with a last row whose ``reason`` column (the last column where there is none) says why; with no row
-    written, no file is left. A process killed outright leaves its rows in the partial file.
+    written, no file is left.
+
+    A CSV (any name but ``*.parquet``) is flushed to disk after each batch: a process killed outright leaves its rows
+    in the partial file. A Parquet file gets one row group per batch and can be read once closed; its column types
+    are fixed: ``TEXT_COLUMNS`` strings, ``track_id`` integers, the others floating point.
 
     Args:
-        path: the CSV file.
+        path: the CSV or Parquet file.
         columns: the columns, in order (default: those of the first batch).
     """
+
+    #: the columns a Parquet file stores as text (a timeline's); every other column but ``track_id`` is a float
+    TEXT_COLUMNS = ("label", "blink_times_s", "reason")
 
     def __init__(self, path: PathLike, columns: Optional[list] = None):
         self.path = Path(path)
         self.columns = None if columns is None else list(columns)
         self.temporary = partial_path(self.path)
+        self.parquet = self.path.suffix.lower() == ".parquet"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.temporary, "w", newline="", encoding="utf-8")
+        self.handle = open(self.temporary, "wb" if self.parquet else "w", newline=None if self.parquet else "",
+                           encoding=None if self.parquet else "utf-8")  # fmt: skip
+        self.writer = None  # the pyarrow ParquetWriter, from the first batch
         self.rows = 0
         self.closed = False
 
@@ -141,15 +152,40 @@ class RowWriter:
             return
         if self.columns is None:
             self.columns = list(table.columns)
-        table.reindex(columns=self.columns).to_csv(self.handle, header=self.rows == 0, index=False)
+        table = table.reindex(columns=self.columns)
+        if self.parquet:
+            self._write_parquet(table)
+        else:
+            table.to_csv(self.handle, header=self.rows == 0, index=False)
         self.rows += len(table)
         self.handle.flush()
         os.fsync(self.handle.fileno())
+
+    def _write_parquet(self, table) -> None:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        typed = {}
+        for name in self.columns:
+            column = table[name]
+            if name in self.TEXT_COLUMNS:
+                typed[name] = column.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+            elif name == "track_id":
+                typed[name] = pd.to_numeric(column, errors="coerce").fillna(-1).astype("int64")
+            else:
+                typed[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+        batch = pa.Table.from_pandas(pd.DataFrame(typed), preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.handle, batch.schema)
+        self.writer.write_table(batch.cast(self.writer.schema))
 
     def close(self) -> Path:
         """Finish the file: it takes its final name."""
         if not self.closed:
             self.closed = True
+            if self.writer is not None:
+                self.writer.close()
             self.handle.close()
             os.replace(self.temporary, self.path)
         return self.path
