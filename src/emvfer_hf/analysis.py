@@ -24,13 +24,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
 from .faces_mert import FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
-from .video_io_mert import VideoTruncatedWarning, iter_frame_chunks
+from .outputs import atomic_output, check_outputs, partial_path
+from .video_io_mert import VideoTruncatedWarning, check_frame_size, iter_timed_chunks
 from .video_processing_mert import sample_segment_indices
 from .visualization import _runs
 
@@ -59,18 +60,27 @@ def eye_window_statistics(series) -> dict:
     }
 
 
+#: tolerance (seconds) when a frame's time is compared with a window's bounds
+_EPS = 1e-6
+
+
 @dataclass
 class _Window:
-    """One analysis window: frames [first, stop) of the video, its model frames, its start/end in seconds."""
+    """One analysis window: frames [first, stop) of the stream fed, its start/end in seconds and its model frames.
+
+    Planned with its nominal bounds ``[start_s, end_s)``; as frames arrive, ``first`` becomes the first frame at or
+    after the start (``start_s`` its time) and ``stop`` the first frame at or after the end (``end_s`` its time, or
+    the end of the stream). ``model_frames`` holds, for each of the T segment middles ``middles`` (equal spans of
+    time), the last frame at or before it (the first frame after it where there is none): the frames the processor
+    picks for a clip, chosen by time, so that a variable frame rate samples the same moments."""
 
     index: int
-    first: int
-    stop: int
     start_s: float
     end_s: float
+    middles: np.ndarray
     model_frames: np.ndarray
-
-
+    first: Optional[int] = None
+    stop: Optional[int] = None
 @dataclass
 class _TrackPiece:
     """One chunk's face rows and raw eye measurements of one track (frames [first, first + len(faces)))."""
@@ -92,10 +102,11 @@ class _Pending:
 class TimelineAnalyzer:
     """The streaming core of :func:`analyze_video` and ``emvfer live``: feed consecutive frames, get rows back.
 
-    Windows start every ``stride`` seconds and last ``window`` seconds. When the frames of a window have all arrived,
+    Windows start every ``stride`` seconds and last ``window`` seconds, on the frames' presentation times (given to
+    :meth:`feed`, so that a variable frame rate is timed right). When the frames of a window have all arrived,
     each face track present in at least ``min_face_fraction`` of its frames becomes one model input: the track's
-    face crops at the window's ``num_frames`` segment middles (one square box per window, the union of the track's
-    boxes there, as the processor crops a clip) and the track's eye-movement series over the window (the raw
+    face crops at the window's ``num_frames`` segment middles in time (one square box per window, the union of the
+    track's boxes there, as the processor crops a clip) and the track's eye-movement series over the window (the raw
     measurements of its frames, classified and normalised over the window, resampled to L). Inputs go through the
     model ``batch_size`` at a time. A window with no such track gives a row with ``reason="no face"``.
 
@@ -103,11 +114,11 @@ class TimelineAnalyzer:
         model: a :class:`~emvfer_hf.MERTForVideoClassification` (any model with its call signature and config).
         processor: the checkpoint's :class:`~emvfer_hf.MERTVideoProcessor` (crop size, normalisation, frames per clip,
             eye steps L, face margin and landmark backend).
-        fps: the video's frame rate.
-        window, stride: window length and step in seconds.
-        start_s: the time of the first frame fed (for ``--start``).
-        max_faces: at most this many faces per frame (the largest).
-        batch_size: windows per model call.
+        fps: the video's (average) frame rate: the face tracker's rate, and the spacing of frames fed without times.
+        window, stride: window length and step in seconds (positive).
+        start_s: the time the first window starts (``--start``; frames fed without times start there).
+        max_faces: at most this many faces per frame (the largest; at least 1).
+        batch_size: windows per model call (at least 1).
         device: the model's device.
         dtype: "fp32", or "bf16" / "fp16" autocast.
         min_face_fraction: a track takes part in a window when its face is in at least this share of the frames.
@@ -132,8 +143,7 @@ class TimelineAnalyzer:
         tracker: Optional[FaceTracker] = None,
         box_history_s: Optional[float] = None,
     ):
-        if window <= 0 or stride <= 0:
-            raise ValueError(f"window and stride must be positive seconds, got window={window}, stride={stride}")
+        check_window_arguments(window, stride, max_faces=max_faces, batch_size=batch_size)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if not fps or fps <= 0:
@@ -144,7 +154,7 @@ class TimelineAnalyzer:
         self.processor = processor
         self.fps = float(fps)
         self.window, self.stride, self.start_s = float(window), float(stride), float(start_s)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = int(batch_size)
         self.device = device
         self.autocast = None if DTYPES[dtype] is None else getattr(torch, DTYPES[dtype])
         if dtype == "bf16" and torch.device(device).type == "cpu" and not _native_cpu_bf16():
@@ -170,36 +180,76 @@ class TimelineAnalyzer:
         self._boxes: dict[int, dict[int, np.ndarray]] = {}  # track → frame → box (for the annotated video)
         self._queue: list[_Pending] = []
         self._emitted_window = -1
+        self._prepared_any = False
         self._arrival: dict[int, float] = {}  # window index → wall time its last frame arrived
+        self._times: dict[int, float] = {}  # frame index → presentation time (s), for the pending windows
+        self._last_time: Optional[float] = None
+        self._last_step = 1.0 / self.fps
 
     # -- windows
-    def _window(self, k: int, stop_frame: Optional[int] = None) -> _Window:
-        start = k * self.stride
-        first = int(math.ceil(start * self.fps - 1e-6))
-        stop = int(math.ceil((start + self.window) * self.fps - 1e-6)) if stop_frame is None else stop_frame
-        stop = max(stop, first + 1)
-        model = first + sample_segment_indices(stop - first, self.num_frames)
-        return _Window(k, first, stop, self.start_s + first / self.fps, self.start_s + stop / self.fps, model)
+    def _window(self, k: int) -> _Window:
+        start = self.start_s + k * self.stride
+        middles = start + (np.arange(self.num_frames) + 0.5) * (self.window / self.num_frames)
+        return _Window(k, start, start + self.window, middles, np.full(self.num_frames, -1, dtype=np.int64))
 
-    def _open_windows(self, up_to: int) -> None:
-        """Plan the windows starting before frame ``up_to``."""
-        while int(math.ceil(self._next_window * self.stride * self.fps - 1e-6)) < up_to:
+    def _open_windows(self, t: float) -> None:
+        """Plan the windows that start at or before time ``t``."""
+        while self.start_s + self._next_window * self.stride <= t + _EPS:
             self._windows.append(self._window(self._next_window))
             self._next_window += 1
 
+    def _place(self, index: int, t: float) -> bool:
+        """Frame ``index`` at time ``t`` enters the open windows (or ends them); whether one takes it as a model
+        frame."""
+        used = False
+        for w in self._windows:
+            if w.stop is not None:
+                continue
+            if t >= w.end_s - _EPS:  # the first frame after the window: it is complete
+                w.stop, w.end_s = index, t
+                if w.first is None:
+                    w.first = index  # a gap in the stream longer than the window: no frame in it
+                continue
+            if w.first is None:
+                w.first, w.start_s = index, t
+            pick = (t <= w.middles + _EPS) | (w.model_frames < 0)
+            w.model_frames[pick] = index
+            used |= bool(pick.any())
+        return used
+
     def _needed(self, index: int) -> bool:
-        return any(index in w.model_frames for w in self._windows if w.first <= index < w.stop)
+        return any(index in w.model_frames for w in self._windows)
+
+    @property
+    def stream_end_s(self) -> float:
+        """The end of the frames fed so far (seconds): the last frame's time plus its duration (the gap before it,
+        or ``1 / fps``)."""
+        if self._last_time is None:
+            return self.start_s
+        return self._last_time + self._last_step
 
     # -- feeding
-    def feed(self, frames: Sequence[np.ndarray]) -> list[dict]:
-        """Add the next consecutive RGB frames (H, W, 3) uint8; returns the rows finished so far (in window order)."""
+    def feed(self, frames: Sequence[np.ndarray], times: Optional[Sequence[float]] = None) -> list[dict]:
+        """Add the next consecutive RGB frames (H, W, 3) uint8 and their presentation times in seconds (increasing;
+        default: ``1 / fps`` apart after the last one); returns the rows finished so far (in window order)."""
         frames = [np.asarray(f) for f in frames]
         if not frames:
             return []
+        if times is None:
+            after = self.start_s if self._last_time is None else self._last_time + 1.0 / self.fps
+            times = after + np.arange(len(frames)) / self.fps
+        times = np.asarray(times, dtype=np.float64)
+        if len(times) != len(frames):
+            raise ValueError(f"got {len(times)} frame times for {len(frames)} frames")
         first = self.frame_count
-        self._open_windows(first + len(frames))
-        for k, frame in enumerate(frames):
-            if self._needed(first + k):
+        for k, (frame, t) in enumerate(zip(frames, times)):
+            t = float(t)
+            if self._last_time is not None:
+                self._last_step = max(t - self._last_time, 1e-6)
+            self._last_time = t
+            self._times[first + k] = t
+            self._open_windows(t)
+            if self._place(first + k, t):
                 self._frames[first + k] = frame
         tracks = self.tracker.update(frames)
         for track_id, faces in tracks.items():
@@ -209,25 +259,34 @@ class TimelineAnalyzer:
             for k in np.flatnonzero(faces.found):
                 boxes[first + int(k)] = faces.boxes[k].copy()
         self.frame_count += len(frames)
-        now = time.perf_counter()
-        while self._windows and self._windows[0].stop <= self.frame_count:
-            window = self._windows.popleft()
-            self._arrival[window.index] = now
-            self._prepare(window)
+        self._prepare_complete()
         self._prune()
         return self._run(flush=False)
 
+    def _prepare_complete(self) -> None:
+        """Queue the leading windows whose frames have all arrived."""
+        now = time.perf_counter()
+        while self._windows and self._windows[0].stop is not None:
+            window = self._windows.popleft()
+            self._arrival[window.index] = now
+            self._prepare(window)
+            self._prepared_any = True
+
     def finish(self) -> list[dict]:
-        """The video has ended: close a window that started but is cut short only when no window ended yet (a clip
-        shorter than ``window``: its model frames are those planned for the full window that arrived, spread over
-        ``num_frames``), run what is queued, and return the last rows."""
-        if self._emitted_window < 0 and not self._queue and self.frame_count > 0 and self._windows:
-            window = self._window(self._windows[0].index, stop_frame=self.frame_count)
-            # the model frames planned for the full window that arrived, spread over T
-            kept = np.array(sorted(i for i in self._frames if window.first <= i < window.stop))
-            window.model_frames = kept[sample_segment_indices(len(kept), self.num_frames)]
+        """The video has ended: close the windows that end with it (``stream_end_s``); close a window that started
+        but is cut short only when no window ended yet (a clip shorter than ``window``: its model frames are the
+        frames nearest to its segment middles that arrived); run what is queued, and return the last rows."""
+        end = self.stream_end_s
+        for w in self._windows:
+            if w.stop is None and w.first is not None and w.end_s <= end + _EPS:
+                w.stop, w.end_s = self.frame_count, end
+        self._prepare_complete()
+        if not self._prepared_any and self.frame_count > 0 and self._windows and self._windows[0].first is not None:
+            window = self._windows.popleft()
+            window.stop, window.end_s = self.frame_count, end
             self._arrival[window.index] = time.perf_counter()
             self._prepare(window)
+            self._prepared_any = True
         self._windows.clear()
         rows = self._run(flush=True)
         self._frames.clear()
@@ -235,6 +294,9 @@ class TimelineAnalyzer:
 
     # -- per window
     def _prepare(self, window: _Window) -> None:
+        if window.first >= window.stop:  # a gap in the stream
+            self._queue.append(_Pending(window, None, row={"reason": "no frames"}))
+            return
         candidates = []
         for track_id in sorted(self._pieces):
             faces, raws = self._track_faces(track_id, window)
@@ -250,7 +312,7 @@ class TimelineAnalyzer:
             rows = window.model_frames - window.first
             boxes = clip_face_boxes(faces.boxes[rows], float(self.processor.face_margin), self.processor.face_box_mode)
             pixels = self.processor.pixel_values_from_frames([self._frames[int(i)] for i in window.model_frames], boxes)
-            times = window.start_s + np.arange(len(faces)) / self.fps
+            times = np.array([self._times[i] for i in range(window.first, window.stop)])
             series = self.extractor.series_from(raw, faces, times, fps=self.fps)
             resampled = series.normalize().resample(self.length)
             stats = eye_window_statistics(series)
@@ -290,9 +352,12 @@ class TimelineAnalyzer:
 
     def _prune(self) -> None:
         """Drop what no pending window needs any more (memory stays bounded)."""
-        oldest = min([w.first for w in self._windows] + [p.window.first for p in self._queue] + [self.frame_count])
+        oldest = min([w.first for w in self._windows if w.first is not None] + [p.window.first for p in self._queue]
+                     + [self.frame_count])  # fmt: skip
         for index in [i for i in self._frames if i < oldest or not self._needed_or_queued(i)]:
             del self._frames[index]
+        for index in [i for i in self._times if i < oldest]:
+            del self._times[index]
         for track_id in list(self._pieces):
             self._pieces[track_id] = [p for p in self._pieces[track_id] if p.first + len(p.faces) > oldest]
         if self.box_history is not None:
@@ -382,13 +447,29 @@ def _empty_raw(template, n: int):
 
 # ---------------------------------------------------------------------------------------------------- whole videos
 def load_checkpoint(model_dir, device: str = "cpu"):
-    """``(model, processor)`` from a checkpoint folder (or Hub id) saved with ``save_pretrained``, in eval mode."""
+    """``(model, processor)`` from a checkpoint folder (or Hub id) saved with ``save_pretrained``, in eval mode.
+
+    Raises:
+        ValueError: naming the checkpoint, in one line, when it is missing or cannot be loaded (a corrupt or
+            truncated weights file, a broken config).
+    """
     import emvfer_hf  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForVideoClassification, AutoVideoProcessor
 
-    processor = AutoVideoProcessor.from_pretrained(str(model_dir))
-    model = AutoModelForVideoClassification.from_pretrained(str(model_dir))
+    processor = load_or_explain(model_dir, lambda: AutoVideoProcessor.from_pretrained(str(model_dir)))
+    model = load_or_explain(model_dir, lambda: AutoModelForVideoClassification.from_pretrained(str(model_dir)))
     return model.to(device).eval(), processor
+
+
+def load_or_explain(model_dir, load: Callable):
+    """``load()``; any error it raises (an ``UnpicklingError`` of a corrupt ``pytorch_model.bin``, a
+    ``SafetensorError``, a JSON error, a missing folder) becomes a one-line ``ValueError`` naming ``model_dir``."""
+    try:
+        return load()
+    except Exception as error:  # noqa: BLE001  (whatever the loaders raise: one line that names the checkpoint)
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[0] if lines else ""
+        raise ValueError(f"{model_dir}: cannot load the checkpoint ({type(error).__name__}: {detail})") from error
 
 
 def _load(model, processor):
@@ -416,19 +497,42 @@ def probe_duration(video) -> Optional[float]:
 
 
 def _frames_between(chunks: Iterable, start_s: float, end_s: Optional[float], state: dict):
-    """The frames of ``(frames, fps)`` chunks with ``start_s <= t < end_s`` (t = index / fps), as chunks;
-    ``state`` gets the rate and the frames read."""
-    index = 0
-    for frames, fps in chunks:
+    """The frames of ``(frames, times_s, fps)`` chunks with ``start_s <= t < end_s`` (t: the frame's presentation
+    time), as chunks; ``state`` gets the rate, the frames read and the time reached."""
+    for frames, times, fps in chunks:
         state["fps"] = fps
-        first = max(0, int(math.ceil(start_s * fps - 1e-6)) - index)
-        stop = len(frames) if end_s is None else min(len(frames), int(math.ceil(end_s * fps - 1e-6)) - index)
-        index += len(frames)
-        state["read"] = index
-        if stop > first:
-            yield frames[first:stop], fps
-        if end_s is not None and index / fps >= end_s:
+        state["read"] = state.get("read", 0) + len(frames)
+        keep = times >= start_s - _EPS
+        if end_s is not None:
+            keep &= times < end_s - _EPS
+        picked = np.flatnonzero(keep)
+        if len(picked):
+            yield [frames[i] for i in picked], times[picked], fps
+        if end_s is not None and len(times) and times[-1] >= end_s - _EPS:
             return
+
+
+def timeline_columns(labels: Sequence[str]) -> list[str]:
+    """The columns of a timeline for these class labels, in order."""
+    return [*TIMELINE_COLUMNS, *(f"p_{name}" for name in labels), *EYE_COLUMNS, "latency_s"]
+
+
+def check_window_arguments(window: float = 2.0, stride: float = 1.0, start: Optional[float] = None,
+                           end: Optional[float] = None, max_faces: Optional[int] = None, batch_size: int = 1,
+                           name: str = "") -> None:  # fmt: skip
+    """A ``ValueError`` for an argument out of range (rather than a silent change): ``window`` and ``stride`` must be
+    positive, ``start`` at least 0, ``end`` after ``start``, ``max_faces`` and ``batch_size`` at least 1."""
+    prefix = f"{name}: " if name else ""
+    if not window > 0 or not stride > 0:
+        raise ValueError(f"{prefix}window and stride must be positive seconds, got window={window}, stride={stride}")
+    if start is not None and not start >= 0:
+        raise ValueError(f"{prefix}--start must be 0 s or later, got {start}")
+    if end is not None and not end > float(start or 0.0):
+        raise ValueError(f"{prefix}--end ({end}) must be after --start ({float(start or 0.0)})")
+    if max_faces is not None and int(max_faces) < 1:
+        raise ValueError(f"{prefix}--max-faces must be at least 1, got {max_faces}")
+    if int(batch_size) < 1:
+        raise ValueError(f"{prefix}--batch-size must be at least 1, got {batch_size}")
 
 
 def analyze_video(
@@ -448,94 +552,141 @@ def analyze_video(
     chunk_frames: int = 32,
     progress: bool = True,
     annotated: Optional[str] = None,
+    on_rows: Optional[Callable] = None,
 ):
     """The expression timeline of a video: one row per face track and window.
+
+    Windows, sampling and every time column follow the frames' presentation times from the stream (a variable frame
+    rate is timed right), and frames are analysed upright (a phone video's rotation is applied).
 
     Args:
         video: a video file (anything FFmpeg reads) or a folder of frames.
         model, processor: a MERT model and its processor, or a checkpoint folder as ``model``.
         window, stride: window length and step in seconds (default 2 s every 1 s).
-        start, end: analyse only this part of the video (seconds).
-        max_faces: at most this many faces per frame (the largest).
-        batch_size: windows per model call.
+        start, end: analyse only this part of the video (seconds; ``start >= 0``).
+        max_faces: at most this many faces per frame (the largest; at least 1).
+        batch_size: windows per model call (at least 1).
         device, dtype: where and how the model runs ("fp32", "bf16" or "fp16" autocast).
         min_face_fraction: a track enters a window when its face is in at least this share of its frames.
         chunk_frames: frames decoded at a time (memory stays bounded by it and the window, not by the video).
         progress: a progress bar counting seconds of video.
-        annotated: also write this video file with face boxes, track ids and labels.
+        annotated: also write this video file with face boxes, track ids and labels (see
+            :func:`write_annotated_video`; cut short, it is kept as ``<name>.partial<suffix>``).
+        on_rows: called with each batch of rows as they are finished (a DataFrame with the timeline's columns), the
+            last-row reason included: ``emvfer analyze`` writes them to its CSV as they come.
 
     Returns:
         a pandas DataFrame with columns ``track_id, start_s, end_s, label, score, p_<class>..., instruction_weight,
         blinks, saccade_rate, valid_fraction, face_fraction, blink_times_s, reason, latency_s``; a window without a
         face is a row with ``track_id = -1`` and ``reason = "no face"``. ``timeline.attrs`` holds the video, its rate,
         the window settings, the number of tracks and, when decoding stopped early, ``"stopped_early"`` (the
-        message; the rows decoded until then are kept, and a last row gives the reason).
+        message; the rows decoded until then are kept, and a last row gives the reason). An interrupt
+        (``KeyboardInterrupt``: Ctrl-C, or SIGTERM as the CLI turns it) stops the analysis too: the rows so far are
+        kept, a last row says ``interrupted ...``, and ``timeline.attrs["interrupted"]`` holds the message.
 
     Raises:
-        FileNotFoundError / ValueError naming the file when it is missing, empty, not a video or has no video stream.
+        FileNotFoundError / ValueError naming the file when it is missing, empty, not a video, has no video stream,
+        or frames too small to find a face in; ValueError for an argument out of range; RuntimeError naming the file
+        and the time when face detection or the model fails (not reported as the decoding stopping).
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
+    check_window_arguments(window, stride, start, end, max_faces, batch_size, name=str(video))
+    if annotated:
+        check_outputs({"video": video}, {"annotated video": annotated})
     model, processor = _load(model, processor)
     path = Path(video)
     if not path.exists():
         raise FileNotFoundError(f"{video}: no such file or folder")
     start_s = float(start or 0.0)
-    if end is not None and end <= start_s:
-        raise ValueError(f"{video}: --end ({end}) must be after --start ({start_s})")
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    columns = timeline_columns(labels)
     duration = probe_duration(video) if path.is_file() else None
     total = (min(duration, end) if end is not None and duration else (end or duration)) or None
     total = None if total is None else round(max(0.0, total - start_s), 1)
     bar = tqdm(total=total, unit="s", desc=f"analysing {path.name}",
                disable=not progress, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]")  # fmt: skip
     state: dict = {}
-    chunks = _frames_between(iter_frame_chunks(video, chunk_frames, float(processor.default_fps)), start_s, end, state)
-    analyzer, rows, stopped = None, [], None
+    chunks = _frames_between(iter_timed_chunks(video, chunk_frames, float(processor.default_fps)), start_s, end, state)
+    analyzer, rows, stopped, interrupted = None, [], None, None
+
+    def emit(new_rows: list) -> None:
+        rows.extend(new_rows)
+        if on_rows is not None and new_rows:
+            on_rows(pd.DataFrame(new_rows, columns=columns))
+
+    def reached() -> float:
+        return start_s if analyzer is None else analyzer.stream_end_s
+
     with warnings.catch_warnings(record=True) as caught:  # the decoder's VideoTruncatedWarning: said once, below
         warnings.simplefilter("always", VideoTruncatedWarning)
         try:
-            for frames, fps in chunks:
+            while True:
+                try:  # decoding errors end the stream; analysis errors (faces, model) are raised as such, below
+                    frames, times, fps = next(chunks)
+                except StopIteration:
+                    break
+                except (ValueError, OSError, RuntimeError) as error:
+                    if analyzer is None:  # nothing decoded: the file itself is the problem
+                        raise
+                    stopped = f"{video}: decoding stopped at {reached():.2f} s: {error}"
+                    break
                 if analyzer is None:
+                    check_frame_size(frames[0], str(video))
                     analyzer = TimelineAnalyzer(model, processor, fps, window, stride, start_s, max_faces, batch_size,
                                                 device, dtype, min_face_fraction)  # fmt: skip
-                rows += analyzer.feed(frames)
-                bar.update(len(frames) / fps if total is None else max(0.0, min(len(frames) / fps, total - bar.n)))
-        except (ValueError, OSError, RuntimeError) as error:
-            if analyzer is None:  # nothing decoded: the file itself is the problem
+                before = reached()
+                try:
+                    emit(analyzer.feed(frames, times))
+                except (RuntimeError, ValueError, OSError) as error:
+                    raise RuntimeError(f"{video}: the analysis failed at {before:.2f} s (face detection or the model, "
+                                       f"not the decoding): {type(error).__name__}: {error}") from error  # fmt: skip
+                done = reached() - start_s
+                bar.update(max(0.0, (done if total is None else min(done, total)) - bar.n))
+        except KeyboardInterrupt:
+            if analyzer is None:  # nothing analysed: nothing to keep
                 raise
-            stopped = f"{video}: decoding stopped at {analyzer.frame_count / analyzer.fps + start_s:.2f} s: {error}"
+            interrupted = f"{video}: stopped at {reached():.2f} s"
         finally:
             bar.close()
+            chunks.close()  # stops the decoder's prefetch thread
     for record in caught:
         if not issubclass(record.category, VideoTruncatedWarning):
             warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
-        elif stopped is None:
+        elif stopped is None and interrupted is None:
             stopped = str(record.message)
     if analyzer is None:
         raise ValueError(f"{video}: no frames between {start_s} s and {end} s (the video has {state.get('read', 0)} frames)")
-    rows += analyzer.finish()
-    analysed_to = start_s + analyzer.frame_count / analyzer.fps
+    if interrupted is None:
+        emit(analyzer.finish())
+    analysed_to = analyzer.stream_end_s
     expected_to = min(duration, end) if (duration and end is not None) else (end or duration)
-    if not stopped and duration and expected_to - analysed_to > max(0.5, 2.0 / analyzer.fps):
+    if not stopped and not interrupted and duration and expected_to - analysed_to > max(0.5, 2.0 / analyzer.fps):
         stopped = f"{video}: the stream ended at {analysed_to:.2f} s of the {expected_to:.2f} s it declares"
-    if stopped:
-        warnings.warn(stopped + " (the rows before it are kept)", VideoTruncatedWarning, stacklevel=2)
-        end_s = analyzer.frame_count / analyzer.fps + start_s
-        rows.append({"track_id": -1, "start_s": round(end_s, 3), "end_s": round(end_s, 3), "label": "",
-                     "reason": f"stream ended early: {stopped}"})  # fmt: skip
-    columns = [*TIMELINE_COLUMNS, *(f"p_{name}" for name in analyzer.labels), *EYE_COLUMNS, "latency_s"]
+    if stopped or interrupted:
+        if stopped:
+            warnings.warn(stopped + " (the rows before it are kept)", VideoTruncatedWarning, stacklevel=2)
+        reason = (f"stream ended early: {stopped}" if stopped
+                  else f"interrupted: {interrupted} (the rows before it are kept)")  # fmt: skip
+        emit([{"track_id": -1, "start_s": round(analysed_to, 3), "end_s": round(analysed_to, 3), "label": "",
+               "reason": reason}])  # fmt: skip
     timeline = pd.DataFrame(rows, columns=columns)
     timeline.attrs.update({
         "video": str(video), "fps": analyzer.fps, "window_s": window, "stride_s": stride, "start_s": start_s,
-        "analysed_s": analyzer.frame_count / analyzer.fps, "num_tracks": analyzer.tracker.num_tracks,
-        "labels": list(analyzer.labels),
+        "analysed_s": analysed_to - start_s, "num_tracks": analyzer.tracker.num_tracks, "labels": list(labels),
     })  # fmt: skip
     if stopped:
         timeline.attrs["stopped_early"] = stopped
-    if annotated:
-        write_annotated_video(video, timeline, analyzer.track_boxes(), annotated, start_s=start_s,
-                              end_s=start_s + analyzer.frame_count / analyzer.fps)  # fmt: skip
+    if interrupted:
+        timeline.attrs["interrupted"] = interrupted
+    elif annotated:
+        try:
+            write_annotated_video(video, timeline, analyzer.track_boxes(), annotated, start_s=start_s,
+                                  end_s=analysed_to)  # fmt: skip
+        except KeyboardInterrupt:
+            timeline.attrs["interrupted"] = (f"{video}: interrupted while writing the annotated video (kept, cut "
+                                             f"short, as {partial_path(annotated)})")  # fmt: skip
     return timeline
 
 
@@ -578,8 +729,8 @@ def plot_timeline(timeline, path=None, title: Optional[str] = None):
     fig.suptitle(title or ("expression timeline" + (f" — {Path(video).name}" if video else "")))
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
+        with atomic_output(path) as target:
+            fig.savefig(target, dpi=100)
         plt.close(fig)
     return fig
 
@@ -597,14 +748,15 @@ def _label_at(rows_by_track: dict, track: int, t: float) -> Optional[tuple]:
 
 def write_annotated_video(video, timeline, track_boxes: dict, path, start_s: float = 0.0,
                           end_s: Optional[float] = None) -> Path:
-    """Write ``video`` again (H.264 via PyAV) with each track's face box, id and current label drawn on it.
+    """Write ``video`` again (H.264 via PyAV) with each track's face box, id and current label drawn on it, each frame
+    at its own presentation time (a variable frame rate stays variable).
 
-    ``track_boxes`` is :meth:`TimelineAnalyzer.track_boxes` (frame 0 = the frame at ``start_s``)."""
+    ``track_boxes`` is :meth:`TimelineAnalyzer.track_boxes` (frame 0 = the frame at ``start_s``). The video is written
+    as ``NAME.partial.EXT`` and renamed to ``path`` when complete; cut short (an interrupt, an error), it is finalised
+    so that it plays but keeps the partial name."""
     import av
-    import cv2
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     labels = list(timeline.attrs.get("labels") or [c[2:] for c in timeline.columns if c.startswith("p_")])
     named = timeline[(timeline.track_id >= 0) & (timeline.label != "")]
     rows_by_track = {
@@ -612,49 +764,63 @@ def write_annotated_video(video, timeline, track_boxes: dict, path, start_s: flo
         for t, g in named.groupby("track_id")
     }
     colors = [(230, 25, 75), (40, 150, 60), (0, 110, 200), (225, 110, 30), (145, 30, 180), (0, 150, 150)]
-    container, stream, index = None, None, 0
-    try:
-        for frames, fps in _frames_between(iter_frame_chunks(video, 32), start_s, end_s, {}):
-            for frame in frames:
-                if container is None:
-                    h, w = frame.shape[:2]
-                    container = av.open(str(path), "w")
-                    rate = Fraction(float(fps)).limit_denominator(1001)
-                    try:
-                        stream = container.add_stream("libx264", rate=rate)
-                    except (av.error.FFmpegError, ValueError):  # no H.264 encoder in this FFmpeg build
-                        stream = container.add_stream("mpeg4", rate=rate)
-                    stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-                canvas = np.ascontiguousarray(frame[: stream.height, : stream.width].copy())
-                t = start_s + index / fps
-                thick = max(1, int(round(canvas.shape[0] / 360)))
-                for track, boxes in track_boxes.items():
-                    box = boxes.get(index)
-                    if box is None:
-                        continue
-                    color = colors[track % len(colors)]
-                    x1, y1, x2, y2 = [int(round(v)) for v in box]
-                    cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thick)
-                    found = _label_at(rows_by_track, track, t)
-                    text = f"#{track}" + ("" if found is None else f" {labels[found[0]]} {found[1]:.2f}")
-                    scale = 0.6 * thick
-                    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-                    y = max(th + base, y1)
-                    cv2.rectangle(canvas, (x1, y - th - base - 2), (x1 + tw + 4, y), color, cv2.FILLED)
-                    cv2.putText(canvas, text, (x1 + 2, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                                thick, cv2.LINE_AA)  # fmt: skip
-                for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+    container, stream, index, last_pts = None, None, 0, -1
+    with atomic_output(path, keep_partial=True) as target:
+        try:
+            for frames, times, fps in _frames_between(iter_timed_chunks(video, 32), start_s, end_s, {}):
+                for frame, t in zip(frames, times):
+                    if container is None:
+                        h, w = frame.shape[:2]
+                        container = av.open(str(target), "w")
+                        rate = Fraction(float(fps)).limit_denominator(1001)
+                        try:
+                            stream = container.add_stream("libx264", rate=rate)
+                            time_base = Fraction(1, 90000)
+                        except (av.error.FFmpegError, ValueError):  # no H.264 encoder in this FFmpeg build
+                            stream = container.add_stream("mpeg4", rate=rate)
+                            time_base = Fraction(1, 1000)  # MPEG-4 part 2 takes 16-bit time bases
+                        stream.codec_context.time_base = time_base
+                        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+                    canvas = np.ascontiguousarray(frame[: stream.height, : stream.width].copy())
+                    _draw_tracks(canvas, track_boxes, index, rows_by_track, labels, float(t), colors)
+                    picture = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+                    last_pts = max(int(round((float(t) - start_s) / time_base)), last_pts + 1)
+                    picture.pts, picture.time_base = last_pts, time_base
+                    for packet in stream.encode(picture):
+                        container.mux(packet)
+                    index += 1
+        finally:
+            if container is not None and stream is not None:
+                for packet in stream.encode():
                     container.mux(packet)
-                index += 1
-    finally:
-        if container is not None and stream is not None:
-            for packet in stream.encode():
-                container.mux(packet)
-            container.close()
-    if container is None:
-        raise ValueError(f"{video}: no frames to annotate")
+                container.close()
+        if container is None:
+            raise ValueError(f"{video}: no frames to annotate")
     return path
 
 
-__all__ = ["TimelineAnalyzer", "analyze_video", "eye_window_statistics", "load_checkpoint", "plot_timeline",
-           "probe_duration", "write_annotated_video"]  # fmt: skip
+def _draw_tracks(canvas: np.ndarray, track_boxes: dict, index: int, rows_by_track: dict, labels: list, t: float,
+                 colors: list) -> None:  # fmt: skip
+    """Draw each track's box, id and label at time ``t`` on frame ``index`` (in place)."""
+    import cv2
+
+    thick = max(1, int(round(canvas.shape[0] / 360)))
+    for track, boxes in track_boxes.items():
+        box = boxes.get(index)
+        if box is None:
+            continue
+        color = colors[track % len(colors)]
+        x1, y1, x2, y2 = [int(round(v)) for v in box]
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thick)
+        found = _label_at(rows_by_track, track, t)
+        text = f"#{track}" + ("" if found is None else f" {labels[found[0]]} {found[1]:.2f}")
+        scale = 0.6 * thick
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        y = max(th + base, y1)
+        cv2.rectangle(canvas, (x1, y - th - base - 2), (x1 + tw + 4, y), color, cv2.FILLED)
+        cv2.putText(canvas, text, (x1 + 2, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                    cv2.LINE_AA)  # fmt: skip
+
+
+__all__ = ["TimelineAnalyzer", "analyze_video", "check_window_arguments", "eye_window_statistics", "load_checkpoint",
+           "load_or_explain", "plot_timeline", "probe_duration", "timeline_columns", "write_annotated_video"]  # fmt: skip

@@ -7,6 +7,38 @@ import json
 import sys
 from pathlib import Path
 
+#: the exit status of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT), as shells report it
+EXIT_INTERRUPTED = 130
+
+
+def _number(kind, minimum, inclusive: bool = True):
+    """An argparse type: ``kind`` (int or float) at least ``minimum`` (above it when not ``inclusive``); a value
+    out of range is an argument error, never silently changed."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if value < minimum or (not inclusive and value == minimum):
+            bound = "at least" if inclusive else "more than"
+            raise argparse.ArgumentTypeError(f"must be {bound} {minimum}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_COUNT = _number(int, 1)  # --batch-size, --max-faces, --top-k
+_SECONDS = _number(float, 0, inclusive=False)  # --window, --stride, --end, --max-seconds, --fps
+_START = _number(float, 0)  # --start
+
+
+def _sources(*paths) -> dict:
+    """``{description: path}`` of the inputs that are paths (not a camera index or a URL), for `check_outputs`."""
+    return {f"input video {k + 1}" if len(paths) > 1 else "input video": p for k, p in enumerate(paths)
+            if p is not None and not str(p).isdigit() and "://" not in str(p)}  # fmt: skip
+
 
 # ----------------------------------------------------------------------------------------------------------------------
 # emvfer predict
@@ -14,10 +46,10 @@ def _add_predict(subparsers) -> None:
     p = subparsers.add_parser("predict", help="expression labels and scores of videos")
     p.add_argument("videos", nargs="+", help="video files or frame folders")
     p.add_argument("--model", required=True, help="checkpoint folder or Hub id")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=_COUNT, default=3)
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=_COUNT, default=1)
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                    help="torch (default) or onnx: run the graph written by `emvfer export` with onnxruntime")
     p.add_argument("--onnx", default=None, help="the ONNX file for --runtime onnx (default MODEL/model.onnx)")
@@ -30,6 +62,8 @@ def predict_videos(videos, model, processor, top_k: int = 3, batch_size: int = 1
     import torch
     from tqdm.auto import tqdm
 
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     config = getattr(model, "config", None)
     has_prior = bool(getattr(model, "has_eye_prior", True))
     if hasattr(model, "session"):  # ONNX: the config travels separately (set by run_predict)
@@ -77,17 +111,19 @@ def run_predict(args) -> int:
     import emvfer_hf  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModelForVideoClassification, AutoVideoProcessor
 
-    processor = AutoVideoProcessor.from_pretrained(args.model)
+    from .analysis import load_or_explain
+
+    processor = load_or_explain(args.model, lambda: AutoVideoProcessor.from_pretrained(args.model))
     if args.runtime == "onnx":
         from transformers import AutoConfig
 
         from .export import ONNXVideoClassifier
 
         model = ONNXVideoClassifier(args.onnx or Path(args.model) / "model.onnx")
-        model.config = AutoConfig.from_pretrained(args.model)
+        model.config = load_or_explain(args.model, lambda: AutoConfig.from_pretrained(args.model))
         model.has_eye_prior = True  # W as the graph computed it (0 for a checkpoint without prior)
     else:
-        model = AutoModelForVideoClassification.from_pretrained(args.model)
+        model = load_or_explain(args.model, lambda: AutoModelForVideoClassification.from_pretrained(args.model))
     failed = 0
     for result in predict_videos(args.videos, model, processor, args.top_k, args.batch_size, args.device):
         failed += "error" in result
@@ -106,9 +142,9 @@ def run_predict(args) -> int:
 # emvfer analyze / emvfer live
 def _add_window_arguments(p) -> None:
     p.add_argument("--model", required=True, help="checkpoint folder or Hub id")
-    p.add_argument("--window", type=float, default=2.0, help="window length in seconds (default 2)")
-    p.add_argument("--stride", type=float, default=1.0, help="seconds between window starts (default 1)")
-    p.add_argument("--max-faces", type=int, default=None, help="at most this many faces per frame (the largest)")
+    p.add_argument("--window", type=_SECONDS, default=2.0, help="window length in seconds (default 2)")
+    p.add_argument("--stride", type=_SECONDS, default=1.0, help="seconds between window starts (default 1)")
+    p.add_argument("--max-faces", type=_COUNT, default=None, help="at most this many faces per frame (the largest)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="model precision (autocast)")
 
@@ -117,10 +153,11 @@ def _add_analyze(subparsers) -> None:
     p = subparsers.add_parser("analyze", help="expression timeline of a recording: one row per face and window (CSV)")
     p.add_argument("video", help="video file or frame folder")
     _add_window_arguments(p)
-    p.add_argument("--start", type=float, default=None, help="analyse from this time (s)")
-    p.add_argument("--end", type=float, default=None, help="analyse until this time (s)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per model call")
-    p.add_argument("--out", required=True, help="CSV file of the timeline")
+    p.add_argument("--start", type=_START, default=None, help="analyse from this time (s)")
+    p.add_argument("--end", type=_SECONDS, default=None, help="analyse until this time (s)")
+    p.add_argument("--batch-size", type=_COUNT, default=8, help="windows per model call")
+    p.add_argument("--out", required=True,
+                   help="CSV file of the timeline, or Parquet if it ends in .parquet (rows written as they come)")
     p.add_argument("--plot", default=None, help="PNG of each face's class probabilities over time")
     p.add_argument("--annotated", default=None, help="video file with face boxes, track ids and labels drawn")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -128,15 +165,20 @@ def _add_analyze(subparsers) -> None:
 
 
 def run_analyze(args) -> int:
-    from .analysis import analyze_video, plot_timeline
+    """``emvfer analyze``: the outputs are checked before any work; the rows go to the CSV as each window is done;
+    Ctrl-C or SIGTERM keeps the rows so far (a last row says so) and exits 130."""
+    from .analysis import analyze_video, check_window_arguments, plot_timeline
+    from .outputs import RowWriter, check_outputs
 
-    timeline = analyze_video(
-        args.video, args.model, window=args.window, stride=args.stride, start=args.start, end=args.end,
-        max_faces=args.max_faces, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-        progress=not args.quiet, annotated=args.annotated,
-    )  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    timeline.to_csv(args.out, index=False)
+    check_window_arguments(args.window, args.stride, args.start, args.end, args.max_faces, args.batch_size,
+                           name=args.video)  # fmt: skip
+    check_outputs(_sources(args.video), {"--out": args.out, "--plot": args.plot, "--annotated": args.annotated})
+    with RowWriter(args.out) as writer:  # a partial file now: writability is known before the work
+        timeline = analyze_video(
+            args.video, args.model, window=args.window, stride=args.stride, start=args.start, end=args.end,
+            max_faces=args.max_faces, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+            progress=not args.quiet, annotated=args.annotated, on_rows=writer.write,
+        )  # fmt: skip
     faces = timeline[timeline.track_id >= 0]
     print(f"{args.out}: {len(timeline)} rows, {timeline.attrs['num_tracks']} face track(s), "
           f"{timeline.attrs['analysed_s']:.1f} s analysed, {int((timeline.reason == 'no face').sum())} window(s) "
@@ -146,6 +188,12 @@ def run_analyze(args) -> int:
         print(f"  face {track}: {len(rows)} windows, mostly {counts.index[0]} ({counts.iloc[0]}/{len(rows)})")
     if "stopped_early" in timeline.attrs:
         print(f"warning: {timeline.attrs['stopped_early']}", file=sys.stderr)
+    if "interrupted" in timeline.attrs:
+        cut = len(timeline) and str(timeline.reason.iloc[-1]).startswith("interrupted")
+        kept = f"{args.out} keeps the rows so far (its last row says so)" if cut else f"{args.out} is complete"
+        print(f"emvfer analyze: {timeline.attrs['interrupted']}; {kept}" + (f"; no {args.plot} written" if args.plot
+              else ""), file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
     if args.plot:
         plot_timeline(timeline, args.plot)
         print(f"{args.plot}: plot written")
@@ -160,25 +208,43 @@ def _add_live(subparsers) -> None:
     _add_window_arguments(p)
     p.add_argument("--show", action="store_true", help="draw the boxes, labels and W on the picture")
     p.add_argument("--no-pace", action="store_true", help="read a file as fast as possible instead of at its rate")
-    p.add_argument("--max-seconds", type=float, default=None, help="stop after this much video")
-    p.add_argument("--out", default=None, help="also write every prediction to this CSV file")
+    p.add_argument("--max-seconds", type=_SECONDS, default=None, help="stop after this much video")
+    p.add_argument("--out", default=None, help="also write every prediction to this CSV file (as they come)")
     p.set_defaults(func=run_live_command)
 
 
 def run_live_command(args) -> int:
-    from .analysis import load_checkpoint
-    from .live import run_live
+    """``emvfer live``: each row printed and, with ``--out``, appended to the CSV as it comes; Ctrl-C or SIGTERM
+    stops it, keeps every row (a last row says so) and exits 130."""
+    from .analysis import check_window_arguments, load_checkpoint, timeline_columns
+    from .live import format_row, run_live
+    from .outputs import RowWriter, check_outputs
 
+    check_window_arguments(args.window, args.stride, max_faces=args.max_faces)
+    check_outputs(_sources(args.source), {"--out": args.out})
     model, processor = load_checkpoint(args.model)
-    rows = run_live(args.source, model, processor, window=args.window, stride=args.stride, max_faces=args.max_faces,
-                    device=args.device, dtype=args.dtype, pace=False if args.no_pace else None, show=args.show,
-                    max_seconds=args.max_seconds)  # fmt: skip
-    if args.out:
-        import pandas as pd
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    writer = RowWriter(args.out, columns=timeline_columns(labels)) if args.out else None
 
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(args.out, index=False)
+    def on_row(row: dict) -> None:
+        print(format_row(row), flush=True)
+        if writer is not None:
+            writer.write([row])
+
+    try:
+        rows = run_live(args.source, model, processor, window=args.window, stride=args.stride,
+                        max_faces=args.max_faces, device=args.device, dtype=args.dtype,
+                        pace=False if args.no_pace else None, show=args.show, max_seconds=args.max_seconds,
+                        on_row=on_row)  # fmt: skip
+    except BaseException as error:
+        if writer is not None:
+            writer.abort(f"failed: {type(error).__name__}: {error} (the rows before it are kept)")
+        raise
+    if writer is not None:
+        writer.close()
         print(f"{args.out}: {len(rows)} predictions written")
+    if rows and str(rows[-1].get("reason", "")).startswith("interrupted"):
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -203,8 +269,17 @@ def run_export(args) -> int:
 
     from .export import ONNX_INPUT_NAMES, ONNXVideoClassifier, example_input_dict, export_onnx, quantize_onnx
 
-    model = AutoModelForVideoClassification.from_pretrained(args.model).float().eval()
+    from .analysis import load_or_explain
+    from .outputs import check_outputs
+
     output = Path(args.output) if args.output else Path(args.model) / "model.onnx"
+    folder = Path(args.model)
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    inputs = {f"checkpoint's file {f.name}": f for f in files if f.is_file() and f.suffix != ".onnx"}
+    check_outputs(inputs, {"--output": output, "the int8 graph": output.with_suffix(".int8.onnx") if args.quantize
+                           else None})  # fmt: skip
+    model = load_or_explain(args.model, lambda: AutoModelForVideoClassification.from_pretrained(args.model))
+    model = model.float().eval()
     export_onnx(model, output, opset=args.opset)
     print(f"wrote {output} (inputs {', '.join(ONNX_INPUT_NAMES)}; dynamic batch)")
     if not args.no_check:
@@ -230,15 +305,19 @@ def _add_eyes(subparsers) -> None:
     p.add_argument("video", help="video file or frame folder")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--plot", default=None, help="PNG file of the five channels over time")
-    p.add_argument("--fps", type=float, default=None, help="frame rate of a frame folder (default 25)")
+    p.add_argument("--fps", type=_SECONDS, default=None, help="frame rate of a frame folder (default 25)")
     p.set_defaults(func=run_eyes)
 
 
 def run_eyes(args) -> int:
+    """``emvfer eyes``: the series is normalised over the whole video, so the CSV is written once it is done (under a
+    partial name, then renamed); an interrupt leaves no file and exits 130."""
     from .eye_movement_mert import extract_eye_movements
+    from .outputs import check_outputs
     from .visualization import plot_eye_movements, write_eye_movements_csv
 
-    series = extract_eye_movements(args.video, fps=args.fps)
+    check_outputs(_sources(args.video), {"--out": args.out, "--plot": args.plot})
+    series = extract_eye_movements(args.video, fps=args.fps)  # normalised over the whole video: written once done
     write_eye_movements_csv(series, args.out)
     print(f"{args.out}: {len(series)} steps, {series.valid.mean():.0%} valid")
     if args.plot:
@@ -303,16 +382,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command. Exit status: 0 done, 1 some input failed (``predict``) or the analysis failed, 2 a bad input
+    or argument (one line naming it), 130 interrupted (Ctrl-C or SIGTERM; what was written so far is kept)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    previous = _sigterm_as_interrupt()
     try:
         return args.func(args)
     except (ValueError, OSError) as error:  # bad inputs, missing files, a --model that is not a checkpoint
         print(f"emvfer {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # face detection or the model failed (analysis.analyze_video names file and time)
+        print(f"emvfer {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"emvfer {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        _restore_sigterm(previous)
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM stop a command as Ctrl-C does (KeyboardInterrupt: outputs kept and marked); the previous handler,
+    or None where signals cannot be set here (not the main thread)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

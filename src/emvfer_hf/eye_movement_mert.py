@@ -43,7 +43,7 @@ from .faces_mert import (  # noqa: F401  (detect_faces and the backends are re-e
     detect_faces,
     run_face_backend,
 )
-from .video_io_mert import iter_frame_chunks, load_frames
+from .video_io_mert import check_frame_size, iter_timed_chunks, load_frames
 
 EYE_MOVEMENT_CHANNELS = ("pupil_left", "pupil_right", "gaze_x", "gaze_y", "behaviour")
 NUM_EYE_MOVEMENT_CHANNELS = len(EYE_MOVEMENT_CHANNELS)
@@ -762,7 +762,8 @@ def extract_eye_movements(
             long videos); the normalisation still runs once over the whole video.
     Returns:
         :class:`EyeMovementSeries` with ``values`` (T, 5) float32 normalised, ``valid`` (T,) bool (False where no
-        face), ``times_s`` (T,) = frame index / fps; ``metadata["faces"]`` holds the :class:`FaceTrack`.
+        face), ``times_s`` (T,) the frames' presentation times (a video file's from its stream; frame index / fps for
+        frames, frame folders, or when ``fps`` is given); ``metadata["faces"]`` holds the :class:`FaceTrack`.
     Raises:
         ValueError: naming the input when it cannot be decoded, is empty, or has no face in any frame (unless
             ``allow_no_face``).
@@ -775,20 +776,24 @@ def extract_eye_movements(
 
 
 def _extract_in_chunks(path: str, fps, extractor, allow_no_face: bool, chunk_frames: int) -> EyeMovementSeries:
-    """A video file, chunk by chunk (`chunk_frames` decoded frames at a time, so memory stays bounded): faces and
-    raw measurements per chunk, joined on the video's time line, then ONE classification (blink baseline, saccade
+    """A video file or frame folder, chunk by chunk (`chunk_frames` decoded frames at a time, so memory stays
+    bounded): faces and raw measurements per chunk, joined on the video's time line (the frames' presentation times
+    from the stream; `index / fps` when `fps` is given), then ONE classification (blink baseline, saccade
     threshold) and ONE normalisation over the whole video."""
     backend = extractor.backend  # built once, reused for every chunk
-    raws, tracks, start, rate = [], [], 0, None
-    for frames, stream_fps in iter_frame_chunks(path, chunk_frames):
+    raws, tracks, times, start, rate = [], [], [], 0, None
+    for frames, stream_times, stream_fps in iter_timed_chunks(path, chunk_frames):
+        if not start:
+            check_frame_size(frames[0], path)
         rate = float(fps or stream_fps)
         faces = run_face_backend(backend, frames)
         tracks.append(faces)
         raws.append(extractor.measure_clip(frames, faces))  # NaN rows where no face: cheap
+        times.append((start + np.arange(len(frames))) / rate if fps else stream_times)
         start += len(frames)
     faces = FaceTrack.concatenate(tracks)
     if not faces.found.any() and not allow_no_face:
         raise ValueError(
             f"{path}: no face found in any of its {start} frames (pass allow_no_face=True for an all-invalid series)"
         )
-    return extractor.series_from(join_measurements(raws), faces, np.arange(start) / rate, path, rate)
+    return extractor.series_from(join_measurements(raws), faces, np.concatenate(times), path, rate)

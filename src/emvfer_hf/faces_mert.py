@@ -301,18 +301,23 @@ class MTCNNBackend(FaceLandmarkBackend):
         return new_box.astype(np.float32), lm.astype(np.float32), prob
 
     def _detection_scale(self, frame: np.ndarray) -> float:
-        """The factor (<= 1) that brings the frame's longer side to ``detect_size``."""
-        return min(1.0, self.detect_size / float(max(frame.shape[:2])))
+        """The factor (<= 1) that brings the frame's longer side to ``detect_size``; raised where the shorter side would
+        end up below the smallest face MTCNN looks for (a tiny frame is upscaled: MTCNN has no scale to run at below
+        it and fails)."""
+        h, w = frame.shape[:2]
+        smallest = float(getattr(self.mtcnn, "min_face_size", 20))
+        return max(min(1.0, self.detect_size / float(max(h, w))), smallest / float(max(1, min(h, w))))
 
     @staticmethod
     def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
+        """The frame resized by ``scale`` (down for detection; up for a tiny frame)."""
         import cv2
 
-        if scale >= 1.0:
+        if scale == 1.0:
             return frame
         h, w = frame.shape[:2]
         size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
 
     def detect_all(self, frame: np.ndarray, min_prob: float = 0.9) -> FaceTrack:
         """EVERY face of one frame (a row per face, most probable first), at the detection scale used by

@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from .analysis import TimelineAnalyzer
+from .video_io_mert import check_frame_size, upright
 
 
 def open_source(source: str, default_fps: float = 25.0) -> tuple[Iterator[np.ndarray], float, str]:
@@ -48,8 +49,8 @@ def open_source(source: str, default_fps: float = 25.0) -> tuple[Iterator[np.nda
 
     def frames():
         try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+            for frame in container.decode(stream):  # upright: a phone clip's rotation applied
+                yield upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
         finally:
             container.close()
 
@@ -121,6 +122,9 @@ def run_live(
         show: draw boxes, labels and W on the picture in a window (needs an OpenCV with a GUI).
         max_seconds: stop after this much video.
         on_row: called with each row as it is predicted (default: print it).
+
+    Ctrl-C (or SIGTERM under the CLI) stops it: the windows done are kept and a last row's ``reason`` says
+    ``interrupted at ... s``; q in the ``show`` window ends it normally.
     """
     frames, fps, kind = open_source(source, float(processor.default_fps))
     pace = (kind == "file") if pace is None else bool(pace)
@@ -141,33 +145,41 @@ def run_live(
                 latest[int(row["track_id"])] = row
             on_row(row)
 
+    interrupted = None
     try:
         for frame in frames:
             t = count / fps
             if max_seconds is not None and t >= max_seconds:
                 break
+            if count == 0:
+                check_frame_size(frame, str(source))
             if pace:
                 delay = started + t - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
             emit(analyzer.feed([frame]))
             count += 1
-            if show:
-                _show(frame, analyzer, latest, count - 1)
+            if show and _show(frame, analyzer, latest, count - 1):
+                break  # q pressed: the user's way to end
     except (ValueError, OSError, RuntimeError) as error:
         if count == 0:
             raise
         warnings.warn(f"{source}: the stream ended early at {count / fps:.2f} s: {error} (the rows before it are kept)",
                       stacklevel=2)  # fmt: skip
     except KeyboardInterrupt:
-        print(f"stopped at {count / fps:.2f} s", file=sys.stderr)
+        interrupted = f"interrupted at {count / fps:.2f} s (the rows before it are kept)"
+        print(f"stopped: {interrupted}", file=sys.stderr)
     if count == 0:
         raise ValueError(f"{source}: delivered no frames")
     emit(analyzer.finish())
+    if interrupted:
+        emit([{"track_id": -1, "start_s": round(count / fps, 3), "end_s": round(count / fps, 3), "label": "",
+               "reason": interrupted}])  # fmt: skip
     return rows
 
 
-def _show(frame: np.ndarray, analyzer: TimelineAnalyzer, latest: dict, index: int) -> None:
+def _show(frame: np.ndarray, analyzer: TimelineAnalyzer, latest: dict, index: int) -> bool:
+    """Draw the boxes and labels in the window; whether q was pressed."""
     import cv2
 
     canvas = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
@@ -181,8 +193,7 @@ def _show(frame: np.ndarray, analyzer: TimelineAnalyzer, latest: dict, index: in
         text = f"#{track}" + ("" if row is None else f" {row['label']} {row['score']:.2f} W={row['instruction_weight']}")
         cv2.putText(canvas, text, (x1, max(14, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 0), 2, cv2.LINE_AA)
     cv2.imshow("emvfer live", canvas)
-    if cv2.waitKey(1) & 0xFF == ord("q"):
-        raise KeyboardInterrupt
+    return cv2.waitKey(1) & 0xFF == ord("q")
 
 
 __all__ = ["format_row", "open_source", "run_live"]

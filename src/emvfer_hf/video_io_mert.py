@@ -5,8 +5,10 @@ with OpenCV, arrays and tensors as they are. Long videos are read in chunks (:fu
 memory stays bounded. Sampling a video file (:func:`decode_video` with `indices_fn`) costs in proportion to the
 frames used: only those are converted to RGB, and sparse ones are reached by seeking to the keyframe before each,
 the frames identified by their timestamps so that they are exactly those of a full decode. A file that ends early
-warns (:class:`VideoTruncatedWarning`) and keeps what decoded. Used by the video processor, the visual eye-movement
-extractor and the face module alike.
+warns (:class:`VideoTruncatedWarning`) and keeps what decoded. Frames come upright: a phone video's rotation (its
+display matrix, or the older ``rotate`` tag) is applied, as is a frame image's EXIF orientation (OpenCV reads it).
+:func:`iter_timed_chunks` gives each frame its presentation time from the stream (variable frame rates are timed
+right). Used by the video processor, the visual eye-movement extractor and the face module alike.
 
 Flat module (no sibling imports, heavy dependencies imported lazily) so that it ships as remote code.
 """
@@ -79,6 +81,25 @@ def _read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+#: Faces are looked for in frames at least this many pixels on their shorter side (MTCNN's smallest face).
+MIN_FACE_FRAME_SIDE = 20
+
+
+def check_frame_size(frame: np.ndarray, name: str, minimum: int = MIN_FACE_FRAME_SIDE) -> None:
+    """A `ValueError` naming the input when its frames are too small to find a face in (shorter side < `minimum`)."""
+    h, w = frame.shape[:2]
+    if min(h, w) < minimum:
+        raise ValueError(f"{name}: the frames are {w}x{h} pixels, too small to find a face in (faces are looked for "
+                         f"in frames at least {minimum}x{minimum} pixels; upscale the video)")  # fmt: skip
+
+
+def upright(frame: np.ndarray, rotation: float) -> np.ndarray:
+    """The frame as it is meant to be shown: rotated by `rotation` degrees counterclockwise (a display matrix's
+    angle, as PyAV's `VideoFrame.rotation` gives it; a phone held upright records -90), to the nearest quarter turn."""
+    turns = int(round(float(rotation or 0) / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
+
+
 class VideoTruncatedWarning(UserWarning):
     """A video file or stream ended before its end (a truncated file, a dropped stream): the frames decoded up to
     there are used. Make it an error with ``warnings.simplefilter("error", VideoTruncatedWarning)``."""
@@ -117,7 +138,9 @@ def decode_video(
 
     Args:
         source: path (str / Path) or array / tensor / list of frames.
-        indices_fn: `indices_fn(num_frames) -> iterable of int`: the frames to keep (default: all). Only those are
+        indices_fn: `indices_fn(num_frames) -> iterable of int`: the frames to keep (default: all); one that takes a
+            `times_s` keyword gets the frames' presentation times too (seconds from the first frame, read from a video
+            file's packets; None where they are not known), to sample a variable frame rate by time. Only those are
             converted to RGB and kept in memory, and a video file's sparse frames are reached by seeking to the
             keyframe before each, so sampling a long video costs in proportion to the frames used. The frames are
             exactly those of a full decode; `num_frames` is the count a full decode yields.
@@ -180,6 +203,12 @@ class _StreamIndex:
     pts: np.ndarray
     starts: np.ndarray
 
+    def times_s(self, time_base) -> Optional[np.ndarray]:
+        """The frames' presentation times in seconds from the first frame (None without a time base)."""
+        if not time_base:
+            return None
+        return (self.pts - self.pts[0]).astype(np.float64) * float(time_base)
+
     def start_before(self, position: int) -> int:
         """The last position at or before `position` that decoding can start from."""
         return int(self.starts[np.searchsorted(self.starts, position, side="right") - 1])
@@ -212,6 +241,10 @@ class _VideoFileReader:
         self.stream.thread_type = "AUTO"
         self.fps = float(self.stream.average_rate or self.stream.guessed_rate or self.default_fps)
         self.declared_frames = int(self.stream.frames or 0)  # 0 where the container has no count (webm, mkv)
+        try:  # the legacy `rotate` tag: clockwise degrees (a display matrix on the frames takes precedence)
+            self.tag_rotation = -float(self.stream.metadata.get("rotate", 0) or 0)
+        except ValueError:
+            self.tag_rotation = 0.0
         self.declared_s = self._declared_duration()
         self.packets = 0  # packets read since the file was opened
         self.reached_s = 0.0  # how far into the stream (seconds from its start) the packets read reach
@@ -266,9 +299,24 @@ class _VideoFileReader:
             self.error = error
 
     def rgb(self, frame) -> np.ndarray:
-        """(H, W, 3) uint8 RGB of a decoded frame: the conversion every frame used costs, and only those."""
+        """(H, W, 3) uint8 RGB of a decoded frame, upright (its display rotation applied): the conversion every frame
+        used costs, and only those."""
         self.converted += 1
-        return frame.to_ndarray(format="rgb24")
+        return upright(frame.to_ndarray(format="rgb24"), self.rotation(frame))
+
+    def rotation(self, frame) -> float:
+        """The frame's display rotation in degrees counterclockwise: its display matrix, else the stream's tag."""
+        try:
+            angle = float(frame.rotation or 0)  # 0 without a display matrix
+        except (AttributeError, TypeError, ValueError):  # a PyAV without `VideoFrame.rotation`
+            angle = 0.0
+        return angle or self.tag_rotation
+
+    def time_s(self, frame) -> Optional[float]:
+        """The frame's presentation time in seconds from the stream's start (None when it has no timestamp)."""
+        if frame.pts is None or not self.stream.time_base:
+            return None
+        return float((frame.pts - (self.stream.start_time or 0)) * self.stream.time_base)
 
     def seek(self, pts: int) -> None:
         """Move to the keyframe at or before `pts` (in the stream's time base); the decoder is flushed."""
@@ -373,6 +421,17 @@ def _read_by_seeking(reader: _VideoFileReader, index: _StreamIndex, wanted: list
     return frames
 
 
+def _call_indices_fn(indices_fn, count: int, times: Optional[np.ndarray]):
+    """`indices_fn(count)`, with `times_s=times` where it takes that keyword."""
+    import inspect
+
+    try:
+        takes_times = "times_s" in inspect.signature(indices_fn).parameters
+    except (TypeError, ValueError):  # a builtin or other callable without a signature
+        takes_times = False
+    return indices_fn(count, times_s=times) if takes_times else indices_fn(count)
+
+
 def _decode_video_file(
     name: str, indices_fn, default_fps: float, seek: bool = True, stats: Optional[dict] = None
 ) -> DecodedVideo:
@@ -385,7 +444,9 @@ def _decode_video_file(
     with _VideoFileReader(name, default_fps) as reader:
         total, index = reader.index() if indices_fn else (0, None)
         truncated = reader.early_end() if indices_fn else None
-        keep = sorted({int(i) for i in indices_fn(total) if 0 <= int(i) < total}) if indices_fn and total else None
+        times = index.times_s(reader.stream.time_base) if index is not None else None
+        keep = sorted({int(i) for i in _call_indices_fn(indices_fn, total, times) if 0 <= int(i) < total}) \
+            if indices_fn and total else None  # fmt: skip
         frames, read = None, "seek"
         if seek and index is not None and keep:
             try:
@@ -414,7 +475,18 @@ def _decode_video_file(
 
 def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, prefetch: bool = True):
     """Yield `(frames, fps)` chunks of at most `chunk_size` RGB frames of a video, in order, so that a long video
-    never sits in memory whole. Inputs and errors as in `decode_video`.
+    never sits in memory whole: :func:`iter_timed_chunks` without the frame times."""
+    for frames, _, fps in iter_timed_chunks(source, chunk_size, default_fps, prefetch):
+        yield frames, fps
+
+
+def iter_timed_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, prefetch: bool = True):
+    """Yield `(frames, times_s, fps)` chunks of at most `chunk_size` RGB frames of a video, in order, so that a long
+    video never sits in memory whole; `times_s` (float64) holds each frame's presentation time in seconds from the
+    first frame, read from the stream's timestamps (a variable frame rate is timed right; frames without a timestamp,
+    frame folders and arrays are spaced `1 / fps`). `fps` is the stream's average rate (`default_fps` for frame
+    folders and arrays). Frames come upright (rotation metadata applied). Inputs and errors as in `decode_video`;
+    a frame folder is read a chunk at a time too.
 
     With `prefetch` (default) a video file's next chunk is decoded on a background thread while the caller works
     on the current one (PyAV releases the GIL): at most three chunks are in memory (the caller's, the one queued,
@@ -427,34 +499,64 @@ def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, 
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    if path is not None and path.is_dir():
+        files = list_frame_files(path)
+        if not files:
+            raise ValueError(f"{path}: the frame folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        for start in range(0, len(files), chunk_size):  # read a chunk at a time: memory stays bounded
+            frames = [_read_image(f) for f in files[start : start + chunk_size]]
+            yield frames, (start + np.arange(len(frames))) / float(default_fps), float(default_fps)
+        return
     if path is None or not path.is_file() or path.suffix.lower() in IMAGE_EXTENSIONS or path.stat().st_size == 0:
-        decoded = decode_video(source, default_fps=default_fps)  # folders, images, arrays; and its errors
+        decoded = decode_video(source, default_fps=default_fps)  # images, arrays; and its errors
         frames = [decoded.frames[i] for i in sorted(decoded.frames)]
         for start in range(0, len(frames), chunk_size):
-            yield frames[start : start + chunk_size], decoded.fps
+            chunk = frames[start : start + chunk_size]
+            yield chunk, (start + np.arange(len(chunk))) / decoded.fps, decoded.fps
         return
     reader = _VideoFileReader(str(path), default_fps)
+    clock = _FrameClock(reader.fps)
 
     def chunks():
         with reader:
-            chunk = []
+            chunk, times = [], []
             for frame in reader.frames():
                 chunk.append(reader.rgb(frame))
+                times.append(clock.time(reader.time_s(frame)))
                 if len(chunk) == chunk_size:
-                    yield chunk
-                    chunk = []
+                    yield chunk, np.asarray(times)
+                    chunk, times = [], []
             if chunk:
-                yield chunk
+                yield chunk, np.asarray(times)
             if not reader.decoded:
                 raise ValueError(f"{reader.name}: the video holds no decodable frame")
 
     count = 0
-    for chunk in (_prefetched(chunks()) if prefetch else chunks()):
+    for chunk, times in (_prefetched(chunks()) if prefetch else chunks()):
         count += len(chunk)
-        yield chunk, reader.fps
+        yield chunk, times, reader.fps
     why = reader.early_end()
     if why:  # warned here, on the caller's thread, once every frame decoded has been yielded
         _warn_truncated(reader.name, why, count)
+
+
+class _FrameClock:
+    """Frame times in seconds from the first frame, from the stream's timestamps: a frame without one, or one that
+    does not come after the previous frame, is placed `1 / fps` after it."""
+
+    def __init__(self, fps: float):
+        self.step = 1.0 / float(fps)
+        self.origin = None
+        self.last = None
+
+    def time(self, stream_s: Optional[float]) -> float:
+        if stream_s is not None and self.origin is None:
+            self.origin = stream_s - (0.0 if self.last is None else self.last + self.step)
+        t = None if stream_s is None else stream_s - self.origin
+        if t is None or (self.last is not None and t <= self.last):
+            t = 0.0 if self.last is None else self.last + self.step
+        self.last = t
+        return t
 
 
 def _prefetched(generator):
@@ -520,6 +622,6 @@ def load_frames(frames_or_video, fps=None, default_fps: float = 25.0) -> tuple[l
 
 
 __all__ = [
-    "DecodedVideo", "VideoTruncatedWarning", "decode_video", "iter_frame_chunks", "list_frame_files", "load_frames",
-    "natural_frame_key",
+    "MIN_FACE_FRAME_SIDE", "DecodedVideo", "VideoTruncatedWarning", "check_frame_size", "decode_video",
+    "iter_frame_chunks", "iter_timed_chunks", "list_frame_files", "load_frames", "natural_frame_key", "upright",
 ]  # fmt: skip

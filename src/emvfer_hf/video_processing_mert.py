@@ -38,6 +38,7 @@ from .faces_mert import (  # noqa: F401  (re-exported)
 from .video_io_mert import (  # noqa: F401  (re-exported: the processor's decoder is the package's one decoder)
     IMAGE_EXTENSIONS,
     DecodedVideo,
+    check_frame_size,
     decode_video,
     iter_frame_chunks,
     list_frame_files,
@@ -91,6 +92,29 @@ def sample_segment_indices(
         starts, ends = np.floor(edges[:-1]).astype(int), np.maximum(np.floor(edges[1:]).astype(int), 1)
         return np.array([rng.integers(s, max(e, s + 1)) for s, e in zip(starts, ends)])
     return np.minimum(np.floor((edges[:-1] + edges[1:]) / 2).astype(int), num_available - 1)
+
+
+def is_variable_rate(times_s, tolerance: float = 0.5, share: float = 0.05) -> bool:
+    """Whether frames at these presentation times (seconds, increasing) come at a variable rate: more than ``share`` of
+    the gaps between frames differ from the typical (median) gap by over ``tolerance`` of it. A frame missing now and
+    then (a truncated file's last B-frame, a dropped frame) is not a variable rate."""
+    gaps = np.diff(np.asarray(times_s, dtype=np.float64))
+    if len(gaps) < 2 or not float(np.median(gaps)) > 0:
+        return False
+    return float(np.mean(np.abs(gaps / np.median(gaps) - 1.0) > tolerance)) > share
+
+
+def sample_segment_times(times_s, num_frames: int) -> np.ndarray:
+    """T frame indices by time, one per equal span of the clip's duration: the last frame shown at or before the
+    span's middle (the first frame after it where there is none). For a constant rate these are the frames of
+    `sample_segment_indices`; for a variable rate they are the same moments, where frame counts would crowd the
+    samples into the faster part. The clip lasts from its first frame to its last plus the last gap."""
+    times = np.asarray(times_s, dtype=np.float64)
+    if len(times) == 0:
+        raise ValueError("cannot sample frames from an empty video")
+    end = times[-1] + (times[-1] - times[-2] if len(times) > 1 else 0.0)
+    middles = times[0] + (np.arange(num_frames) + 0.5) * (end - times[0]) / num_frames
+    return np.clip(np.searchsorted(times, middles + 1e-6, side="right") - 1, 0, len(times) - 1)
 
 
 def eye_frame_indices(num_available: int, eye_frames: Optional[int]) -> np.ndarray:
@@ -214,7 +238,8 @@ class MERTVideoProcessor(BaseVideoProcessor):
     processor's own (`decode_video`, PyAV): transformers' torchcodec-based `fetch_videos` is never used.
 
     Args (all saved in `video_preprocessor_config.json`):
-        num_frames (`int`, defaults to 16): frames T per clip, one per equal segment.
+        num_frames (`int`, defaults to 16): frames T per clip, one per equal segment (of a variable-frame-rate file:
+            one per equal span of time, from the frames' presentation times).
         size (`dict`, defaults to `{"height": 224, "width": 224}`): size of the face crops.
         do_rescale, rescale_factor, do_normalize, image_mean, image_std: as in transformers (mean/std 0.5).
         do_face_crop (`bool`, defaults to True): crop the face found by the face backend; False takes the
@@ -467,7 +492,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
         given_fps = metadata.fps if metadata is not None and metadata.fps else None
         plan = {}
 
-        def indices_fn(total, video_fps=None):
+        def indices_fn(total, video_fps=None, times_s=None):
             if options["do_sample_frames"] is False:  # pre-sampled frames: all of them, as they are
                 plan["model"] = np.arange(total)
             else:
@@ -475,6 +500,9 @@ class MERTVideoProcessor(BaseVideoProcessor):
                 meta = VideoMetadata(total_num_frames=total, fps=rate, duration=total / rate)
                 num = None if fps is not None else options["num_frames"]
                 plan["model"] = self.sample_frames(meta, num_frames=num, fps=fps, train=train, rng=rng)
+                variable = times_s is not None and len(times_s) == total and is_variable_rate(times_s)
+                if variable and not train and total >= len(plan["model"]):
+                    plan["model"] = sample_segment_times(times_s, len(plan["model"]))  # the same moments, by time
             plan["eyes"] = eye_frame_indices(total, eye_count) if extract_eyes else np.array([], dtype=int)
             return np.union1d(plan["model"], plan["eyes"])
 
@@ -499,6 +527,8 @@ class MERTVideoProcessor(BaseVideoProcessor):
         # Faces: one detection pass over every frame we use (none when the caller knows the face box)
         crop_faces = options["do_face_crop"] and face_box is None
         needed = np.union1d(model_idx, eye_idx) if crop_faces or extract_eyes else np.array([], int)
+        if len(needed):
+            check_frame_size(decoded.frames[int(needed[0])], decoded.name)
         track = run_face_backend(self.face_backend, [decoded.frames[int(i)] for i in needed]) if len(needed) else None
         row = {int(i): k for k, i in enumerate(needed)}
         any_face = track is not None and bool(track.found.any())
@@ -580,4 +610,4 @@ class MERTVideoProcessor(BaseVideoProcessor):
         return EyeMovementSeries(values, np.ones(len(values), bool), np.arange(len(values), dtype=np.float64))
 
 
-__all__ = ["MERTVideoProcessor", "decode_video", "sample_segment_indices"]
+__all__ = ["MERTVideoProcessor", "decode_video", "is_variable_rate", "sample_segment_indices", "sample_segment_times"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, EYE_MOVEMENT_CHANNELS, EyeMovementSeries
+from .outputs import atomic_output
 
 # normalised behaviour values (code / 2): fixation 0, saccade 0.5, blink 1
 _SACCADE, _BLINK = 0.5, 1.0
@@ -20,10 +21,10 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def write_eye_movements_csv(series: EyeMovementSeries, path) -> Path:
-    """One row per time step: `time_s`, the five channels, `valid`."""
+    """One row per time step: `time_s`, the five channels, `valid` (written under a partial name and renamed when
+    complete: `path` is never a half-written file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    with atomic_output(path) as target, target.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["time_s", *EYE_MOVEMENT_CHANNELS, "valid"])
         for t, row, ok in zip(series.times_s, series.values, series.valid):
@@ -39,7 +40,6 @@ def plot_eye_movements(series: EyeMovementSeries, path, title: str | None = None
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     t = series.times_s
     behaviour = series.values[:, BEHAVIOUR_CHANNEL]
     shades = [
@@ -62,6 +62,7 @@ def plot_eye_movements(series: EyeMovementSeries, path, title: str | None = None
         axes[0].legend(handles, labels, loc="upper right", fontsize=8, ncol=3)
     fig.suptitle(title or "eye movements (canonical series)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as target:
+        fig.savefig(target, dpi=100)
     plt.close(fig)
     return path
