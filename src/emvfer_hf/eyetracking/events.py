@@ -33,7 +33,13 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from .recording import EVENT_COLUMNS, EyeTrackingRecording, empty_events
+EVENT_COLUMNS = ("event", "onset_ms", "offset_ms")
+
+
+def empty_events() -> pd.DataFrame:
+    """An empty event table with the columns ``event``, ``onset_ms``, ``offset_ms``."""
+    return pd.DataFrame({"event": pd.Series(dtype=str), "onset_ms": pd.Series(dtype=float),
+                         "offset_ms": pd.Series(dtype=float)})
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -66,7 +72,7 @@ def savgol_velocity(x: np.ndarray, ok: np.ndarray, window: int, rate_hz: float) 
 
 
 def detect_events(
-    recording: EyeTrackingRecording,
+    recording,
     velocity_threshold_deg_s: float = 20.0,
     pixels_per_degree: Optional[float] = None,
     smoothing_ms: Optional[float] = None,

@@ -18,7 +18,8 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from .recording import EVENT_COLUMNS, EyeTrackingRecording, empty_events
+from .events import EVENT_COLUMNS, empty_events
+from .recording import EyeTrackingRecording
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_RESOLUTION = (1920.0, 1080.0)

@@ -16,14 +16,9 @@ from ..eye_movement_mert import (
     EyeMovementSeries,
 )
 
+from .events import detect_events
+
 EVENT_CODES = {"fixation": FIXATION, "saccade": SACCADE, "blink": BLINK}
-EVENT_COLUMNS = ("event", "onset_ms", "offset_ms")
-
-
-def empty_events() -> pd.DataFrame:
-    """An empty event table with the columns ``event``, ``onset_ms``, ``offset_ms``."""
-    return pd.DataFrame({"event": pd.Series(dtype=str), "onset_ms": pd.Series(dtype=float),
-                         "offset_ms": pd.Series(dtype=float)})
 
 
 def _fill_nan(x: np.ndarray) -> np.ndarray:
@@ -137,8 +132,6 @@ class EyeTrackingRecording:
             :class:`~emvfer_hf.eye_movement_mert.EyeMovementSeries` with values (M, 5) float32, valid (M,),
             times_s (M,).
         """
-        from .events import detect_events
-
         if events not in ("auto", "export", "detect"):
             raise ValueError(f"events must be 'auto', 'export' or 'detect', got {events!r}")
         if events == "export" and self.events is None:
