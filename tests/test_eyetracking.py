@@ -17,6 +17,7 @@ import pytest
 from emvfer_hf.eye_movement_mert import BEHAVIOUR_CHANNEL, EyeMovementSeries
 from emvfer_hf.eyetracking import (
     EyeTrackingRecording,
+    coarse_events,
     detect_events,
     read_eye_tracking,
     read_eyelink_edf,
@@ -66,10 +67,11 @@ def test_read_real_recording():
 
 def test_detector_matches_device_events(neon_no_labels):
     assert neon_no_labels.events is None  # labels really removed
-    ours = detect_events(neon_no_labels)
-    assert list(ours.columns) == ["event", "onset_ms", "offset_ms"]
-    assert set(ours["event"]) <= {"fixation", "saccade", "blink"}
-    assert (ours["offset_ms"] >= ours["onset_ms"]).all()
+    detected = detect_events(neon_no_labels)
+    assert list(detected.columns) == ["event", "onset_ms", "offset_ms"]
+    assert set(detected["event"]) <= {"fixation", "saccade", "pso", "pursuit", "blink"}
+    assert (detected["offset_ms"] >= detected["onset_ms"]).all()
+    ours = coarse_events(detected, 5.0)  # the device's vocabulary: PSOs in saccades, pursuit in fixations
     truth = pd.read_csv(NEON_EVENTS).rename(columns=str.lower)
     truth["event"] = truth["event"].str.lower()
     for name in ("fixation", "saccade", "blink"):
@@ -101,7 +103,7 @@ def test_detector_lower_rates(neon_no_labels, step):
     s = slice(None, None, step)
     low = EyeTrackingRecording(r.timestamps_ms[s], r.pupil_left[s], r.pupil_right[s], r.gaze_x[s], r.gaze_y[s],
                                r.valid[s], resolution=r.resolution)
-    counts = detect_events(low)["event"].value_counts()
+    counts = coarse_events(detect_events(low), 5.0 * step)["event"].value_counts()
     assert counts.get("blink", 0) == 2
     assert 23 * 0.7 <= counts.get("fixation", 0) <= 23 * 1.3
     assert 22 * 0.7 <= counts.get("saccade", 0) <= 22 * 1.3
@@ -394,7 +396,9 @@ def median_onset_difference(truth: pd.DataFrame, ours: pd.DataFrame) -> tuple[fl
 
 
 def compare_with_tracker(rec: EyeTrackingRecording, truth: pd.DataFrame, **kwargs) -> dict:
-    ours = detect_events(rec, **kwargs)
+    """Counts in the trackers' vocabulary: a PSO is part of its saccade, pursuit part of the fixation around it
+    (the parsers have neither class)."""
+    ours = coarse_events(detect_events(rec, **kwargs), 1000.0 / rec.sampling_rate_hz)
     t_sacc, t_fix, t_blink = tracker_reference(truth)
     out = {"ours": ours}
     for name, ref in (("saccade", t_sacc), ("fixation", t_fix), ("blink", t_blink)):

@@ -29,10 +29,10 @@ defaults hold from 60 to 1000 Hz.
    the eye has stopped (or reversed: a PSO follows). Saccades shorter than ``min_saccade_ms`` (10 ms) are
    dropped.
 4. **PSO** (Nyström & Holmqvist's glissade): when within ``max_pso_ms`` (40 ms; Nyström & Holmqvist, REMoDNaV)
-   after the offset the 10 ms velocity rises again above the onset level, the samples from the offset up to the
-   last such one (then on to the local velocity minimum, at most ``max_pso_ms``) are a ``pso`` event. When it
-   does not rise again but stays above the onset level, the saccade's slow tail goes on: the offset moves on to
-   where the velocity falls below the onset level.
+   after the offset the 10 ms velocity rises again above the onset level, the samples from the offset up to where
+   it settles below that level (then on to the local velocity minimum) are a ``pso`` event. When it does not rise
+   again but stays above the onset level, the saccade's slow tail goes on: the offset moves on to where the
+   velocity falls below the onset level.
 5. **Blinks**: runs of lost samples (no gaze / no pupil), joined across valid gaps up to ``blink_gap_ms``, that
    last ``blink_min_ms``-``blink_max_ms`` (50-500 ms; shorter runs are dropouts, longer ones lost tracking). A
    saccade that runs into lost data is the eyelid sweeping the pupil image before/after the blink (EyeLink reports
@@ -141,7 +141,6 @@ def saccade_boundaries(
     on = peak
     while on - 1 >= lower and fin[on - 1] and low[on - 1] > 1.0:
         on -= 1
-    on = _walk_to_minimum(speed, fin, on, -1, lower)
     off = peak
     while off + 1 <= upper and fin[off + 1] and (high[off] > 1.0 or speed[off + 1] < speed[off]):
         off += 1
@@ -154,33 +153,39 @@ def post_saccadic_oscillation(
     """The PSO after a saccade that ends at ``offset`` (Nyström & Holmqvist's glissade), on the boundary velocity.
 
     Returns ``(end, saccade_offset)``: ``end`` is the PSO's last sample (``end == saccade_offset`` when there is
-    none). The PSO is present when within ``max_samples`` after the offset the velocity rises again to a local
-    maximum above the onset threshold (``low`` > 1); it then ends at the local velocity minimum after the last
-    sample above that threshold, at most ``max_samples`` after the offset and not beyond ``upper``. When the
-    velocity does not rise again but stays above the onset threshold, the saccade's tail goes on: the saccade
-    offset moves on to where it falls below it (then to the local minimum) and there is no PSO.
+    none). The PSO is present when within ``max_samples`` after the offset (and before lost data) the velocity
+    rises again, above the onset threshold (``low`` > 1) and above its value at the offset. It ends at the local
+    velocity minimum after the last sample above the threshold: within the window when the velocity settles there,
+    else where it falls below the threshold (not beyond ``upper``), so that a noisy recording's oscillation does not
+    restart as a new saccade. When the velocity does not rise again but stays above the threshold, the saccade's
+    slow tail goes on: the offset moves to that local minimum and there is no PSO.
     """
     fin = np.isfinite(speed)
     last = min(upper, offset + max_samples)
     if last <= offset:
         return offset, offset
-    seg = slice(offset + 1, last + 1)
-    ok = fin[seg]
-    if not ok.all():  # lost data within the window: stop before it
-        last = offset + int(np.argmin(ok))
-        seg = slice(offset + 1, last + 1)
+    lost = np.flatnonzero(~fin[offset + 1 : last + 1])
+    if len(lost):
+        last = offset + int(lost[0])
     if last <= offset:
         return offset, offset
+    seg = slice(offset + 1, last + 1)
     above = low[seg] > 1.0
-    if np.any(above & (speed[seg] > speed[offset])):  # it rises again from the local minimum: a PSO
-        end = offset + 1 + int(np.flatnonzero(above)[-1])
-        end = _walk_to_minimum(speed, fin, end, 1, last)
+    if not above.any():  # settled at once
+        return offset, offset
+    final = offset + 1 + int(np.flatnonzero(above)[-1])
+    if final < last:  # settles within the window
+        end = _walk_to_minimum(speed, fin, final, 1, last)
+        if np.any(above & (speed[seg] > speed[offset])):  # rose again from the local minimum: a PSO
+            return end, offset
+        return end, end
+    end = final
+    while end + 1 <= upper and fin[end + 1] and low[end + 1] > 1.0:
+        end += 1
+    end = _walk_to_minimum(speed, fin, end, 1, upper)
+    if np.any(above & (speed[seg] > speed[offset])):
         return end, offset
-    off = offset
-    while off + 1 <= last and low[off + 1] > 1.0:
-        off += 1
-    off = _walk_to_minimum(speed, fin, off, 1, last)
-    return off, off
+    return end, end
 
 
 def smooth_pursuit(
@@ -389,3 +394,31 @@ def detect_events(
         return empty_events()
     out = pd.DataFrame(rows, columns=list(EVENT_COLUMNS)).sort_values("onset_ms", kind="stable")
     return out.reset_index(drop=True)
+
+
+def coarse_events(events: pd.DataFrame, step_ms: float) -> pd.DataFrame:
+    """An event table in the vocabulary of the trackers' own parsers and of the paper's behaviour set: fixation,
+    saccade, blink.
+
+    Each PSO joins the saccade it follows (the EyeLink and Tobii parsers end a saccade when the eye has settled);
+    pursuit and the fixations it touches form one fixation (the parsers have no pursuit: the paper's "gaze").
+    Events are contiguous when the next starts at most ``step_ms`` (one sample) after the previous one ends.
+    """
+    if len(events) == 0:
+        return events[list(EVENT_COLUMNS)].copy()
+    rename = {"pso": "saccade", "pursuit": "fixation"}
+    rows: list[list] = []
+    for name, on, off in zip(events["event"], events["onset_ms"], events["offset_ms"]):
+        coarse = rename.get(name, name)
+        prev = rows[-1] if rows else None
+        joins = prev is not None and on - prev[2] <= step_ms * 1.5 and (
+            (name == "pso" and prev[0] == "saccade")
+            or (coarse == prev[0] == "fixation" and "pursuit" in (name, prev[3])))
+        if joins:
+            prev[2] = max(prev[2], off)
+            prev[3] = name
+        else:
+            rows.append([coarse, on, off, name])
+    out = pd.DataFrame([r[:3] for r in rows], columns=list(EVENT_COLUMNS))
+    return out
+

@@ -16,7 +16,7 @@ from ..eye_movement_mert import (
     EyeMovementSeries,
 )
 
-from .events import detect_events
+from .events import coarse_events, detect_events
 
 EVENT_CODES = {"fixation": FIXATION, "saccade": SACCADE, "blink": BLINK}
 
@@ -124,7 +124,9 @@ class EyeTrackingRecording:
             length: resample to ``length`` equally spaced steps from the window start to its last sample (ignored
                 if ``times_s`` is given).
             events: where the behaviour channel comes from: ``"export"`` (the export's own labels), ``"detect"``
-                (:func:`~emvfer_hf.eyetracking.detect_events`) or ``"auto"`` (export labels when present).
+                (:func:`~emvfer_hf.eyetracking.detect_events`) or ``"auto"`` (export labels when present). A
+                detected PSO counts as part of its saccade and pursuit as gazing (behaviour 0), as the paper's
+                behaviour set {blink, saccade, gaze} has it (:func:`~emvfer_hf.eyetracking.coarse_events`).
             resolution: override the gaze plane (width, height) used to map gaze to [-1, 1].
             normalize: apply :func:`~emvfer_hf.eye_movement_mert.normalize_eye_movements` over the window (the
                 per-recording baseline of the pupils is the window's own).
@@ -137,6 +139,8 @@ class EyeTrackingRecording:
         if events == "export" and self.events is None:
             raise ValueError(f"{self.source}: the export has no 'Eye movement type' column (use events='detect')")
         table = self.events if (events != "detect" and self.events is not None) else detect_events(self)
+        # the paper's behaviour set {gaze, saccade, blink}: a PSO is part of its saccade, pursuit is gazing
+        table = coarse_events(table, 1000.0 / self.sampling_rate_hz)
 
         t0 = float(self.timestamps_ms[0]) if start_ms is None else float(start_ms)
         t1 = float(self.timestamps_ms[-1]) + 1e-9 if end_ms is None else float(end_ms)
