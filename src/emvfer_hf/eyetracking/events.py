@@ -190,13 +190,14 @@ def post_saccadic_oscillation(
 
 def smooth_pursuit(
     gx_deg: np.ndarray, gy_deg: np.ndarray, a: int, b: int, rate_hz: float, velocity_deg_s: float,
-    lowpass_hz: float, min_samples: int,
+    lowpass_hz: float, min_samples: int, min_gap: int = 1,
 ) -> list[tuple[int, int]]:
     """Runs of smooth pursuit inside the inter-saccadic stretch ``[a, b]`` of valid samples (REMoDNaV's test).
 
     Gaze (degrees) is low-passed with a Butterworth filter of order 2 at ``lowpass_hz``, forward and backward (no
-    phase shift), and differentiated (central differences); runs of at least ``min_samples`` whose speed exceeds
-    ``velocity_deg_s`` are pursuit. Stretches shorter than ``min_samples`` have none.
+    phase shift), and differentiated (central differences); runs whose speed exceeds ``velocity_deg_s``, joined
+    across pauses shorter than ``min_gap`` samples (too short for a fixation), are pursuit when they last at least
+    ``min_samples``. Stretches shorter than ``min_samples`` have none.
     """
     from scipy.signal import butter, filtfilt
 
@@ -208,7 +209,13 @@ def smooth_pursuit(
     x = filtfilt(bb, aa, gx_deg[a : b + 1], padtype="odd", padlen=pad)
     y = filtfilt(bb, aa, gy_deg[a : b + 1], padtype="odd", padlen=pad)
     speed = np.hypot(np.gradient(x), np.gradient(y)) * rate_hz
-    return [(a + s, a + e) for s, e in _runs(speed > velocity_deg_s) if e - s + 1 >= min_samples]
+    runs: list[list[int]] = []
+    for s, e in _runs(speed > velocity_deg_s):
+        if runs and s - runs[-1][1] - 1 < min_gap:  # too short a pause to be a fixation: one pursuit
+            runs[-1][1] = e
+        else:
+            runs.append([s, e])
+    return [(a + s, a + e) for s, e in runs if e - s + 1 >= min_samples]
 
 
 def detect_events(
@@ -368,7 +375,7 @@ def detect_events(
         pieces = [(a, b, "fixation")]
         if pursuit_velocity_deg_s is not None and ok[a : b + 1].all():
             pursuits = smooth_pursuit(gx / ppd, gy / ppd, a, b, rate, pursuit_velocity_deg_s, pursuit_lowpass_hz,
-                                      min_pursuit)
+                                      min_pursuit, max(1, int(round(min_fixation_ms / step))))
             if pursuits:
                 pieces, cursor = [], a
                 for s, e in pursuits:
