@@ -119,9 +119,9 @@ def _longest_coded_fixation(rec):
     return float(fix["onset_ms"].iloc[i]), float(fix["offset_ms"].iloc[i])
 
 
-@pytest.mark.parametrize("speed_deg_s", [8.0, 15.0])
+@pytest.mark.parametrize("speed_deg_s", [8.0, 15.0, 30.0])
 def test_pursuit_of_a_moving_target(bench, irf, speed_deg_s):
-    """A real EyeLink fixation (S2's longest coded one) with the target moving at 8 or 15 °/s for 600 ms: the
+    """A real EyeLink fixation (S2's longest coded one) with the target moving at 8, 15 or 30 °/s for 600 ms (30 °/s is above the saccade floor of 20 °/s: too long for a saccade, it is pursuit): the
     detector reports one pursuit covering most of the movement and nothing else inside it (no saccade, no
     fixation), and the canonical series counts it as gazing (behaviour 0)."""
     geom, recs, _, _ = irf

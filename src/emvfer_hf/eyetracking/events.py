@@ -27,7 +27,10 @@ defaults hold from 60 to 1000 Hz.
    Holmqvist's onset threshold against their peak's 6, and 10 °/s), then on to its local minimum.
    **Offset**: walk forward from the peak to the first local minimum of the 10 ms velocity below the peak level:
    the eye has stopped (or reversed: a PSO follows). Saccades shorter than ``min_saccade_ms`` (10 ms) are
-   dropped.
+   dropped. A movement above the onset level that lasts longer than ``max_saccade_ms`` (150 ms, beyond the main
+   sequence of any saccade on a display) plus ``max_pso_ms`` is not one saccade: when its saccade part is short
+   enough, that part is kept with at most ``max_pso_ms`` of PSO (the rest goes on as below: a second saccade, or
+   pursuit); else it is no saccade at all (fast pursuit, lost tracking) and goes on to step 7.
 4. **PSO** (Nyström & Holmqvist's glissade): when within ``max_pso_ms`` (40 ms; Nyström & Holmqvist, REMoDNaV)
    after the offset the 10 ms velocity rises again above the onset level, the samples from the offset up to where
    it settles below that level (then on to the local velocity minimum) are a ``pso`` event. When it does not rise
@@ -233,6 +236,7 @@ def detect_events(
     merge_fraction: Optional[float] = None,
     onset_fraction: float = 0.5,
     min_saccade_ms: float = 10.0,
+    max_saccade_ms: float = 150.0,
     blink_gap_ms: float = 20.0,
     gaze_plane_deg: float = 40.0,
     boundary_window_ms: float = 10.0,
@@ -264,6 +268,9 @@ def detect_events(
         onset_fraction: saccade onset level and PSO level as a fraction of the peak thresholds (Nyström &
             Holmqvist's onset threshold of 3 SDs against the peak's 6).
         min_saccade_ms: shortest saccade kept.
+        max_saccade_ms: longest saccade: a movement above the onset level that lasts longer than this plus
+            ``max_pso_ms`` is not a saccade (the main sequence, duration ≈ 21 ms + 2.2 ms/° × amplitude (Carpenter
+            1988), gives about 130 ms for a 50° saccade); its samples go to the pursuit/fixation stage.
         blink_gap_ms: lost-sample runs separated by at most this many ms of valid samples form one blink.
         gaze_plane_deg: assumed horizontal extent of the gaze plane in degrees when no geometry is known.
         boundary_window_ms: Savitzky–Golay window of the velocity that places saccade onsets/offsets and PSOs.
@@ -332,6 +339,8 @@ def detect_events(
             on, off = saccade_boundaries(bspeed, high, low, peak, lower, max(upper, peak))
             # a strong PSO is a peak run of its own: the PSO window is not cut at the next run
             end, off = post_saccadic_oscillation(bspeed, low, off, n - 1, max_pso)
+            if t[end] - t[on] + step > max_saccade_ms + max_pso_ms and t[off] - t[on] + step <= max_saccade_ms:
+                end = off + max_pso  # a movement that does not settle is not all PSO: the window's worth
             saccades.append((on, end))  # the saccade and its PSO, split below
             if end > off:
                 psos[(on, end)] = (off + 1, end)
@@ -346,6 +355,8 @@ def detect_events(
                     bl[0], bl[1] = min(bl[0], a), max(bl[1], b)
             continue
         sac_end = psos[(a, b)][0] - 1 if (a, b) in psos else b
+        if t[b] - t[a] + step > max_saccade_ms + max_pso_ms:  # no saccade lasts so long: pursuit or noise
+            continue
         if t[sac_end] - t[a] + step >= min_saccade_ms:
             kept.append((a, b))
     saccades = kept
