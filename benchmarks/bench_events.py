@@ -10,9 +10,12 @@ Detectors, all with their defaults, run side by side in one process:
 - `ours`: `emvfer_hf.eyetracking.detect_events`, `pixels_per_degree` from the geometry;
 - `remodnav`: REMoDNaV 1.1.2 (Dar, Wagner & Hanke 2021) from PyPI, `px2deg` from the geometry;
 - `pymovements_ivt`, `pymovements_idt`: pymovements' I-VT (20 °/s, fixations of ≥ 100 ms) and I-DT (1°, 100 ms)
-  (Salvucci & Goldberg 2000) on pymovements' own pix2deg and velocity. They detect fixations only; as Salvucci &
-  Goldberg define them, I-VT's saccade samples are those above its velocity threshold, I-DT's every valid
-  sample outside a fixation.
+  (Salvucci & Goldberg 2000) on pymovements' own pix2deg and default velocity (five-point difference). They
+  detect fixations only; as Salvucci & Goldberg define them, I-VT's saccade samples are those above its velocity
+  threshold, I-DT's every valid sample outside a fixation;
+- `pymovements_ivt_sg`: the same I-VT on a Savitzky–Golay velocity (order 2, 21 samples), the filter of Nyström
+  & Holmqvist (2010): at 1000 Hz the five-point difference leaves EyeLink noise of several °/s, which breaks
+  fixations into pieces shorter than I-VT's 100 ms minimum.
 
 Scores (emvfer_hf.eyetracking.agreement): per-sample Cohen's kappa, fixation vs not and saccade vs not, pooled over
 the recordings (Andersson et al. 2017); event-level F1 and onset/offset differences of matched events (Hooge et
@@ -51,7 +54,7 @@ DATA = HERE.parent / "tests" / "fixtures" / "eye_tracking" / "irf_lookAtPoint_EL
 RECORDINGS = ("S1", "S2", "S4", "S5", "S6")  # S3 left out: approximate codes
 IRF_CODES = {0: "undefined", 1: "fixation", 2: "saccade", 3: "pso", 4: "pursuit", 5: "blink"}
 PAINT_ORDER = ("fixation", "pursuit", "saccade", "pso", "blink")  # where events overlap, the later wins
-DETECTORS = ("ours", "remodnav", "pymovements_ivt", "pymovements_idt")
+DETECTORS = ("ours", "remodnav", "pymovements_ivt", "pymovements_ivt_sg", "pymovements_idt")
 
 
 def geometry() -> dict:
@@ -108,7 +111,7 @@ def run_remodnav(rec: dict, geom: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["event", "onset_ms", "offset_ms"])
 
 
-def run_pymovements(rec: dict, geom: dict, method: str) -> pd.DataFrame:
+def run_pymovements(rec: dict, geom: dict, method: str, smooth: bool = False) -> pd.DataFrame:
     import pymovements as pm
 
     exp = pm.gaze.Experiment(
@@ -119,7 +122,10 @@ def run_pymovements(rec: dict, geom: dict, method: str) -> pd.DataFrame:
     gaze = pm.gaze.from_pandas(frame, experiment=exp, time_column="time", time_unit="ms",
                                pixel_columns=["x", "y"])
     gaze.pix2deg()
-    gaze.pos2vel()
+    if smooth:  # the velocity filter of Nyström & Holmqvist (2010): Savitzky–Golay, order 2, 21 ms at 1000 Hz
+        gaze.pos2vel(method="savitzky_golay", window_length=21, degree=2)
+    else:  # pymovements' default: the five-point difference
+        gaze.pos2vel()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gaze.detect(method)
@@ -143,7 +149,7 @@ def detect(name: str, rec: dict, geom: dict) -> pd.DataFrame:
         return run_ours(rec, geom)
     if name == "remodnav":
         return run_remodnav(rec, geom)
-    return run_pymovements(rec, geom, name.split("_")[1])
+    return run_pymovements(rec, geom, name.split("_")[1], smooth=name.endswith("_sg"))
 
 
 # ---------------------------------------------------------------------------------------------------- scoring
@@ -156,7 +162,8 @@ def score(recs: list[dict], tables: dict[str, list[pd.DataFrame]]) -> dict:
         # event tables rebuilt from the painted labels: one label per sample, as the coders' are
         events = [events_from_sample_labels(r["t"], lab) for r, lab in zip(recs, labels)]
         res = {"kappa": {c: round(sample_kappa(truth_labels, labels, c), 4) for c in ("fixation", "saccade", "pso")},
-               "events": {c: event_agreement(truth_events, events, c) for c in ("fixation", "saccade", "pso")},
+               "events": {c: {k: round(v, 4) for k, v in event_agreement(truth_events, events, c).items()}
+                          for c in ("fixation", "saccade", "pso")},
                "per_recording_kappa": {
                    r["name"]: {c: round(sample_kappa([r["labels"]], [lab], c), 4) for c in ("fixation", "saccade")}
                    for r, lab in zip(recs, labels)},
@@ -186,7 +193,7 @@ def figure(path: Path, scores: dict, rec: dict, tables: dict, window_ms=(21_000.
         ax0.bar(xs + off, vals, width=0.38, label=f"{cls} kappa", color=colours[cls])
         for x, v in zip(xs + off, vals):
             ax0.text(x, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
-    ax0.set_xticks(xs, [d.replace("pymovements_", "pm ") for d in dets], fontsize=9)
+    ax0.set_xticks(xs, [d.replace("pymovements_", "pm ").replace("_", " ") for d in dets], fontsize=8)
     ax0.set_ylim(0, 1.05)
     ax0.set_ylabel("Cohen's kappa vs coders (pooled, S1 S2 S4 S5 S6)")
     ax0.legend(fontsize=8, loc="upper right")
@@ -196,16 +203,18 @@ def figure(path: Path, scores: dict, rec: dict, tables: dict, window_ms=(21_000.
     sel = (t >= window_ms[0]) & (t <= window_ms[1])
     speed = np.hypot(np.gradient(rec["x"]), np.gradient(rec["y"])) * 1000.0 * deg_per_px(geometry())
     ax1.plot(t[sel] / 1000, speed[sel], color="k", lw=0.6)
+    top = np.nanmax(speed[sel]) if sel.any() else 1.0
+    ax1.set_yticks(np.arange(0, top, 200))
     ax1.set_ylabel("speed (°/s, central difference)")
     ax1.set_xlabel(f"time in {rec['name']} (s)")
-    top = np.nanmax(speed[sel]) if sel.any() else 1.0
     rows = [("coders", rec["labels"])] + [(d, labels_from_events(t, tables[d][0], PAINT_ORDER)) for d in dets]
     for i, (name, lab) in enumerate(rows):
         y0 = top * (1.05 + 0.09 * i)
         for ev in events_from_sample_labels(t[sel], lab[sel]).itertuples():
             ax1.fill_between([ev.onset_ms / 1000, (ev.offset_ms + 1) / 1000], y0, y0 + top * 0.07,
                              color=colours[ev.event], lw=0)
-        ax1.text(t[sel][0] / 1000, y0 + top * 0.01, name + " ", ha="right", fontsize=8)
+        ax1.text(t[sel][0] / 1000, y0 + top * 0.01, name.replace("pymovements_", "pm ").replace("_", " ") + " ",
+                 ha="right", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in ("fixation", "saccade", "pso", "pursuit",
                                                                            "blink")]
     ax1.legend(handles, ["fixation", "saccade", "PSO", "pursuit", "blink"], fontsize=7, ncol=5, loc="upper center",
