@@ -3,6 +3,7 @@ event detection (fixations, saccades, PSOs, pursuit, blinks), and conversion to 
 
 from .events import coarse_events, detect_events
 from .readers import (
+    EyeTrackingDataWarning,
     events_from_labels,
     read_eye_tracking,
     read_eyelink_edf,
@@ -14,6 +15,7 @@ from .recording import EyeTrackingRecording
 from .writer import write_tobii_tsv
 
 __all__ = [
+    "EyeTrackingDataWarning",
     "EyeTrackingRecording",
     "coarse_events",
     "detect_events",
