@@ -240,6 +240,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=DETECTORS)
+    parser.add_argument("--repeats", type=int, default=1, help="accepted for run_all.py; the scores are exact")
     args = parser.parse_args(argv)
     geom = geometry()
     recs = [load_irf(n, geom) for n in RECORDINGS]

@@ -419,8 +419,8 @@ def coarse_events(events: pd.DataFrame, step_ms: float) -> pd.DataFrame:
     saccade, blink.
 
     Each PSO joins the saccade it follows (the EyeLink and Tobii parsers end a saccade when the eye has settled);
-    pursuit and the fixations it touches form one fixation (the parsers have no pursuit: the paper's "gaze").
-    Events are contiguous when the next starts at most ``step_ms`` (one sample) after the previous one ends.
+    pursuit and the fixations it touches form one fixation (the parsers have no pursuit: the paper's "gaze"). They
+    touch when the next starts at most one sample (``step_ms``, with 50 % slack for jitter) after the previous ends.
     """
     if len(events) == 0:
         return events[list(EVENT_COLUMNS)].copy()
@@ -429,9 +429,9 @@ def coarse_events(events: pd.DataFrame, step_ms: float) -> pd.DataFrame:
     for name, on, off in zip(events["event"], events["onset_ms"], events["offset_ms"]):
         coarse = rename.get(name, name)
         prev = rows[-1] if rows else None
-        joins = prev is not None and on - prev[2] <= step_ms * 1.5 and (
-            (name == "pso" and prev[0] == "saccade")
-            or (coarse == prev[0] == "fixation" and "pursuit" in (name, prev[3])))
+        joins = prev is not None and (
+            (name == "pso" and prev[0] == "saccade")  # a PSO always follows its saccade's last sample
+            or (coarse == prev[0] == "fixation" and "pursuit" in (name, prev[3]) and on - prev[2] <= step_ms * 1.5))
         if joins:
             prev[2] = max(prev[2], off)
             prev[3] = name
