@@ -34,7 +34,7 @@ _MICRO = ("μs", "µs", "us")
 _VALID_WORDS = {"valid", "1", "true", "0.0", "1.0"}
 _QUOTE_CHARS = 120  # at most this much of a file's content is quoted in a message
 _CHUNK_ROWS = 100_000  # rows parsed at a time
-_CHUNK_BYTES = 1 << 24  # bytes scanned at a time when counting fields
+_CHUNK_BYTES = 1 << 22  # bytes scanned at a time when counting fields
 _MAX_HEADER_BYTES = 1 << 20
 # unit-less column names (see _base) a Pro Lab recording is built from; the reader keeps only these
 _PROLAB_BASES = {
@@ -409,7 +409,7 @@ def _line_fields(path: Path, sep: str) -> tuple[np.ndarray, np.ndarray, bool]:
             arr = np.frombuffer(chunk, dtype=np.uint8)
             last_byte = int(arr[-1])
             ends = np.flatnonzero(arr == nl)
-            seps = np.cumsum(arr == sep_byte)
+            seps = np.cumsum(arr == sep_byte, dtype=np.int32)
             if len(ends):
                 before = np.concatenate([[0], seps[ends[:-1]]])
                 n_sep = seps[ends] - before
