@@ -91,3 +91,18 @@ def test_matching_is_one_to_one_by_largest_overlap():
     empty = pd.DataFrame({"event": [], "onset_ms": [], "offset_ms": []})
     assert match_events(ref, empty) == []
     assert event_agreement([ref], [empty], "saccade")["f1"] == 0.0
+
+
+def test_events_module_imports_nothing_of_the_recording():
+    """No import circle: events.py (the detector) imports no module of the package; recording.py imports it."""
+    import ast
+    from pathlib import Path
+
+    import emvfer_hf.eyetracking.events as events
+
+    tree = ast.parse(Path(events.__file__).read_text(encoding="utf-8"))
+    relative = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
+    assert relative == []
+    absolute = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    absolute += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0]
+    assert not any(m and m.startswith("emvfer_hf") for m in absolute)
