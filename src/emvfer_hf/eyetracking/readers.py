@@ -575,7 +575,8 @@ def read_tobii_xlsx(
     try:
         df = pd.read_excel(path, sheet_name=sheet_name, dtype=object, engine="openpyxl")
     except Exception as e:  # zipfile.BadZipFile, KeyError, openpyxl errors: all mean "not a workbook"
-        raise ValueError(f"{path}: unreadable .xlsx workbook ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: unreadable .xlsx workbook ({type(e).__name__}: {_clip(e, 200)})") from None
+    df.index = df.index + 2  # the sheet's row numbers (row 1: the header), for messages
     return recording_from_frame(df, str(path), resolution, sampling_rate_hz)
 
 
