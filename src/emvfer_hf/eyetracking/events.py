@@ -24,7 +24,9 @@ defaults hold from 60 to 1000 Hz.
    fixational drift and microsaccades, which trackers do not count.
 3. **Onset** (Nyström & Holmqvist): from each peak, walk back on the 10 ms velocity while it stays above the onset
    level (``onset_fraction`` = 0.5 of both thresholds, computed on the 10 ms velocity: 3 SDs, as Nyström &
-   Holmqvist's onset threshold against their peak's 6, and 10 °/s), then on to its local minimum.
+   Holmqvist's onset threshold against their peak's 6, and 10 °/s): the onset is the last sample above it.
+   Nyström & Holmqvist walk on to the velocity minimum; the 10 ms filter already spreads the movement half a
+   window earlier, so that would start saccades about 5 ms before the coders do.
    **Offset**: walk forward from the peak to the first local minimum of the 10 ms velocity below the peak level:
    the eye has stopped (or reversed: a PSO follows). Saccades shorter than ``min_saccade_ms`` (10 ms) are
    dropped. A movement above the onset level that lasts longer than ``max_saccade_ms`` (150 ms, beyond the main
@@ -137,8 +139,8 @@ def saccade_boundaries(
         high: per-sample level of the peak threshold (> 1 above it); low: of the onset threshold.
         lower, upper: the indices the saccade may not go beyond (the previous saccade's end, the recording's end).
     Returns:
-        ``(onset, offset)``: the onset is reached walking back while above the onset threshold, then down to the
-        local minimum; the offset is the first local minimum after the peak below the peak threshold.
+        ``(onset, offset)``: the onset is the earliest sample of the run above the onset threshold that holds the
+        peak; the offset is the first local minimum after the peak below the peak threshold.
     """
     fin = np.isfinite(speed)
     on = peak
