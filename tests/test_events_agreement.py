@@ -98,7 +98,7 @@ def test_events_module_imports_nothing_of_the_recording():
     import ast
     from pathlib import Path
 
-    import emvfer_hf.eyetracking.events as events
+    from emvfer_hf.eyetracking import events
 
     tree = ast.parse(Path(events.__file__).read_text(encoding="utf-8"))
     relative = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]

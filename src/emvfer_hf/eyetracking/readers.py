@@ -482,10 +482,8 @@ def _read_text_table(path: Path, sep: str, keep_column=None) -> pd.DataFrame:
                 notes.append(f"the last line ({int(data[-1] + 1)}) is cut short (a truncated export): dropped")
         # the parser's rows: the non-blank data lines (with usecols it pads short lines and cuts long ones)
         lines = (data + 1, fields[data] == len(header))
-    if keep_column is not None:
-        usecols = lambda c: keep_column(str(c))  # noqa: E731
-    else:
-        usecols = None if quoted else (lambda c: True)  # noqa: E731
+    # with usecols the parser pads short lines and cuts long ones, one row per data line, as the scan counts them
+    usecols = None if keep_column is None and quoted else (lambda c: keep_column is None or keep_column(str(c)))
     chunks = []
     row0 = 0
     try:

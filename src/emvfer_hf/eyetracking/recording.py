@@ -15,7 +15,6 @@ from ..eye_movement_mert import (
     SACCADE,
     EyeMovementSeries,
 )
-
 from .events import coarse_events, detect_events
 
 EVENT_CODES = {"fixation": FIXATION, "saccade": SACCADE, "blink": BLINK}
