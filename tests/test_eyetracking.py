@@ -371,6 +371,32 @@ def test_rows_that_do_not_parse_are_dropped_with_a_warning(tmp_path, drop_sensor
     assert len(rec) == 1786
 
 
+def test_chunked_reading_is_exact(tmp_path, monkeypatch):
+    """Tiny chunks (97 rows, 1000 bytes, so that lines straddle chunk boundaries) read the same recording, and find
+    the same bad lines, as the defaults; CRLF line ends too."""
+    from emvfer_hf.eyetracking import readers
+
+    def edit(lines):
+        lines[50] += "\tstray"
+        lines[-1] = lines[-1][: len(lines[-1]) // 2]  # cut short
+
+    p = _glitched_neon(tmp_path, "chunks.tsv", edit)
+    p.write_bytes(p.read_bytes().rstrip(b"\n"))  # no final line break: a truncated export
+    crlf = tmp_path / "crlf.tsv"
+    crlf.write_bytes(p.read_bytes().replace(b"\n", b"\r\n"))
+    with pytest.warns(EyeTrackingDataWarning) as ref_warning:
+        ref = read_tobii_tsv(p, resolution=(1600, 1200))
+    monkeypatch.setattr(readers, "_CHUNK_ROWS", 97)
+    monkeypatch.setattr(readers, "_CHUNK_BYTES", 1000)
+    for path in (p, crlf):
+        with pytest.warns(EyeTrackingDataWarning) as record:
+            rec = read_tobii_tsv(path, resolution=(1600, 1200))
+        assert str(record[0].message).replace(str(path), "") == str(ref_warning[0].message).replace(str(p), "")
+        np.testing.assert_array_equal(rec.timestamps_ms, ref.timestamps_ms)
+        np.testing.assert_array_equal(rec.gaze_x, ref.gaze_x)
+    assert len(ref) == 1788 - 2 and "line 51" in str(ref_warning[0].message)
+
+
 def test_clean_files_read_without_warning():
     import warnings
 
