@@ -40,7 +40,9 @@ demo_requires = ["gradio>=6.0,<7"]  # 6: theme and css are arguments of launch()
 
 extras = {
     # parameterized: imported by transformers' common tests (run from the transformers sdist, tests/registry_data.py)
+    # remodnav, pymovements: the peers of benchmarks/bench_events.py (event detection against human coders)
     "test": ["pytest>=8.0", "pytest-timeout>=2.3", "scikit-video>=1.1.11", "eyelinkio>=0.3", "parameterized>=0.9",
+             "remodnav==1.1.2", "pymovements>=0.28",
              *onnx_requires,
              # tests/test_demo.py: the page through gradio_client and Debian's chromium (driven by Selenium)
              *demo_requires, "selenium>=4.11"],

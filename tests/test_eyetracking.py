@@ -16,7 +16,9 @@ import pytest
 
 from emvfer_hf.eye_movement_mert import BEHAVIOUR_CHANNEL, EyeMovementSeries
 from emvfer_hf.eyetracking import (
+    EyeTrackingDataWarning,
     EyeTrackingRecording,
+    coarse_events,
     detect_events,
     read_eye_tracking,
     read_eyelink_edf,
@@ -66,10 +68,11 @@ def test_read_real_recording():
 
 def test_detector_matches_device_events(neon_no_labels):
     assert neon_no_labels.events is None  # labels really removed
-    ours = detect_events(neon_no_labels)
-    assert list(ours.columns) == ["event", "onset_ms", "offset_ms"]
-    assert set(ours["event"]) <= {"fixation", "saccade", "blink"}
-    assert (ours["offset_ms"] >= ours["onset_ms"]).all()
+    detected = detect_events(neon_no_labels)
+    assert list(detected.columns) == ["event", "onset_ms", "offset_ms"]
+    assert set(detected["event"]) <= {"fixation", "saccade", "pso", "pursuit", "blink"}
+    assert (detected["offset_ms"] >= detected["onset_ms"]).all()
+    ours = coarse_events(detected, 5.0)  # the device's vocabulary: PSOs in saccades, pursuit in fixations
     truth = pd.read_csv(NEON_EVENTS).rename(columns=str.lower)
     truth["event"] = truth["event"].str.lower()
     for name in ("fixation", "saccade", "blink"):
@@ -101,7 +104,7 @@ def test_detector_lower_rates(neon_no_labels, step):
     s = slice(None, None, step)
     low = EyeTrackingRecording(r.timestamps_ms[s], r.pupil_left[s], r.pupil_right[s], r.gaze_x[s], r.gaze_y[s],
                                r.valid[s], resolution=r.resolution)
-    counts = detect_events(low)["event"].value_counts()
+    counts = coarse_events(detect_events(low), 5.0 * step)["event"].value_counts()
     assert counts.get("blink", 0) == 2
     assert 23 * 0.7 <= counts.get("fixation", 0) <= 23 * 1.3
     assert 22 * 0.7 <= counts.get("saccade", 0) <= 22 * 1.3
@@ -279,7 +282,7 @@ def test_bad_inputs(tmp_path):
         read_tobii_tsv(binary)
     with pytest.raises(ValueError, match="empty.tsv.*empty"):
         read_tobii_tsv(_write(tmp_path, "empty.tsv", ""))
-    with pytest.raises(ValueError, match="truncated.tsv.*truncated"):
+    with pytest.warns(EyeTrackingDataWarning, match="truncated.tsv.*last line.*cut short.*dropped"):
         read_tobii_tsv(_write(tmp_path, "truncated.tsv", good[: len(good) // 2 + 7].rsplit("\t", 3)[0]))
     no_gaze = _rows([c for c in BARE_HEADER if not c.startswith("Gaze")],
                     [[c for j, c in enumerate(r) if j not in (2, 3)] for r in _bare_rows()])
@@ -289,14 +292,131 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="invalid.tsv.*no valid sample"):
         read_tobii_tsv(_write(tmp_path, "invalid.tsv", _rows(BARE_HEADER, invalid)))
     rows = _bare_rows(decimal=".")
-    rows[5][0], rows[6][0] = rows[6][0], rows[5][0]
-    with pytest.raises(ValueError, match="nonmono.tsv.*'Recording timestamp'.*not monotonic"):
-        read_tobii_tsv(_write(tmp_path, "nonmono.tsv", _rows(BARE_HEADER, rows)))
+    for r in rows:
+        r[0] = "not a time"
+    with pytest.raises(ValueError, match="notime.tsv: nothing usable remains.*lines 2, 3.*timestamp.*does not parse"):
+        read_tobii_tsv(_write(tmp_path, "notime.tsv", _rows(BARE_HEADER, rows)))
     bad_xlsx = _write(tmp_path, "bad.xlsx", "not a workbook")
     with pytest.raises(ValueError, match="bad.xlsx.*unreadable"):
         read_tobii_xlsx(bad_xlsx)
     with pytest.raises(ValueError, match="no valid sample"):
         read_tobii_sdk([{**s, "left_gaze_point_validity": 0, "right_gaze_point_validity": 0} for s in _sdk_samples()])
+
+
+# ------------------------------------------------------------------------------------------- keeping real recordings
+def _glitched_neon(tmp_path, name, edit, drop_sensor=False):
+    """The real Neon export (1788 samples) with its lines edited by ``edit(lines)`` (line 0: the header)."""
+    lines = NEON_TSV.read_text(encoding="utf-8").splitlines()
+    if drop_sensor:
+        col = lines[0].split("\t").index("Sensor")
+        lines = ["\t".join(c for j, c in enumerate(line.split("\t")) if j != col) for line in lines]
+    edit(lines)
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+def _set_time(lines, i, value):
+    cells = lines[i].split("\t")
+    cells[0] = value
+    lines[i] = "\t".join(cells)
+
+
+def test_real_recording_with_a_timestamp_glitch_reads_with_one_warning(tmp_path):
+    """The issue's case: the last sample of a real export comes before the one before it. Plus a repeated stamp, a
+    missing one between regular neighbours (repaired), a missing one at a gap (dropped), a stamp that jumps far
+    ahead and back, a row that does not parse and a row with a stray field. ONE warning names the file and the
+    samples; only they are lost, and the detector still finds the device's events."""
+    ref = read_tobii_tsv(NEON_TSV, resolution=(1600, 1200))
+    t_last_before = ref.timestamps_ms[-2]
+
+    def edit(lines):
+        n = len(lines) - 1
+        _set_time(lines, n, "3")  # last sample: 3 ms, long before the one before it
+        _set_time(lines, 101, lines[100].split("\t")[0])  # sample 100 repeats sample 99's stamp
+        _set_time(lines, 301, "")  # sample 300 missing, its neighbours 10 ms apart: repaired
+        _set_time(lines, 501, "999999")  # sample 500 jumps far ahead, 501 continues as before
+        lines[701] = "garbage\t" + "x" * 5000  # a row that does not parse (and a long cell)
+        lines[901] += "\tstray"  # a stray field
+
+    p = _glitched_neon(tmp_path, "glitch.tsv", edit)
+    with pytest.warns(EyeTrackingDataWarning) as record:
+        rec = read_tobii_tsv(p, resolution=(1600, 1200))
+    assert len(record) == 1
+    msg = str(record[0].message)
+    assert msg.startswith(str(p)) and len(msg) < 1500 and "xxxxxxxxxx" not in msg
+    for part in ("lines 702 and 902", "sample 100 repeated", "sample 300 had no timestamp", "repaired",
+                 "out of order", "samples 500 and 1785"):
+        assert part in msg, (part, msg)
+    # lost: the garbage and stray rows, the repeat, the far-ahead stamp and the last sample
+    assert len(rec) == 1788 - 5
+    assert np.all(np.diff(rec.timestamps_ms) > 0)
+    assert rec.timestamps_ms[-1] == pytest.approx(t_last_before)
+    assert rec.metadata["reader_notes"] and "repaired" in " ".join(rec.metadata["reader_notes"])
+    counts = coarse_events(detect_events(rec), 5.0)["event"].value_counts()
+    assert counts["blink"] == 2 and 23 * 0.8 <= counts["fixation"] <= 23 * 1.2
+
+
+@pytest.mark.parametrize("drop_sensor", [False, True], ids=["with-sensor-column", "without-sensor-column"])
+def test_rows_that_do_not_parse_are_dropped_with_a_warning(tmp_path, drop_sensor):
+    """A row that does not parse costs that row, with or without a Sensor column: not silently (with one), not
+    the whole file (without one)."""
+    def edit(lines):
+        lines[11] = "\t".join(["12ab"] + lines[11].split("\t")[1:])
+        lines[12] = "\t".join(["Eye Tracker?"] * len(lines[12].split("\t")))
+
+    p = _glitched_neon(tmp_path, "rows.tsv", edit, drop_sensor=drop_sensor)
+    with pytest.warns(EyeTrackingDataWarning, match=r"rows.tsv.*lines 12 and 13 had a timestamp .* does not parse"):
+        rec = read_tobii_tsv(p, resolution=(1600, 1200))
+    assert len(rec) == 1786
+
+
+def test_chunked_reading_is_exact(tmp_path, monkeypatch):
+    """Tiny chunks (97 rows, 1000 bytes, so that lines straddle chunk boundaries) read the same recording, and find
+    the same bad lines, as the defaults; CRLF line ends too."""
+    from emvfer_hf.eyetracking import readers
+
+    def edit(lines):
+        lines[50] += "\tstray"
+        lines[-1] = lines[-1][: len(lines[-1]) // 2]  # cut short
+
+    p = _glitched_neon(tmp_path, "chunks.tsv", edit)
+    p.write_bytes(p.read_bytes().rstrip(b"\n"))  # no final line break: a truncated export
+    crlf = tmp_path / "crlf.tsv"
+    crlf.write_bytes(p.read_bytes().replace(b"\n", b"\r\n"))
+    with pytest.warns(EyeTrackingDataWarning) as ref_warning:
+        ref = read_tobii_tsv(p, resolution=(1600, 1200))
+    monkeypatch.setattr(readers, "_CHUNK_ROWS", 97)
+    monkeypatch.setattr(readers, "_CHUNK_BYTES", 1000)
+    for path in (p, crlf):
+        with pytest.warns(EyeTrackingDataWarning) as record:
+            rec = read_tobii_tsv(path, resolution=(1600, 1200))
+        assert str(record[0].message).replace(str(path), "") == str(ref_warning[0].message).replace(str(p), "")
+        np.testing.assert_array_equal(rec.timestamps_ms, ref.timestamps_ms)
+        np.testing.assert_array_equal(rec.gaze_x, ref.gaze_x)
+    assert len(ref) == 1788 - 2 and "line 51" in str(ref_warning[0].message)
+
+
+def test_clean_files_read_without_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EyeTrackingDataWarning)
+        assert len(read_tobii_tsv(NEON_TSV)) == 1788
+
+
+def test_error_messages_quote_little(tmp_path):
+    """A huge header line or cell never ends up in a message."""
+    p = tmp_path / "huge_header.tsv"
+    p.write_bytes(b"Recording timestamp\t" + b"G" * (2 << 20) + b"\n1\t2\n")
+    with pytest.raises(ValueError, match="huge_header.tsv.*first line is longer") as e:
+        read_tobii_tsv(p)
+    assert len(str(e.value)) < 300
+    header = "\t".join(BARE_HEADER[:2] + ["Pupil diameter left"] + [f"Extra {i} " + "y" * 200 for i in range(50)])
+    p = _write(tmp_path, "nogaze.tsv", header + "\n" + "\t".join(["1"] * 53) + "\n")
+    with pytest.raises(ValueError, match="nogaze.tsv.*missing gaze columns") as e:
+        read_tobii_tsv(p)
+    assert len(str(e.value)) < 700
 
 
 # ------------------------------------------------------------------------------------------- to_series
@@ -394,7 +514,9 @@ def median_onset_difference(truth: pd.DataFrame, ours: pd.DataFrame) -> tuple[fl
 
 
 def compare_with_tracker(rec: EyeTrackingRecording, truth: pd.DataFrame, **kwargs) -> dict:
-    ours = detect_events(rec, **kwargs)
+    """Counts in the trackers' vocabulary: a PSO is part of its saccade, pursuit part of the fixation around it
+    (the parsers have neither class)."""
+    ours = coarse_events(detect_events(rec, **kwargs), 1000.0 / rec.sampling_rate_hz)
     t_sacc, t_fix, t_blink = tracker_reference(truth)
     out = {"ours": ours}
     for name, ref in (("saccade", t_sacc), ("fixation", t_fix), ("blink", t_blink)):

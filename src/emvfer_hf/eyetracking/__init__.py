@@ -1,8 +1,9 @@
 """High-quality eye-tracker recordings: Tobii Pro Lab / Pro SDK and EyeLink EDF readers, a Pro Lab TSV writer,
-event detection, and conversion to the canonical eye-movement series of :mod:`emvfer_hf.eye_movement_mert`."""
+event detection (fixations, saccades, PSOs, pursuit, blinks), and conversion to the canonical eye-movement series of :mod:`emvfer_hf.eye_movement_mert`."""
 
-from .events import detect_events
+from .events import coarse_events, detect_events
 from .readers import (
+    EyeTrackingDataWarning,
     events_from_labels,
     read_eye_tracking,
     read_eyelink_edf,
@@ -14,7 +15,9 @@ from .recording import EyeTrackingRecording
 from .writer import write_tobii_tsv
 
 __all__ = [
+    "EyeTrackingDataWarning",
     "EyeTrackingRecording",
+    "coarse_events",
     "detect_events",
     "events_from_labels",
     "read_eye_tracking",

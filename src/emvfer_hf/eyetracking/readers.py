@@ -1,14 +1,19 @@
 """Readers for Tobii exports (Pro Lab TSV in both header styles, Pro Lab .xlsx, Pro SDK gaze-sample dicts/CSV) and
 for SR Research EyeLink ``.edf`` files (optional extra ``eyelink``: the ``eyelinkio`` package).
 
-All readers return an :class:`~emvfer_hf.eyetracking.EyeTrackingRecording` and raise ``ValueError`` naming the
-file and the column or problem for bad input (unreadable or truncated file, missing gaze columns, no valid sample,
-non-monotonic timestamps).
+All readers return an :class:`~emvfer_hf.eyetracking.EyeTrackingRecording`. They keep real recordings: a
+timestamp that jumps back, repeats or is missing, and a row that does not parse (wrong number of fields, a line cut
+short at the end of a truncated file, a timestamp that is not a number), cost only the samples concerned, with ONE
+:class:`EyeTrackingDataWarning` per file naming the file, the samples and what was done. They raise ``ValueError``
+naming the file and the column or problem when nothing usable remains (unreadable file, missing gaze columns, no
+valid sample, no usable timestamp). Text exports are read in chunks of rows, keeping only the columns the recording
+needs, and an error message never quotes more than a short excerpt of the file.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import os
 import re
 import warnings
@@ -18,7 +23,8 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from .recording import EVENT_COLUMNS, EyeTrackingRecording, empty_events
+from .events import EVENT_COLUMNS, _runs, empty_events
+from .recording import EyeTrackingRecording
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_RESOLUTION = (1920.0, 1080.0)
@@ -26,6 +32,40 @@ DEFAULT_RESOLUTION = (1920.0, 1080.0)
 BLINK_MIN_MS, BLINK_MAX_MS = 50.0, 500.0
 _MICRO = ("μs", "µs", "us")
 _VALID_WORDS = {"valid", "1", "true", "0.0", "1.0"}
+_QUOTE_CHARS = 120  # at most this much of a file's content is quoted in a message
+_CHUNK_ROWS = 100_000  # rows parsed at a time
+_CHUNK_BYTES = 1 << 22  # bytes scanned at a time when counting fields
+_MAX_HEADER_BYTES = 1 << 20
+# unit-less column names (see _base) a Pro Lab recording is built from; the reader keeps only these
+_PROLAB_BASES = {
+    "recording timestamp", "eyetracker timestamp", "computer timestamp", "sensor", "event", "gaze point x",
+    "gaze point y", "gaze point left x", "gaze point left y", "gaze point right x", "gaze point right y",
+    "pupil diameter left", "pupil diameter right", "pupil diameter filtered", "pupil diameter", "validity left",
+    "validity right", "recording resolution width", "recording resolution height", "participant name",
+    "recording name", "eye movement type",
+}
+
+
+class EyeTrackingDataWarning(UserWarning):
+    """A recording was read with some samples dropped or repaired (the message names the file, the samples and what
+    was done)."""
+
+
+def _clip(text: object, limit: int = _QUOTE_CHARS) -> str:
+    """``text`` for an error message: at most ``limit`` characters, with the full length when cut."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _which(indices: Sequence[int], noun: str = "sample", limit: int = 8) -> str:
+    """``'samples 3, 17 and 40'`` / ``'sample 5'`` / ``'samples 1, 2, 3, ... (120 in all)'``: at most ``limit``
+    numbers."""
+    idx = [int(i) for i in indices]
+    if len(idx) == 1:
+        return f"{noun} {idx[0]}"
+    if len(idx) <= limit:
+        return f"{noun}s {', '.join(map(str, idx[:-1]))} and {idx[-1]}"
+    return f"{noun}s {', '.join(map(str, idx[:limit]))}, ... ({len(idx)} in all)"
 
 
 def _base(name: str) -> str:
@@ -89,16 +129,103 @@ def _timestamps_ms(values: np.ndarray, column: str) -> np.ndarray:
     return values * scale
 
 
-def _check_timestamps(t: np.ndarray, column: str, source: str) -> None:
-    if not np.isfinite(t).all():
-        bad = int(np.flatnonzero(~np.isfinite(t))[0])
-        raise ValueError(f"{source}: column {column!r} has an empty or non-numeric timestamp at sample {bad}")
-    if len(t) > 1 and np.any(np.diff(t) < 0):
-        bad = int(np.flatnonzero(np.diff(t) < 0)[0]) + 1
-        raise ValueError(
-            f"{source}: column {column!r} is not monotonic: sample {bad} ({t[bad]}) comes before sample "
-            f"{bad - 1} ({t[bad - 1]})"
-        )
+def increasing_subsequence(t: np.ndarray) -> np.ndarray:
+    """Mask of a longest strictly increasing subsequence of ``t`` (finite values; O(n log n) patience sorting).
+
+    Keeping it drops the fewest samples that make the time stamps increase: a single stamp that jumps back or
+    forward, or repeats, costs that one sample; after a clock reset the longer side is kept.
+    """
+    import bisect
+
+    n = len(t)
+    tails: list[float] = []  # smallest last value of an increasing run of each length
+    tail_idx: list[int] = []
+    parent = np.full(n, -1, dtype=np.int64)
+    for i, v in enumerate(t.tolist()):
+        k = bisect.bisect_left(tails, v)
+        if k < len(tails) and tails[k] == v:  # a repeat: the earlier sample keeps its place
+            continue
+        if k == len(tails):
+            tails.append(v)
+            tail_idx.append(i)
+        else:
+            tails[k] = v
+            tail_idx[k] = i
+        parent[i] = tail_idx[k - 1] if k else -1
+    keep = np.zeros(n, dtype=bool)
+    i = tail_idx[-1] if tail_idx else -1
+    while i >= 0:
+        keep[i] = True
+        i = parent[i]
+    return keep
+
+
+def repair_timestamps(t: np.ndarray, column: str, source: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Make a sample clock strictly increasing at the cost of the samples concerned only.
+
+    - A run of missing stamps (empty cell) between two stamps whose spacing is that many nominal steps (median
+      step, ±10 %) is repaired by linear interpolation; other missing stamps are dropped.
+    - Stamps that repeat or jump back (or forward and back) are dropped: the samples kept are a longest strictly
+      increasing subsequence (:func:`increasing_subsequence`).
+
+    Args:
+        t: (N,) stamps, NaN where missing.
+    Returns:
+        ``(t_kept, keep, notes)``: the kept stamps, the (N,) mask of kept samples, and one phrase per problem
+        (empty when there was none) for the reader's warning.
+    Raises:
+        ValueError: fewer than two usable stamps.
+    """
+    t = np.asarray(t, dtype=np.float64).copy()
+    n = len(t)
+    notes: list[str] = []
+    fin = np.isfinite(t)
+    if fin.sum() < min(2, n):
+        raise ValueError(f"{source}: column {column!r} has no usable timestamp ({int(fin.sum())} of {n} samples "
+                         f"have one)")
+    if not fin.all():
+        steps = np.diff(t[fin])
+        step = float(np.median(steps[steps > 0])) if (steps > 0).any() else np.nan
+        repaired, dropped = [], []
+        for a, b in _runs(~fin):
+            k = b - a + 1
+            if 0 < a and b < n - 1 and np.isfinite(step):
+                gap = (t[b + 1] - t[a - 1]) / (k + 1)
+                if abs(gap - step) <= 0.1 * step:
+                    t[a : b + 1] = t[a - 1] + gap * np.arange(1, k + 1)
+                    repaired += range(a, b + 1)
+                    continue
+            dropped += range(a, b + 1)
+        if repaired:
+            notes.append(f"{_which(repaired)} had no timestamp in {column!r}: repaired from their neighbours")
+        if dropped:
+            notes.append(f"{_which(dropped)} had no timestamp in {column!r}: dropped")
+    fin = np.isfinite(t)
+    keep = fin.copy()
+    if n > 1 and np.any(np.diff(t[fin]) <= 0):
+        idx = np.flatnonzero(fin)
+        mono = increasing_subsequence(t[idx])
+        bad = idx[~mono]
+        keep[bad] = False
+        prev = np.maximum.accumulate(np.where(keep, t, -np.inf))  # the latest kept stamp before each sample
+        earlier = np.concatenate([[-np.inf], prev[:-1]])
+        repeats = [int(i) for i in bad if t[i] == earlier[i]]
+        others = [int(i) for i in bad if t[i] != earlier[i]]
+        if repeats:
+            notes.append(f"{_which(repeats)} repeated the previous timestamp in {column!r}: dropped")
+        if others:
+            notes.append(f"{_which(others)} had a timestamp out of order in {column!r} (e.g. sample {others[0]}: "
+                         f"{t[others[0]]:g} after {earlier[others[0]]:g}): dropped")
+    if keep.sum() < min(2, n):
+        raise ValueError(f"{source}: column {column!r} has no two increasing timestamps")
+    return t[keep], keep, notes
+
+
+def _warn_once(source: str, notes: Sequence[str], kept: int, total: int) -> None:
+    """The reader's one warning for a file: what was dropped or repaired."""
+    if notes:
+        kept_text = f"kept {kept} of {total} eye-tracker samples" if kept < total else f"read {kept} samples"
+        warnings.warn(f"{source}: {kept_text}; " + "; ".join(notes), EyeTrackingDataWarning, stacklevel=3)
 
 
 def events_from_labels(timestamps_ms: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
@@ -146,18 +273,38 @@ def recording_from_frame(
     source: str,
     resolution: Optional[Sequence[float]] = None,
     sampling_rate_hz: Optional[float] = None,
+    notes: Sequence[str] = (),
 ) -> EyeTrackingRecording:
     """Build a recording from a Pro Lab export table (TSV or xlsx) whose cells may still be strings.
 
+    Rows whose timestamp does not parse are dropped, and the eye-tracker samples' timestamps are repaired
+    (:func:`repair_timestamps`); what was dropped or repaired, with ``notes`` from the file reader, makes ONE
+    :class:`EyeTrackingDataWarning`.
+
     Args:
-        df: one row per sample/event, Pro Lab column names in either header style.
+        df: one row per sample/event, Pro Lab column names in either header style. Its index numbers the rows in
+            messages (``df.attrs["row_noun"]``, default "row"; ``df.attrs["header"]``: the file's full header).
         source: file name used in error messages.
         resolution: (width, height) of the gaze plane; default from ``Recording resolution width/height`` when the
             export has them, else 1920x1080 (then ``metadata["resolution_source"] == "default"``).
         sampling_rate_hz: used to build time stamps when the export has no timestamp column (e.g. EMER xlsx).
+        notes: problems already handled by the file reader (rows that did not parse), for the one warning.
     """
+    notes = list(notes)
+    noun = df.attrs.get("row_noun", "row")
+    header = df.attrs.get("header", [str(c) for c in df.columns])
     df = df.rename(columns=lambda c: str(c).strip())
     cols = list(df.columns)
+    tcol = next((c for c in (_find_column(cols, b) for b in ("recording timestamp", "eyetracker timestamp",
+                                                             "computer timestamp")) if c), None)
+    if tcol is not None and not pd.api.types.is_numeric_dtype(df[tcol]):
+        text = df[tcol].fillna("").astype(str).str.strip()
+        unparsed = ((text != "") & ~np.isfinite(_numeric(df[tcol]))).to_numpy()
+        if unparsed.any():
+            first = text[unparsed].iloc[0]
+            notes.append(f"{_which(df.index[unparsed], noun)} had a timestamp in {tcol!r} that does not parse (e.g. "
+                         f"{_clip(first, 40)!r}): dropped")
+            df = df[~unparsed]
     sensor = _find_column(cols, "sensor")
     if sensor is not None:
         df = df[df[sensor].astype(str).str.strip().str.lower() == "eye tracker"]
@@ -171,16 +318,19 @@ def recording_from_frame(
     if xs is None:
         raise ValueError(
             f"{source}: missing gaze columns: expected 'Gaze point X'/'Gaze point Y' (or 'Gaze point X [DACS px]' "
-            f"...); found {cols}"
+            f"...); found {_clip(header, 300)}"
         )
     if len(df) == 0:
+        if notes:
+            raise ValueError(f"{source}: nothing usable remains: " + "; ".join(notes))
         raise ValueError(f"{source}: no eye-tracker samples (no rows with Sensor == 'Eye Tracker')")
 
-    tcol = next((c for c in (_find_column(cols, b) for b in ("recording timestamp", "eyetracker timestamp",
-                                                             "computer timestamp")) if c), None)
+    total = len(df)
     if tcol is not None:
-        t_raw = _numeric(df[tcol])
-        _check_timestamps(t_raw, tcol, source)
+        t_raw, keep, t_notes = repair_timestamps(_numeric(df[tcol]), tcol, source)
+        notes += t_notes
+        if not keep.all():
+            df = df[keep].reset_index(drop=True)
         t = _timestamps_ms(t_raw, tcol)
     elif sampling_rate_hz:
         t = np.arange(len(df)) * 1000.0 / float(sampling_rate_hz)
@@ -234,36 +384,147 @@ def recording_from_frame(
     mcol = _find_column(cols, "eye movement type")
     if mcol is not None and (df[mcol].fillna("").astype(str).str.strip() != "").any():  # an all-empty column: no labels
         events = events_from_labels(t, df[mcol].fillna(""))
-    return EyeTrackingRecording(t, pl, pr, gx, gy, valid, vl, vr, resolution, events, source, meta)
+    meta["reader_notes"] = list(notes)  # what was dropped or repaired (also in the warning)
+    rec = EyeTrackingRecording(t, pl, pr, gx, gy, valid, vl, vr, resolution, events, source, meta)
+    _warn_once(source, notes, len(rec), total)
+    return rec
 
 
-def _read_text_table(path: Path, sep: str) -> pd.DataFrame:
-    """Read a delimited text export as strings; reject unreadable, empty and truncated files with a clear error."""
+def _line_fields(path: Path, sep: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Fields per line of a text export (separators + 1), scanned in chunks of bytes without decoding.
+
+    Returns:
+        ``(fields, blank, cut)``: per line (the header first) the number of fields and whether the line is blank
+        (empty or ``\\r``), and whether the file ends without a line break (its last line may be cut short).
+    """
+    sep_byte, nl = ord(sep), ord("\n")
+    counts, blanks = [], []
+    carry_seps, carry_len = 0, 0
+    last_byte = nl
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_CHUNK_BYTES)
+            if not chunk:
+                break
+            arr = np.frombuffer(chunk, dtype=np.uint8)
+            last_byte = int(arr[-1])
+            ends = np.flatnonzero(arr == nl)
+            seps = np.cumsum(arr == sep_byte, dtype=np.int32)
+            if len(ends):
+                before = np.concatenate([[0], seps[ends[:-1]]])
+                n_sep = seps[ends] - before
+                n_sep[0] += carry_seps
+                length = np.diff(np.concatenate([[-1], ends])) - 1
+                length[0] += carry_len
+                cr = np.concatenate([[False], arr[ends[1:] - 1] == 13]) if len(ends) > 1 else np.array([False])
+                if ends[0] > 0:
+                    cr[0] = arr[ends[0] - 1] == 13
+                counts.append(n_sep + 1)
+                blanks.append((length == 0) | ((length == 1) & cr))
+                carry_seps = int(seps[-1] - seps[ends[-1]])
+                carry_len = len(arr) - 1 - int(ends[-1])
+            else:
+                carry_seps += int(seps[-1])
+                carry_len += len(arr)
+    cut = last_byte != nl and carry_len > 0
+    if cut:
+        counts.append(np.array([carry_seps + 1]))
+        blanks.append(np.array([False]))
+    if not counts:
+        return np.zeros(0, np.int64), np.zeros(0, bool), False
+    return np.concatenate(counts), np.concatenate(blanks), cut
+
+
+def _read_text_table(path: Path, sep: str, keep_column=None) -> pd.DataFrame:
+    """Read a delimited text export as strings, in chunks of rows, keeping the rows that parse.
+
+    Lines whose number of fields differs from the header's (a line cut short at the end of a truncated file, a
+    line with a stray separator) are dropped; ``df.attrs["notes"]`` says which (file line numbers), and the index
+    of the table is the file line number of each row. Unreadable, empty and header-only files are rejected with a
+    clear error; so is a file of which no line parses.
+
+    Args:
+        keep_column: optional predicate on a column name: only those columns are kept (memory).
+    """
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+    with open(path, "rb") as f:  # the header must be a reasonable line of text before anything is parsed
+        head = f.readline(_MAX_HEADER_BYTES + 1)
+    if len(head) > _MAX_HEADER_BYTES:
+        raise ValueError(f"{path}: not a text export (its first line is longer than {_MAX_HEADER_BYTES} bytes)")
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                         engine="c", skip_blank_lines=True)
+        header = [c.strip() for c in head.decode("utf-8-sig").rstrip("\r\n").split(sep)]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text export ({e.reason} at byte {e.start})") from None
+    if len(header) < 2:
+        raise ValueError(f"{path}: not a {'tab' if sep == chr(9) else repr(sep)}-separated export "
+                         f"(header has {len(header)} column: {_clip(header[0], 60)!r})")
+    with open(path, "rb") as f:
+        quoted = sep != "\t" and b'"' in f.read(65536)
+    notes: list[str] = []
+    if quoted:  # quoted cells may hold separators: let the parser judge lines (too-long lines are skipped)
+        lines = None
+    else:
+        fields, blank, cut = _line_fields(path, sep)
+        data = np.flatnonzero(~blank)
+        data = data[data > 0]  # line 0 is the header
+        bad_mask = fields[data] != len(header)
+        short_last = cut and len(data) and data[-1] == len(fields) - 1 and bad_mask[-1]
+        bad_lines = data[bad_mask] + 1  # 1-based file line numbers
+        if len(bad_lines):
+            wrong = [int(x) for x in bad_lines if not (short_last and x == data[-1] + 1)]
+            if wrong:
+                notes.append(f"{_which(wrong, 'line')} had a number of fields other than the header's "
+                             f"{len(header)} (e.g. {int(fields[wrong[0] - 1])}): dropped")
+            if short_last:
+                notes.append(f"the last line ({int(data[-1] + 1)}) is cut short (a truncated export): dropped")
+        # the parser's rows: the non-blank data lines (with usecols it pads short lines and cuts long ones)
+        lines = (data + 1, fields[data] == len(header))
+    # with usecols the parser pads short lines and cuts long ones, one row per data line, as the scan counts them
+    usecols = None if keep_column is None and quoted else (lambda c: keep_column is None or keep_column(str(c)))
+    chunks = []
+    row0 = 0
+    try:
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                                 engine="c", skip_blank_lines=True, on_bad_lines="warn", chunksize=_CHUNK_ROWS,
+                                 quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE, usecols=usecols)
+            for chunk in reader:
+                k = len(chunk)
+                if lines is not None:
+                    numbers, good = lines[0][row0 : row0 + k], lines[1][row0 : row0 + k]
+                    if len(numbers) != k:  # the parser and the line scan disagree: keep the parser's view
+                        numbers, good = np.arange(row0, row0 + k) + 2, np.ones(k, bool)
+                    chunk.index = numbers
+                    chunk = chunk[good]
+                else:
+                    chunk.index = np.arange(row0, row0 + k) + 2
+                row0 += k
+                chunks.append(chunk)
+        skipped_lines = [int(m.group(1)) for w in skipped
+                         for m in [re.search(r"Skipping line (\d+)", str(w.message))] if m]
+        if skipped_lines:  # only where the line scan could not run (quoted cells)
+            notes.append(f"{_which(skipped_lines, 'line')} had more fields than the header: dropped")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not a UTF-8 text export ({e.reason} at byte {e.start})") from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty file") from None
     except pd.errors.ParserError as e:
-        raise ValueError(f"{path}: malformed or truncated export ({str(e).strip()})") from None
-    if df.shape[1] < 2:
-        raise ValueError(f"{path}: not a {'tab' if sep == chr(9) else repr(sep)}-separated export "
-                         f"(header has {df.shape[1]} column)")
-    short = df.isna().any(axis=1).to_numpy()  # rows with fewer fields than the header
-    if short.any():
-        row = int(np.flatnonzero(short)[0])
-        raise ValueError(f"{path}: truncated export: line {row + 2} has fewer fields than the header")
-    with open(path, "rb") as f:  # a file cut mid-line: its last line has fewer fields than the header
-        f.seek(max(0, path.stat().st_size - 65536))
-        tail = f.read().decode("utf-8", errors="replace").rstrip("\r\n").rsplit("\n", 1)[-1]
-    if len(df) and tail.count(sep) < df.shape[1] - 1:
-        raise ValueError(f"{path}: truncated export: the last line has {tail.count(sep) + 1} fields, the header "
-                         f"{df.shape[1]}")
+        raise ValueError(f"{path}: malformed export ({_clip(str(e).strip(), 200)})") from None
+    except ValueError as e:  # usecols matched nothing
+        raise ValueError(f"{path}: {_clip(e, 200)}; header {_clip(header, 300)}") from None
+    df = pd.concat(chunks) if chunks else pd.DataFrame(columns=[c for c in header if usecols is None or usecols(c)])
+    if row0 and not len(df):
+        raise ValueError(f"{path}: no line of the export parses ({'; '.join(notes)})")
+    df.attrs.update(notes=notes, row_noun="line", header=header)
     return df
+
+
+def _is_prolab_column(name: str) -> bool:
+    return _base(name) in _PROLAB_BASES
 
 
 def read_tobii_tsv(
@@ -292,8 +553,8 @@ def read_tobii_tsv(
     path = Path(path)
     if path.suffix.lower() in (".xlsx", ".xls"):
         return read_tobii_xlsx(path, resolution=resolution, sampling_rate_hz=sampling_rate_hz)
-    df = _read_text_table(path, "\t")
-    return recording_from_frame(df, str(path), resolution, sampling_rate_hz)
+    df = _read_text_table(path, "\t", _is_prolab_column)
+    return recording_from_frame(df, str(path), resolution, sampling_rate_hz, df.attrs["notes"])
 
 
 def read_tobii_xlsx(
@@ -312,7 +573,8 @@ def read_tobii_xlsx(
     try:
         df = pd.read_excel(path, sheet_name=sheet_name, dtype=object, engine="openpyxl")
     except Exception as e:  # zipfile.BadZipFile, KeyError, openpyxl errors: all mean "not a workbook"
-        raise ValueError(f"{path}: unreadable .xlsx workbook ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: unreadable .xlsx workbook ({type(e).__name__}: {_clip(e, 200)})") from None
+    df.index = df.index + 2  # the sheet's row numbers (row 1: the header), for messages
     return recording_from_frame(df, str(path), resolution, sampling_rate_hz)
 
 
@@ -374,8 +636,11 @@ def read_tobii_sdk(
     def flag(name: str, default: np.ndarray) -> np.ndarray:
         return _numeric(df[name]) > 0.5 if name in cols else default
 
-    t_raw = _numeric(df[tcol])
-    _check_timestamps(t_raw, tcol, source)
+    notes, total = list(df.attrs.get("notes", [])), len(df)
+    t_raw, keep, t_notes = repair_timestamps(_numeric(df[tcol]), tcol, source)
+    notes += t_notes
+    if not keep.all():
+        df = df[keep].reset_index(drop=True)
     t = (t_raw - t_raw[0]) / 1000.0
     eyes = {}
     for eye in ("left", "right"):
@@ -390,10 +655,12 @@ def read_tobii_sdk(
     if not valid.any():
         raise ValueError(f"{source}: no valid sample (every gaze_point_validity is 0)")
     w, h = (1.0, 1.0) if resolution is None else (float(resolution[0]), float(resolution[1]))
-    return EyeTrackingRecording(
+    rec = EyeTrackingRecording(
         t, eyes["left"][2], eyes["right"][2], gaze[:, 0] * w, gaze[:, 1] * h, valid, vl, vr, (w, h), None, source,
-        {"timestamp_column": tcol, "format": "tobii_research"},
+        {"timestamp_column": tcol, "format": "tobii_research", "reader_notes": notes},
     )
+    _warn_once(source, notes, len(rec), total)
+    return rec
 
 
 def read_eye_tracking(path: PathLike, **kwargs) -> EyeTrackingRecording:
@@ -407,7 +674,7 @@ def read_eye_tracking(path: PathLike, **kwargs) -> EyeTrackingRecording:
         df = _read_text_table(path, ",")
         if "device_time_stamp" in df.columns:
             return read_tobii_sdk(path, **kwargs)
-        return recording_from_frame(df, str(path), **kwargs)
+        return recording_from_frame(df, str(path), notes=df.attrs["notes"], **kwargs)
     return read_tobii_tsv(path, **kwargs)
 
 

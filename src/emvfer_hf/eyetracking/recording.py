@@ -15,15 +15,9 @@ from ..eye_movement_mert import (
     SACCADE,
     EyeMovementSeries,
 )
+from .events import coarse_events, detect_events
 
 EVENT_CODES = {"fixation": FIXATION, "saccade": SACCADE, "blink": BLINK}
-EVENT_COLUMNS = ("event", "onset_ms", "offset_ms")
-
-
-def empty_events() -> pd.DataFrame:
-    """An empty event table with the columns ``event``, ``onset_ms``, ``offset_ms``."""
-    return pd.DataFrame({"event": pd.Series(dtype=str), "onset_ms": pd.Series(dtype=float),
-                         "offset_ms": pd.Series(dtype=float)})
 
 
 def _fill_nan(x: np.ndarray) -> np.ndarray:
@@ -129,7 +123,9 @@ class EyeTrackingRecording:
             length: resample to ``length`` equally spaced steps from the window start to its last sample (ignored
                 if ``times_s`` is given).
             events: where the behaviour channel comes from: ``"export"`` (the export's own labels), ``"detect"``
-                (:func:`~emvfer_hf.eyetracking.detect_events`) or ``"auto"`` (export labels when present).
+                (:func:`~emvfer_hf.eyetracking.detect_events`) or ``"auto"`` (export labels when present). A
+                detected PSO counts as part of its saccade and pursuit as gazing (behaviour 0), as the paper's
+                behaviour set {blink, saccade, gaze} has it (:func:`~emvfer_hf.eyetracking.coarse_events`).
             resolution: override the gaze plane (width, height) used to map gaze to [-1, 1].
             normalize: apply :func:`~emvfer_hf.eye_movement_mert.normalize_eye_movements` over the window (the
                 per-recording baseline of the pupils is the window's own).
@@ -137,13 +133,13 @@ class EyeTrackingRecording:
             :class:`~emvfer_hf.eye_movement_mert.EyeMovementSeries` with values (M, 5) float32, valid (M,),
             times_s (M,).
         """
-        from .events import detect_events
-
         if events not in ("auto", "export", "detect"):
             raise ValueError(f"events must be 'auto', 'export' or 'detect', got {events!r}")
         if events == "export" and self.events is None:
             raise ValueError(f"{self.source}: the export has no 'Eye movement type' column (use events='detect')")
         table = self.events if (events != "detect" and self.events is not None) else detect_events(self)
+        # the paper's behaviour set {gaze, saccade, blink}: a PSO is part of its saccade, pursuit is gazing
+        table = coarse_events(table, 1000.0 / self.sampling_rate_hz)
 
         t0 = float(self.timestamps_ms[0]) if start_ms is None else float(start_ms)
         t1 = float(self.timestamps_ms[-1]) + 1e-9 if end_ms is None else float(end_ms)
