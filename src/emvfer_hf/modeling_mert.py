@@ -5,17 +5,20 @@ Read top to bottom, a forward pass is:
 
 1. encoders [3]          φ_V: ViT patch embedding + ViT layers on every frame (batch B·T);
                          φ_E: a linear embedding of each 5-d eye-movement step + CLS + positions, then ViT layers;
-2. PEML prompts [8]-[11] (PEML stage only) learnable prompt tokens prepended before CLS of both streams, the eye
-                         prompts scaled per sample by the instruction weight W(E', Ē);
-3. fusion [4]-[5]        after each fusion level l: F_V ← F_V + G_V(α_V·F_V ⊕ GAP(F_E)),
-                         F_E ← F_E + G_E(α_E·F_E ⊕ GAP(F_V)), G a zero-gated bottleneck MLP (`fusion_mlp="linear"`:
-                         the paper's one linear layer with an activation);
-4. final fusion [6]      per-frame CLS of F_V^L plus the CLS of F_E^L, projected to the head width
-                         (`final_fusion="tokens"`: the full token sequences, aligned in time, added and projected);
-5. head [7]              a small Transformer over the T frame tokens with its own CLS → classifier;
-6. PEML loss [12]        per-level heads p^l on the fused features of chosen levels, Σ w^l·CE, w^l growing with depth
-                         (PEML stage only): linear probes on the frame-averaged video CLS (`level_head="transformer"`:
-                         each p^l a Transformer head like [7] on the multimodal F^l).
+2. PEML prompts [8]      (PEML stage only) learnable prompt tokens prepended before CLS of both streams;
+3. W(E', Ē) [9]-[11]     the instruction weight from the prior Ē (`MERTEyePrior`, eye_prior_mert.py) or the caller's
+                         `instruction_weights`; with the default placement it scales the eye stream's evidence
+                         (the context of [4] and the eye term of [6]); "input" scales the eye prompts as eq. [8] is
+                         written, "attention" biases the eye layers' attention to the prompts by log W;
+4. fusion [4]-[5]        after each fusion level l (default 4 evenly spaced layers): F_V ← F_V + G_V(α_V·F_V ⊕ W·GAP(F_E)),
+                         F_E ← F_E + G_E(α_E·F_E ⊕ GAP(F_V)), G the paper's one linear layer with an activation
+                         (`fusion_mlp="bottleneck"`: a zero-gated bottleneck MLP);
+5. final fusion [6]      the full token sequences, the eye steps aligned in time to the video tokens, added (eye term
+                         × W) and projected to the head width (`final_fusion="cls"`: per-frame CLS + eye CLS);
+6. head [7]              a small Transformer over the T frame tokens with its own CLS → classifier;
+7. PEML loss [12]        per-level heads p^l on the multimodal F^l of chosen levels, Σ w^l·CE, w^l growing with depth
+                         (PEML stage only): linear probes on F^l averaged over frames (`level_head="transformer"`:
+                         each p^l a Transformer head like [7]).
 
 This module is flat (single-dot sibling imports only) so that `save_pretrained` can ship it as remote code.
 """
