@@ -286,6 +286,8 @@ def identical_prediction_notes(records: dict) -> list[str]:
     ]  # fmt: skip
     if not same:
         return []
-    return [f"Identical test predictions to the full PEML run in every seed: {', '.join(same)}. At this budget these "
-            "switches changed no test decision, so their ties are no evidence either way; a longer budget "
-            "(--max_train_steps) is needed to compare them."]  # fmt: skip
+    return [f"Identical test predictions to the full PEML run in every seed: {', '.join(same)}. These switches changed "
+            "no test decision, so their ties are no evidence either way. (Before issue 20 every W switch tied by "
+            "construction: W scaled the eye prompts before a pre-norm encoder, whose first LayerNorm cancels it, so "
+            "no budget could open a path; W now scales the eye evidence, and a tie means W's differences between "
+            "these variants are too small to flip a decision on these clips.)"]  # fmt: skip
