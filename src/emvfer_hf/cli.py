@@ -235,15 +235,13 @@ def run_analyze_corpus(args) -> int:
     ``accelerate launch``) into OUT; exit 0 when every video has its timeline, 1 when some failed (listed in
     OUT/failures.csv), 130 when interrupted (only complete files are left; a rerun goes on from there)."""
     from .analysis import check_window_arguments, load_checkpoint
-    from .corpus import analyze_corpus, resolve_corpus
+    from .corpus import analyze_corpus, process_state, resolve_corpus
 
     if args.plot or args.annotated:
         raise ValueError("--plot and --annotated draw one video: use them with --out (one video), not --out-dir")
     check_window_arguments(args.window, args.stride, args.start, args.end, args.max_faces, args.batch_size)
     videos = resolve_corpus(args.inputs)
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state()
     _share_cpu_threads(state)
     device = args.device or str(state.device)
     model = load_checkpoint(args.model, device=device)
@@ -274,7 +272,7 @@ def _share_cpu_threads(state) -> None:
     the cores for torch, unless OMP_NUM_THREADS says otherwise."""
     import os
 
-    if state.num_processes > 1 and str(state.device) == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+    if state.num_processes > 1 and state.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         import torch
 
         local = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))

@@ -207,6 +207,19 @@ def _typed_table(frame):
 
 
 # ---------------------------------------------------------------------------------------------------- the run
+def process_state():
+    """This process's ``accelerate.PartialState``: one process without a launcher; under ``accelerate launch`` (or
+    ``torchrun``) its rank among all processes, on ``cuda:<local rank>`` where there are GPUs and on the CPU (gloo)
+    where there are none or ``ACCELERATE_USE_CPU`` is set."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    available = getattr(torch, "accelerator", None)
+    has_accelerator = available.is_available() if available is not None else torch.cuda.is_available()
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not has_accelerator)
+
+
 @dataclass
 class CorpusResult:
     """What :func:`analyze_corpus` did: the merged dataset, the videos analysed now, skipped (already complete),
@@ -275,7 +288,7 @@ def analyze_corpus(
         persons: group the tracks of all videos into persons by face identity (``person_id`` in the merged
             dataset; -1 on rows without a face).
         progress: the progress bar on the main process (videos and seconds of video of the whole corpus).
-        state: an ``accelerate.PartialState`` (default: the current one; one process without a launcher).
+        state: an ``accelerate.PartialState`` (default: :func:`process_state`).
         poll_s: how often the main process looks for the other processes' results while it waits.
 
     Returns:
@@ -286,7 +299,6 @@ def analyze_corpus(
             cannot be loaded; naming it.
         KeyboardInterrupt: never; an interrupt returns ``interrupted=True`` with only complete files left.
     """
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     from .analysis import _load, check_window_arguments
@@ -303,7 +315,7 @@ def analyze_corpus(
     for video in videos:
         if os.path.realpath(video.path) == os.path.realpath(out_dir / MERGED):
             raise ValueError(f"--out-dir {out_dir}: the input {video.path} is its merged dataset; write elsewhere")
-    state = state or PartialState()
+    state = state or process_state()
     rank, processes, main = state.process_index, state.num_processes, state.is_main_process
     if device is None:
         device = str(state.device)
@@ -547,5 +559,5 @@ def write_failures(out_dir, videos: list[CorpusVideo], settings: Optional[dict] 
     return path
 
 
-__all__ = ["CorpusResult", "CorpusVideo", "MANIFEST_EXTENSIONS", "VIDEO_EXTENSIONS", "analyze_corpus", "read_seal",
-           "resolve_corpus", "write_failures", "write_merged"]  # fmt: skip
+__all__ = ["CorpusResult", "CorpusVideo", "MANIFEST_EXTENSIONS", "VIDEO_EXTENSIONS", "analyze_corpus",
+           "process_state", "read_seal", "resolve_corpus", "write_failures", "write_merged"]  # fmt: skip
