@@ -177,3 +177,21 @@ def test_two_processes_give_the_single_process_timelines(single, corpus, tiny_ch
     assert sorted(analysed) == [1, 2]  # each process took its share (the corrupt file counts as failed, not analysed)
     assert pd.read_csv(out / "failures.csv").video.str.endswith("corrupt.mp4").all()
     pd.testing.assert_frame_equal(_merged(out), _merged(single[0]))
+
+
+def test_corpus_arguments_are_checked_before_any_work(corpus, tmp_path, capsys):
+    from emvfer_hf.cli import main
+
+    video = str(corpus / "single_face.mp4")
+    for argv, message in (
+        ([video, "--out", str(tmp_path / "t.csv"), "--out-dir", str(tmp_path / "o")], "not both"),
+        ([video, video, "--out", str(tmp_path / "t.csv")], "--out takes one video"),
+        ([str(corpus), "--out-dir", str(tmp_path / "o"), "--plot", str(tmp_path / "p.png")], "--plot and --annotated"),
+        ([str(tmp_path / "missing")], "missing: no such file"),
+    ):
+        argv = argv if "--out" in argv or "--out-dir" in argv else [*argv, "--out-dir", str(tmp_path / "o")]
+        assert main(["analyze", *argv, "--model", "unused"]) == 2, argv
+        assert message in capsys.readouterr().err
+    assert main(["analyze", video, "--model", "unused"]) == 2
+    assert "give --out FILE" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything was written

@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .face_identity_mert import FaceIdentityBackend, appearance_distance, default_identity_backend, face_appearance
+from .face_identity_mert import FaceIdentityBackend, default_identity_backend
+from .face_identity_mert import appearance_distance, face_appearance  # noqa: F401  (their home before the identity module)
 from .video_io_mert import load_frames
 
 FACE_BOX_MODES = ("union", "smooth")
