@@ -39,21 +39,9 @@ from common import RESULTS_DIR, carphone_path, machine_info, write_result  # noq
 
 
 def _tiny_checkpoint(folder: Path) -> Path:
-    import torch
+    from tests.conftest import save_tiny_checkpoint
 
-    from emvfer_hf import MERTConfig, MERTForVideoClassification, MERTVideoProcessor
-    from tests.conftest import TINY_MERT
-
-    labels = ["happiness", "sadness", "neutral"]
-    config = MERTConfig(**{**TINY_MERT, "id2label": dict(enumerate(labels)),
-                           "label2id": {n: i for i, n in enumerate(labels)}})  # fmt: skip
-    torch.manual_seed(0)
-    model = MERTForVideoClassification(config)
-    model.set_eye_prior_from_series(torch.randn(4, config.eye_sequence_length, 5))
-    model.save_pretrained(folder)
-    MERTVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, eye_sequence_length=16,
-                       eye_frames=24).save_pretrained(folder)  # fmt: skip
-    return folder
+    return save_tiny_checkpoint(folder)
 
 
 def _looped(path: Path, seconds: float, out: Path) -> Path:
