@@ -195,3 +195,51 @@ def test_corpus_arguments_are_checked_before_any_work(corpus, tmp_path, capsys):
     assert main(["analyze", video, "--model", "unused"]) == 2
     assert "give --out FILE" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_videos_at_once_share_the_model_and_give_the_same_timelines(single, corpus, tiny_checkpoint, tmp_path):
+    from emvfer_hf.corpus import analyze_corpus
+
+    result = analyze_corpus([corpus], tmp_path / "out", str(tiny_checkpoint), persons=True, progress=False,
+                            videos_at_once=2, batch_size=2)  # fmt: skip
+    assert len(result.analysed) == 3 and list(result.failed) == [str(corpus / "sub" / "corrupt.mp4")]
+    assert result.batches["calls"] >= 1
+    # another batch composition may change the last digit of a probability, nothing else
+    pd.testing.assert_frame_equal(_merged(tmp_path / "out"), _merged(single[0]), check_exact=False, atol=2e-4)
+
+
+def test_shared_batches_pool_the_windows_of_several_threads(tiny_checkpoint):
+    import threading
+
+    import torch
+    from transformers import AutoModelForVideoClassification
+
+    from emvfer_hf.corpus import SharedBatches
+    from emvfer_hf.export import example_input_dict
+
+    model = AutoModelForVideoClassification.from_pretrained(tiny_checkpoint).eval()
+    calls = []
+    forward = model.forward
+    model.forward = lambda **kw: calls.append(len(kw["pixel_values"])) or forward(**kw)
+    shared = SharedBatches(model, max_batch=8, max_wait_s=30)
+    inputs = [example_input_dict(model.config, batch_size=n, seed=n) for n in (2, 3)]
+    outputs = [None, None]
+
+    def video(k):
+        with torch.inference_mode():
+            outputs[k] = shared(**inputs[k])
+        shared.video_done()
+
+    for _ in inputs:
+        shared.video_started()
+    threads = [threading.Thread(target=video, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert calls == [5] and shared.shared == 1  # one forward pass for the windows of both
+    with torch.inference_mode():
+        for k, n in enumerate((2, 3)):
+            alone = forward(**inputs[k])
+            assert outputs[k].logits.shape[0] == n
+            torch.testing.assert_close(outputs[k].logits, alone.logits, atol=1e-5, rtol=1e-5)

@@ -172,6 +172,9 @@ def _add_analyze(subparsers) -> None:
     p.add_argument("--identity", choices=("auto", "dlib", "histogram"), default="auto",
                    help="how faces are re-identified after a gap or a cut: dlib's face embedding (pip install "
                         "'emvfer-hf[identity]'), the colour histogram, or auto (the embedding where installed)")  # fmt: skip
+    p.add_argument("--videos-at-once", type=_COUNT, default=1,
+                   help="corpus mode: videos analysed at once per process (threads); their windows share the "
+                        "model's batches (for GPUs; default 1)")  # fmt: skip
     p.add_argument("--persons", action="store_true",
                    help="corpus mode: group the tracks of all videos into persons by face identity (person_id)")
     p.add_argument("--plot", default=None, help="PNG of each face's class probabilities over time (--out only)")
@@ -248,10 +251,14 @@ def run_analyze_corpus(args) -> int:
     result = analyze_corpus(videos, args.out_dir, *model, model_name=str(args.model), window=args.window,
                             stride=args.stride, start=args.start, end=args.end, max_faces=args.max_faces,
                             batch_size=args.batch_size, device=device, dtype=args.dtype, identity=args.identity,
-                            persons=args.persons, progress=not args.quiet, state=state)  # fmt: skip
+                            persons=args.persons, progress=not args.quiet, videos_at_once=args.videos_at_once,
+                            state=state)  # fmt: skip
     where = f"process {state.process_index}/{state.num_processes}: " if state.num_processes > 1 else ""
     print(f"{where}{len(result.analysed)} video(s) analysed ({result.seconds:.1f} s of video), {len(result.skipped)} "
           f"already complete, {len(result.failed)} failed", file=sys.stderr)  # fmt: skip
+    if result.batches:
+        print(f"{where}{result.batches['calls']} forward pass(es), {result.batches['shared']} holding windows of "
+              "several videos", file=sys.stderr)  # fmt: skip
     for video, reason in result.failed.items():
         print(f"  failed: {reason if video in reason else f'{video}: {reason}'}", file=sys.stderr)
     if result.interrupted:

@@ -232,6 +232,7 @@ class CorpusResult:
     interrupted: bool = False
     seconds: float = 0.0  # seconds of video analysed now (this process)
     complete: int = 0  # videos of the corpus with a complete timeline (main process, after the merge)
+    batches: Optional[dict] = None  # with videos_at_once > 1: {"calls": forward passes, "shared": of several videos}
 
 
 def _rank_file(out_dir: Path, rank: int) -> Path:
@@ -268,6 +269,7 @@ def analyze_corpus(
     identity: str = "auto",
     persons: bool = False,
     progress: bool = True,
+    videos_at_once: int = 1,
     state=None,
     poll_s: float = 2.0,
 ) -> CorpusResult:
@@ -288,6 +290,10 @@ def analyze_corpus(
         persons: group the tracks of all videos into persons by face identity (``person_id`` in the merged
             dataset; -1 on rows without a face).
         progress: the progress bar on the main process (videos and seconds of video of the whole corpus).
+        videos_at_once: analyse this many videos at once in each process (threads: their decoding and face
+            pipelines overlap, and their windows share the model's forward passes through :class:`SharedBatches`,
+            up to ``batch_size`` x ``videos_at_once`` windows: for GPUs). The probabilities can then differ from a
+            run with 1 in the last digits (another batch, other kernels).
         state: an ``accelerate.PartialState`` (default: :func:`process_state`).
         poll_s: how often the main process looks for the other processes' results while it waits.
 
@@ -337,25 +343,33 @@ def analyze_corpus(
                    file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s of video [{elapsed}<{remaining}"
                    "{postfix}]")  # fmt: skip
     tracker = _Progress(out_dir, videos, bar, processes)
-    model_loaded = None
+    options = dict(window=window, stride=stride, start=start, end=end, max_faces=max_faces, batch_size=batch_size,
+                   device=device, dtype=dtype, min_face_fraction=min_face_fraction)  # fmt: skip
+    todo = []
+    for video in mine:
+        if read_seal(out_dir, video, settings) is not None:
+            result.skipped.append(video.path)
+            tracker.done(video)
+        else:
+            todo.append(video)
+    outcomes: dict = {}
     try:
-        for video in mine:
-            if read_seal(out_dir, video, settings) is not None:
-                result.skipped.append(video.path)
-                tracker.done(video)
-                continue
-            if model_loaded is None:
-                model_loaded = _load(model, processor)
-            outcome = _analyze_one(video, out_dir, model_loaded, settings, backend, tracker,
-                                   dict(window=window, stride=stride, start=start, end=end, max_faces=max_faces,
-                                        batch_size=batch_size, device=device, dtype=dtype,
-                                        min_face_fraction=min_face_fraction))  # fmt: skip
+        if todo:
+            loaded = _load(model, processor)
+            if videos_at_once <= 1:
+                for video in todo:
+                    outcomes[video.name] = _analyze_one(video, out_dir, loaded, settings, backend, tracker, options)
+                    tracker.done(video)
+            else:
+                result.batches = _analyze_at_once(todo, out_dir, loaded, settings, identity, tracker, options,
+                                                  videos_at_once, outcomes)  # fmt: skip
+        for video in todo:
+            outcome = outcomes.get(video.name)
             if isinstance(outcome, str):
                 result.failed[str(video.path)] = outcome
-            else:
+            elif outcome is not None:
                 result.analysed.append(video.path)
                 result.seconds += outcome
-            tracker.done(video)
         _write_json(_rank_file(out_dir, rank), {"rank": rank, "processes": processes, "videos": len(mine)})
         if main:
             tracker.wait_for_ranks(poll_s)
@@ -377,7 +391,7 @@ class _Progress:
     def __init__(self, out_dir: Path, videos: list, bar, processes: int):
         self.out_dir, self.videos, self.bar, self.processes = out_dir, videos, bar, processes
         self.counted: set = set()
-        self.current, self.current_s = None, 0.0
+        self.current: dict = {}  # the seconds reached in each video being analysed here
         self.last_scan = 0.0
         self.seconds = 0.0
 
@@ -393,12 +407,12 @@ class _Progress:
     def _refresh(self) -> None:
         if self.bar is None:
             return
-        self.bar.n = round(self.seconds + self.current_s, 1)
+        self.bar.n = round(self.seconds + sum(self.current.values()), 1)
         self.bar.set_postfix_str(f"{len(self.counted)}/{len(self.videos)} videos", refresh=False)
         self.bar.refresh()
 
     def running(self, video, seconds: float) -> None:
-        self.current, self.current_s = video, seconds
+        self.current[video.name] = seconds
         if self.processes > 1 and time.monotonic() - self.last_scan > 5.0:
             self.scan()
         self._refresh()
@@ -407,7 +421,7 @@ class _Progress:
         if video.name not in self.counted:
             self.counted.add(video.name)
             self.seconds += self._duration(video)
-        self.current, self.current_s = None, 0.0
+        self.current.pop(video.name, None)
         self._refresh()
 
     def scan(self) -> None:
@@ -430,8 +444,158 @@ class _Progress:
         self.scan()
 
 
+class SharedBatches:
+    """One model for several videos analysed at once (threads of one process): the windows each video's analysis
+    sends are pooled into shared forward passes.
+
+    It stands in for the model in :class:`~.analysis.TimelineAnalyzer`: a call blocks until the windows queued by
+    all the videos make up ``max_batch`` windows, or until every video being analysed is waiting on the model (none
+    can queue more), or ``max_wait_s`` has passed; then one of the waiting threads runs the model on all of them
+    (in its own inference and autocast settings: every video uses the same) and each call gets its rows of the
+    output. ``shared`` counts the forward passes that held the windows of more than one video.
+    """
+
+    def __init__(self, model, max_batch: int, max_wait_s: float = 5.0):
+        import threading
+
+        self.model, self.max_batch, self.max_wait_s = model, max(1, int(max_batch)), float(max_wait_s)
+        self.config = model.config
+        self._cond = threading.Condition()
+        self._queue: list = []
+        self.active = 0  # videos being analysed
+        self.calls = self.shared = 0
+
+    def to(self, device):
+        self.model = self.model.to(device)
+        return self
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def __getattr__(self, name):  # has_eye_prior and the like: the model's
+        return getattr(self.__dict__["model"], name)
+
+    def video_started(self) -> None:
+        with self._cond:
+            self.active += 1
+
+    def video_done(self) -> None:
+        with self._cond:
+            self.active -= 1
+            self._cond.notify_all()
+
+    def __call__(self, **tensors):
+        request = _Request(tensors)  # compared by identity (a dict would compare its tensors)
+        deadline = time.monotonic() + self.max_wait_s
+        with self._cond:
+            self._queue.append(request)
+            self._cond.notify_all()
+            while request.out is None and request.error is None:
+                queued = sum(r.n for r in self._queue)
+                waiting = len({r.thread for r in self._queue})
+                if any(r is request for r in self._queue) and (queued >= self.max_batch or waiting >= self.active
+                                               or time.monotonic() >= deadline):  # fmt: skip
+                    batch, total = [], 0
+                    for r in list(self._queue):
+                        if batch and total + r.n > self.max_batch:
+                            break
+                        batch.append(r)
+                        total += r.n
+                    self._queue = self._queue[len(batch):]
+                    self._cond.release()
+                    try:
+                        self._run(batch)
+                    finally:
+                        self._cond.acquire()
+                        self._cond.notify_all()
+                else:
+                    self._cond.wait(timeout=max(0.01, deadline - time.monotonic()))
+        if request.error is not None:
+            raise request.error
+        return request.out
+
+    def _run(self, batch: list) -> None:
+        import types
+
+        import torch
+
+        try:
+            joined = {key: torch.cat([r.tensors[key] for r in batch]) for key in batch[0].tensors}
+            out = self.model(**joined)
+        except BaseException as error:  # noqa: BLE001  (each waiting video gets the error)
+            for r in batch:
+                r.error = error
+            return
+        self.calls += 1
+        self.shared += len({r.thread for r in batch}) > 1
+        weights = getattr(out, "instruction_weights", None)
+        start = 0
+        for r in batch:
+            part = slice(start, start + r.n)
+            r.out = types.SimpleNamespace(logits=out.logits[part],
+                                             instruction_weights=None if weights is None else weights[part])  # fmt: skip
+            start += r.n
+
+
+class _Request:
+    """One call's windows waiting in :class:`SharedBatches`."""
+
+    __slots__ = ("tensors", "n", "out", "error", "thread")
+
+    def __init__(self, tensors: dict):
+        import threading
+
+        self.tensors, self.n = tensors, len(next(iter(tensors.values())))
+        self.out, self.error, self.thread = None, None, threading.get_ident()
+
+
+def _analyze_at_once(videos: list, out_dir: Path, model_and_processor, settings: dict, identity: str, tracker,
+                     options: dict, at_once: int, outcomes: dict) -> dict:  # fmt: skip
+    """Analyse ``videos`` ``at_once`` at a time in threads that share the model (:class:`SharedBatches`); fills
+    ``outcomes`` (video name → seconds or failure reason). An interrupt stops every thread at its next rows and is
+    raised again. Returns the forward passes run and how many were shared."""
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from .face_identity_mert import default_identity_backend
+
+    model, processor = model_and_processor
+    shared = SharedBatches(model, int(options["batch_size"]) * at_once, max_wait_s=1.0)
+    stop, local = threading.Event(), threading.local()
+
+    def work(video):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        if not hasattr(local, "identity"):  # one identity backend per thread (dlib's objects are not shared)
+            local.identity = default_identity_backend(identity)
+        shared.video_started()
+        try:
+            return _analyze_one(video, out_dir, (shared, processor), settings, local.identity, tracker, options, stop)
+        finally:
+            shared.video_done()
+
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="emvfer-video") as pool:
+        futures = {pool.submit(work, video): video for video in videos}
+        pending = set(futures)
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    video = futures[future]
+                    outcomes[video.name] = future.result()  # a KeyboardInterrupt of a thread is raised here
+                    tracker.done(video)
+        except KeyboardInterrupt:
+            stop.set()
+            for future in pending:
+                future.cancel()
+            wait(pending)
+            raise
+    return {"calls": shared.calls, "shared": shared.shared}
+
+
 def _analyze_one(video: CorpusVideo, out_dir: Path, model_and_processor, settings: dict, backend, tracker,
-                 options: dict):  # fmt: skip
+                 options: dict, stop=None):  # fmt: skip
     """Analyse one video into its sealed timeline; the seconds analysed, or the reason it failed (recorded in
     ``<name>.failed.json``). A KeyboardInterrupt leaves no file under a final name and is raised again."""
     from .analysis import analyze_video
@@ -445,6 +609,8 @@ def _analyze_one(video: CorpusVideo, out_dir: Path, model_and_processor, setting
     start_s = float(options.get("start") or 0.0)
 
     def on_rows(rows) -> None:
+        if stop is not None and stop.is_set():  # another thread was interrupted: stop here, keep nothing
+            raise KeyboardInterrupt
         if len(rows):
             tracker.running(video, max(0.0, float(rows.end_s.max()) - start_s))
 
