@@ -158,6 +158,17 @@ def test_a_killed_run_resumes_to_the_same_dataset(single, corpus, tiny_checkpoin
     pd.testing.assert_frame_equal(_merged(out), _merged(single[0]))
 
 
+def _console_script() -> list:
+    """How accelerate launch runs `emvfer`: the installed console script where it is a Python script (the README's
+    `"$(command -v emvfer)"`), else the module (`-m emvfer_hf`; the other tests run `python -m emvfer_hf`)."""
+    script = shutil.which("emvfer")
+    if script:
+        with open(script, "rb") as handle:
+            if b"python" in handle.readline():
+                return [script]
+    return ["-m", "emvfer_hf"]
+
+
 @pytest.mark.timeout(900)
 def test_two_processes_give_the_single_process_timelines(single, corpus, tiny_checkpoint, tmp_path):
     import socket
@@ -169,8 +180,8 @@ def test_two_processes_give_the_single_process_timelines(single, corpus, tiny_ch
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), "ACCELERATE_USE_CPU": "1"}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(port), "-m", "emvfer_hf", "analyze", str(corpus), "--model", str(tiny_checkpoint), "--out-dir", str(out),
-               "--persons", "--quiet"]  # fmt: skip
+               str(port), *_console_script(), "analyze", str(corpus), "--model", str(tiny_checkpoint),
+               "--out-dir", str(out), "--persons", "--quiet"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=800)
     assert "process 0/2:" in result.stderr and "process 1/2:" in result.stderr, result.stderr[-3000:]
     analysed = [int(line.split(": ")[1].split()[0]) for line in result.stderr.splitlines() if line.startswith("process ")]
