@@ -13,12 +13,13 @@
   line: ``pandas.read_parquet("OUT/timeline.parquet")`` or ``datasets.load_dataset("parquet",
   data_files="OUT/timeline.parquet")``; ``failures.csv``: each video that failed (``video``, ``error``, ``reason``).
 - **Processes**: under ``accelerate launch`` (CPU processes, GPUs, machines: ``OUT`` on storage they all reach) each
-  process analyses its share of the videos (the largest first, dealt round-robin: accelerate's
-  ``split_between_processes`` by size) on its own device; the main process shows the progress (videos and seconds of
-  video of the whole corpus), waits for the others' completion files and writes the merged dataset. Without
-  ``accelerate launch`` the same call runs in one process.
+  process analyses its share of the videos the main process listed (the largest first, dealt round-robin: what
+  accelerate's ``split_between_processes`` does, balanced by size) on its own device; the main process shows the
+  progress (videos and seconds of video of the whole corpus), waits for the others' completion files and writes
+  the merged dataset. Without ``accelerate launch`` the same call runs in one process.
 - **Resuming**: a rerun skips each video whose timeline is sealed, whose checksum matches and whose settings and
-  source file are unchanged; the others (failed, interrupted, new, changed) are analysed again. A video that fails is
+  source file are unchanged; the others (failed, interrupted, new, changed) are analysed again. A video whose stream
+  ends early keeps its rows (a last row gives the reason) and counts as complete. A video that fails is
   recorded (``timelines/<name>.failed.json`` and ``failures.csv``) and the others go on. Ctrl-C or SIGTERM stops at
   once: the video in progress leaves only its partial file, never a file under a final name, and no seal.
 """
@@ -331,7 +332,16 @@ def analyze_corpus(
                 "max_faces": max_faces, "dtype": dtype, "min_face_fraction": min_face_fraction,
                 "identity": backend.name}  # fmt: skip
     _rank_file(out_dir, rank).unlink(missing_ok=True)
-    state.wait_for_everyone()  # every stale completion file is gone before anyone finishes
+    listing = out_dir / ".ranks" / "corpus.json"
+    if processes > 1 and main:  # one list for all: a folder or pattern read on several machines may differ
+        _write_json(listing, {"videos": [{"path": str(v.path), "extra": v.extra} for v in videos]})
+    state.wait_for_everyone()  # every stale completion file is gone, and the list written, before anyone goes on
+    if processes > 1 and not main:
+        try:
+            videos = [CorpusVideo(Path(v["path"]), v["extra"]) for v in json.loads(listing.read_text())["videos"]]
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"--out-dir {out_dir}: cannot read the main process's corpus list {listing} ({error}); "
+                             "the output folder must be on storage every process reaches") from error  # fmt: skip
     mine = _share(videos, rank, processes)
     result = CorpusResult(merged=None)
     bar = None
