@@ -355,15 +355,15 @@ def analyze_corpus(
     tracker = _Progress(out_dir, videos, bar, processes)
     options = dict(window=window, stride=stride, start=start, end=end, max_faces=max_faces, batch_size=batch_size,
                    device=device, dtype=dtype, min_face_fraction=min_face_fraction)  # fmt: skip
-    todo = []
-    for video in mine:
-        if read_seal(out_dir, video, settings) is not None:
-            result.skipped.append(video.path)
-            tracker.done(video)
-        else:
-            todo.append(video)
+    todo: list = []
     outcomes: dict = {}
     try:
+        for video in mine:
+            if read_seal(out_dir, video, settings) is not None:
+                result.skipped.append(video.path)
+                tracker.done(video)
+            else:
+                todo.append(video)
         if todo:
             loaded = _load(model, processor)
             if videos_at_once <= 1:
@@ -373,13 +373,6 @@ def analyze_corpus(
             else:
                 result.batches = _analyze_at_once(todo, out_dir, loaded, settings, identity, tracker, options,
                                                   videos_at_once, outcomes)  # fmt: skip
-        for video in todo:
-            outcome = outcomes.get(video.name)
-            if isinstance(outcome, str):
-                result.failed[str(video.path)] = outcome
-            elif outcome is not None:
-                result.analysed.append(video.path)
-                result.seconds += outcome
         _write_json(_rank_file(out_dir, rank), {"rank": rank, "processes": processes, "videos": len(mine)})
         if main:
             tracker.wait_for_ranks(poll_s)
@@ -391,6 +384,13 @@ def analyze_corpus(
     finally:
         if bar is not None:
             bar.close()
+    for video in todo:  # what this process did, also when interrupted
+        outcome = outcomes.get(video.name)
+        if isinstance(outcome, str):
+            result.failed[str(video.path)] = outcome
+        elif outcome is not None:
+            result.analysed.append(video.path)
+            result.seconds += outcome
     return result
 
 
