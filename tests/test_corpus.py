@@ -254,3 +254,18 @@ def test_shared_batches_pool_the_windows_of_several_threads(tiny_checkpoint):
             alone = forward(**inputs[k])
             assert outputs[k].logits.shape[0] == n
             torch.testing.assert_close(outputs[k].logits, alone.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_a_manifest_carries_its_columns_into_the_merged_dataset(single, corpus, tiny_checkpoint, tmp_path):
+    from emvfer_hf.corpus import analyze_corpus
+
+    manifest = tmp_path / "sessions.csv"
+    manifest.write_text(f"video,participant,session\n{corpus / 'sub' / 'carphone.mp4'},p07,2\n")
+    result = analyze_corpus([manifest], tmp_path / "out", str(tiny_checkpoint), progress=False)
+    merged = pd.read_parquet(result.merged)
+    assert list(merged.columns[:4]) == ["video", "participant", "session", "track_id"]
+    assert (merged.participant == "p07").all() and (merged.session == "2").all()
+    expected = _merged(single[0])
+    expected = expected[expected.video == str(corpus / "sub" / "carphone.mp4")].drop(columns="person_id")
+    pd.testing.assert_frame_equal(merged.drop(columns=[*TIMING, "participant", "session"]),
+                                  expected.reset_index(drop=True))  # fmt: skip
