@@ -38,15 +38,21 @@ onnx_requires = ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"]
 # The Gradio demo page (`emvfer demo`, app.py); gradio brings gradio_client, httpx and uvicorn.
 demo_requires = ["gradio>=6.0,<7"]  # 6: theme and css are arguments of launch()
 
+# Face identity by embedding (`--identity dlib`, the default where installed): dlib's ResNet face descriptor. dlib-bin is
+# dlib as prebuilt wheels (no compiler, no CMake); face-recognition-models holds the model files (CC0 1.0: its
+# LICENSE; nothing is downloaded at run time). Without them faces are re-identified by their colour histogram.
+identity_requires = ["dlib-bin>=19.24", "face-recognition-models>=0.3.0"]
+
 extras = {
     # parameterized: imported by transformers' common tests (run from the transformers sdist, tests/registry_data.py)
     # remodnav, pymovements: the peers of benchmarks/bench_events.py (event detection against human coders)
     "test": ["pytest>=8.0", "pytest-timeout>=2.3", "scikit-video>=1.1.11", "eyelinkio>=0.3", "parameterized>=0.9",
              "remodnav==1.1.2", "pymovements>=0.28",
-             *onnx_requires,
+             *onnx_requires, *identity_requires,
              # tests/test_demo.py: the page through gradio_client and Debian's chromium (driven by Selenium)
              *demo_requires, "selenium>=4.11"],
     "onnx": onnx_requires,
+    "identity": identity_requires,
     "demo": demo_requires,
     # EyeLink EDF recordings (`emvfer_hf.eyetracking.read_eyelink_edf`); eyelinkio bundles SR Research's EDF API.
     "eyelink": ["eyelinkio>=0.3"],

@@ -63,12 +63,12 @@ def tiny_processor():
     return MERTVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, eye_sequence_length=16, eye_frames=24)
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory, tiny_processor):
-    """A tiny random MERT + processor saved with `save_pretrained` (as the training scripts do)."""
+def save_tiny_checkpoint(path, processor=None):
+    """Save a tiny random MERT (3 classes, eye prior set, seed 0) and its processor (default: the ``tiny_processor``
+    fixture's) in ``path``; returns ``path``."""
     import torch
 
-    from emvfer_hf import MERTConfig, MERTForVideoClassification
+    from emvfer_hf import MERTConfig, MERTForVideoClassification, MERTVideoProcessor
 
     labels = ["happiness", "sadness", "neutral"]
     config = MERTConfig(**{**TINY_MERT, "id2label": dict(enumerate(labels)),
@@ -76,7 +76,15 @@ def tiny_checkpoint(tmp_path_factory, tiny_processor):
     torch.manual_seed(0)
     model = MERTForVideoClassification(config)
     model.set_eye_prior_from_series(torch.randn(4, config.eye_sequence_length, 5))
-    path = tmp_path_factory.mktemp("tiny-mert")
     model.save_pretrained(path)
-    tiny_processor.save_pretrained(path)
+    if processor is None:
+        processor = MERTVideoProcessor(num_frames=4, size={"height": 32, "width": 32}, eye_sequence_length=16,
+                                       eye_frames=24)  # fmt: skip
+    processor.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_processor):
+    """A tiny random MERT + processor saved with `save_pretrained` (as the training scripts do)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-mert"), tiny_processor)

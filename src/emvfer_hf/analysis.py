@@ -40,6 +40,9 @@ TIMELINE_COLUMNS = ("track_id", "start_s", "end_s", "label", "score")
 #: the columns after them
 EYE_COLUMNS = ("instruction_weight", "blinks", "saccade_rate", "valid_fraction", "face_fraction", "blink_times_s",
                "reason")  # fmt: skip
+#: the track's face box in the window (pixels: left, top, width, height, as py-feat's FaceRect columns; the median
+#: of its boxes in the window's frames), after the eye columns
+FACE_COLUMNS = ("face_x", "face_y", "face_w", "face_h")
 DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -125,6 +128,9 @@ class TimelineAnalyzer:
         tracker: a configured :class:`~emvfer_hf.faces_mert.FaceTracker` (default: built from the processor).
         box_history_s: keep the face boxes of only the last this many seconds (live use); default all of them (for
             the annotated video).
+        identity: the face tracker's identity backend (re-identification after a gap or a cut): "auto" (dlib's
+            embedding where ``emvfer-hf[identity]`` is installed, else the colour histogram), "dlib", "histogram",
+            or a :class:`~emvfer_hf.face_identity_mert.FaceIdentityBackend` (ignored when ``tracker`` is given).
     """
 
     def __init__(
@@ -142,6 +148,7 @@ class TimelineAnalyzer:
         min_face_fraction: float = 0.5,
         tracker: Optional[FaceTracker] = None,
         box_history_s: Optional[float] = None,
+        identity="auto",
     ):
         check_window_arguments(window, stride, max_faces=max_faces, batch_size=batch_size)
         if dtype not in DTYPES:
@@ -168,7 +175,8 @@ class TimelineAnalyzer:
         if tracker is None:
             detector = MTCNNBackend(detect_size=int(processor.face_detection_size), device="cpu")
             landmarks = "default" if processor.landmark_backend == "mesh" else None
-            tracker = FaceTracker(detector=detector, landmarks=landmarks, max_faces=max_faces, fps=self.fps)
+            tracker = FaceTracker(detector=detector, landmarks=landmarks, max_faces=max_faces, fps=self.fps,
+                                  identity=identity)  # fmt: skip
         self.tracker = tracker
         self.box_history = None if box_history_s is None else int(round(box_history_s * self.fps))
         self.extractor = VisualEyeMovementExtractor(backend=tracker.landmarks or tracker.detector)
@@ -319,7 +327,10 @@ class TimelineAnalyzer:
             inputs = {"pixel_values": pixels, "eye_movement_values": resampled.values,
                       "eye_movement_mask": resampled.valid,
                       "eye_quality_features": series.quality_features().numpy()}  # fmt: skip
-            row = {**stats, "face_fraction": round(fraction, 3), "reason": ""}
+            found = faces.boxes[faces.found]
+            x1, y1, x2, y2 = np.median(found, axis=0) if len(found) else (np.nan,) * 4
+            row = {**stats, "face_fraction": round(fraction, 3), "reason": "", "face_x": round(float(x1), 1),
+                   "face_y": round(float(y1), 1), "face_w": round(float(x2 - x1), 1), "face_h": round(float(y2 - y1), 1)}  # fmt: skip
             self._queue.append(_Pending(window, track_id, inputs, row))
 
     def _track_faces(self, track_id: int, window: _Window):
@@ -410,6 +421,7 @@ class TimelineAnalyzer:
             row.update({f"p_{name}": np.nan for name in self.labels})
             row.update({"instruction_weight": np.nan, "blinks": 0, "saccade_rate": np.nan, "valid_fraction": 0.0,
                         "face_fraction": 0.0, "blink_times_s": "", "reason": ""})  # fmt: skip
+            row.update({name: np.nan for name in FACE_COLUMNS})
             row.update({k: v for k, v in pending.row.items() if v is not None})
             row["latency_s"] = round(max(0.0, (pending.done_at or time.perf_counter())
                                          - self._arrival.get(window.index, time.perf_counter())), 3)  # fmt: skip
@@ -514,7 +526,7 @@ def _frames_between(chunks: Iterable, start_s: float, end_s: Optional[float], st
 
 def timeline_columns(labels: Sequence[str]) -> list[str]:
     """The columns of a timeline for these class labels, in order."""
-    return [*TIMELINE_COLUMNS, *(f"p_{name}" for name in labels), *EYE_COLUMNS, "latency_s"]
+    return [*TIMELINE_COLUMNS, *(f"p_{name}" for name in labels), *EYE_COLUMNS, *FACE_COLUMNS, "latency_s"]
 
 
 def check_window_arguments(window: float = 2.0, stride: float = 1.0, start: Optional[float] = None,
@@ -553,6 +565,7 @@ def analyze_video(
     progress: bool = True,
     annotated: Optional[str] = None,
     on_rows: Optional[Callable] = None,
+    identity="auto",
 ):
     """The expression timeline of a video: one row per face track and window.
 
@@ -574,12 +587,14 @@ def analyze_video(
             :func:`write_annotated_video`; cut short, it is kept as ``<name>.partial<suffix>``).
         on_rows: called with each batch of rows as they are finished (a DataFrame with the timeline's columns), the
             last-row reason included: ``emvfer analyze`` writes them to its CSV as they come.
+        identity: how faces are re-identified after a gap or a cut (see :class:`TimelineAnalyzer`).
 
     Returns:
         a pandas DataFrame with columns ``track_id, start_s, end_s, label, score, p_<class>..., instruction_weight,
-        blinks, saccade_rate, valid_fraction, face_fraction, blink_times_s, reason, latency_s``; a window without a
-        face is a row with ``track_id = -1`` and ``reason = "no face"``. ``timeline.attrs`` holds the video, its rate,
-        the window settings, the number of tracks and, when decoding stopped early, ``"stopped_early"`` (the
+        blinks, saccade_rate, valid_fraction, face_fraction, blink_times_s, reason, face_x, face_y, face_w, face_h,
+        latency_s``; a window without a face is a row with ``track_id = -1`` and ``reason = "no face"``.
+        ``timeline.attrs`` holds the video, its rate, the window settings, the number of tracks, the identity backend
+        and each track's identity descriptor (``track_descriptors``: ``{track_id: [floats]}``) and, when decoding stopped early, ``"stopped_early"`` (the
         message; the rows decoded until then are kept, and a last row gives the reason). An interrupt
         (``KeyboardInterrupt``: Ctrl-C, or SIGTERM as the CLI turns it) stops the analysis too: the rows so far are
         kept, a last row says ``interrupted ...``, and ``timeline.attrs["interrupted"]`` holds the message.
@@ -635,7 +650,7 @@ def analyze_video(
                 if analyzer is None:
                     check_frame_size(frames[0], str(video))
                     analyzer = TimelineAnalyzer(model, processor, fps, window, stride, start_s, max_faces, batch_size,
-                                                device, dtype, min_face_fraction)  # fmt: skip
+                                                device, dtype, min_face_fraction, identity=identity)  # fmt: skip
                 before = reached()
                 try:
                     emit(analyzer.feed(frames, times))
@@ -675,6 +690,8 @@ def analyze_video(
     timeline.attrs.update({
         "video": str(video), "fps": analyzer.fps, "window_s": window, "stride_s": stride, "start_s": start_s,
         "analysed_s": analysed_to - start_s, "num_tracks": analyzer.tracker.num_tracks, "labels": list(labels),
+        "identity": analyzer.tracker.identity.name,
+        "track_descriptors": {int(t): [float(v) for v in d] for t, d in analyzer.tracker.track_descriptors().items()},
     })  # fmt: skip
     if stopped:
         timeline.attrs["stopped_early"] = stopped
@@ -822,5 +839,5 @@ def _draw_tracks(canvas: np.ndarray, track_boxes: dict, index: int, rows_by_trac
                     cv2.LINE_AA)  # fmt: skip
 
 
-__all__ = ["TimelineAnalyzer", "analyze_video", "check_window_arguments", "eye_window_statistics", "load_checkpoint",
+__all__ = ["FACE_COLUMNS", "TimelineAnalyzer", "analyze_video", "check_window_arguments", "eye_window_statistics", "load_checkpoint",
            "load_or_explain", "plot_timeline", "probe_duration", "timeline_columns", "write_annotated_video"]  # fmt: skip

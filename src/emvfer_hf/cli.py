@@ -150,26 +150,57 @@ def _add_window_arguments(p) -> None:
 
 
 def _add_analyze(subparsers) -> None:
-    p = subparsers.add_parser("analyze", help="expression timeline of a recording: one row per face and window (CSV)")
-    p.add_argument("video", help="video file or frame folder")
+    p = subparsers.add_parser(
+        "analyze", help="expression timelines of recordings: one row per face and window (CSV or Parquet)",
+        description="One video with --out (a CSV or Parquet timeline), or a corpus with --out-dir: video files, "
+                    "folders (searched recursively), glob patterns (quoted) and manifests (.csv/.tsv with a video "
+                    "or path column, other columns carried along; .txt/.lst with one path per line). A corpus run "
+                    "writes OUT/timelines/*.parquet (one per video, sealed when complete), OUT/timeline.parquet "
+                    "(all merged, with a video column) and OUT/failures.csv; a rerun skips what is complete. Under "
+                    "`accelerate launch` every process takes its share of the videos.",
+    )  # fmt: skip
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video file or frame folder (--out); or, with --out-dir, videos, folders, globs, manifests")
     _add_window_arguments(p)
     p.add_argument("--start", type=_START, default=None, help="analyse from this time (s)")
     p.add_argument("--end", type=_SECONDS, default=None, help="analyse until this time (s)")
     p.add_argument("--batch-size", type=_COUNT, default=8, help="windows per model call")
-    p.add_argument("--out", required=True,
+    p.add_argument("--out", default=None,
                    help="CSV file of the timeline, or Parquet if it ends in .parquet (rows written as they come)")
-    p.add_argument("--plot", default=None, help="PNG of each face's class probabilities over time")
-    p.add_argument("--annotated", default=None, help="video file with face boxes, track ids and labels drawn")
+    p.add_argument("--out-dir", default=None, help="corpus mode: the folder of the timelines, merged dataset and "
+                   "failures (on storage every process reaches)")  # fmt: skip
+    p.add_argument("--identity", choices=("auto", "dlib", "histogram"), default="auto",
+                   help="how faces are re-identified after a gap or a cut: dlib's face embedding (pip install "
+                        "'emvfer-hf[identity]'), the colour histogram, or auto (the embedding where installed)")  # fmt: skip
+    p.add_argument("--videos-at-once", type=_COUNT, default=1,
+                   help="corpus mode: videos analysed at once per process (threads); their windows share the "
+                        "model's batches (for GPUs; default 1)")  # fmt: skip
+    p.add_argument("--persons", action="store_true",
+                   help="corpus mode: group the tracks of all videos into persons by face identity (person_id)")
+    p.add_argument("--plot", default=None, help="PNG of each face's class probabilities over time (--out only)")
+    p.add_argument("--annotated", default=None,
+                   help="video file with face boxes, track ids and labels drawn (--out only)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_analyze)
+    p.set_defaults(func=run_analyze, device=None)
 
 
 def run_analyze(args) -> int:
     """``emvfer analyze``: the outputs are checked before any work; the rows go to the CSV as each window is done;
-    Ctrl-C or SIGTERM keeps the rows so far (a last row says so) and exits 130."""
+    Ctrl-C or SIGTERM keeps the rows so far (a last row says so) and exits 130. With ``--out-dir``: the corpus
+    (:func:`run_analyze_corpus`)."""
     from .analysis import analyze_video, check_window_arguments, plot_timeline
     from .outputs import RowWriter, check_outputs
 
+    if (args.out is None) == (args.out_dir is None):
+        raise ValueError("give --out FILE (one video) or --out-dir FOLDER (a corpus), not both and not neither")
+    if args.out_dir is not None:
+        return run_analyze_corpus(args)
+    if len(args.inputs) != 1:
+        raise ValueError(f"--out takes one video, got {len(args.inputs)} inputs; use --out-dir FOLDER for a corpus")
+    if args.persons:
+        raise ValueError("--persons groups the tracks of a corpus: use it with --out-dir")
+    args.video = args.inputs[0]
+    args.device = args.device or "cpu"
     check_window_arguments(args.window, args.stride, args.start, args.end, args.max_faces, args.batch_size,
                            name=args.video)  # fmt: skip
     check_outputs(_sources(args.video), {"--out": args.out, "--plot": args.plot, "--annotated": args.annotated})
@@ -177,7 +208,7 @@ def run_analyze(args) -> int:
         timeline = analyze_video(
             args.video, args.model, window=args.window, stride=args.stride, start=args.start, end=args.end,
             max_faces=args.max_faces, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-            progress=not args.quiet, annotated=args.annotated, on_rows=writer.write,
+            progress=not args.quiet, annotated=args.annotated, on_rows=writer.write, identity=args.identity,
         )  # fmt: skip
     faces = timeline[timeline.track_id >= 0]
     print(f"{args.out}: {len(timeline)} rows, {timeline.attrs['num_tracks']} face track(s), "
@@ -200,6 +231,59 @@ def run_analyze(args) -> int:
     if args.annotated:
         print(f"{args.annotated}: annotated video written")
     return 0
+
+
+def run_analyze_corpus(args) -> int:
+    """``emvfer analyze INPUT... --out-dir OUT``: every video of the corpus (this process's share under
+    ``accelerate launch``) into OUT; exit 0 when every video has its timeline, 1 when some failed (listed in
+    OUT/failures.csv), 130 when interrupted (only complete files are left; a rerun goes on from there)."""
+    from .analysis import check_window_arguments, load_checkpoint
+    from .corpus import analyze_corpus, process_state, resolve_corpus
+
+    if args.plot or args.annotated:
+        raise ValueError("--plot and --annotated draw one video: use them with --out (one video), not --out-dir")
+    check_window_arguments(args.window, args.stride, args.start, args.end, args.max_faces, args.batch_size)
+    videos = resolve_corpus(args.inputs)
+    state = process_state()
+    _share_cpu_threads(state)
+    device = args.device or str(state.device)
+    model = load_checkpoint(args.model, device=device)
+    result = analyze_corpus(videos, args.out_dir, *model, model_name=str(args.model), window=args.window,
+                            stride=args.stride, start=args.start, end=args.end, max_faces=args.max_faces,
+                            batch_size=args.batch_size, device=device, dtype=args.dtype, identity=args.identity,
+                            persons=args.persons, progress=not args.quiet, videos_at_once=args.videos_at_once,
+                            state=state)  # fmt: skip
+    where = f"process {state.process_index}/{state.num_processes}: " if state.num_processes > 1 else ""
+    print(f"{where}{len(result.analysed)} video(s) analysed ({result.seconds:.1f} s of video), {len(result.skipped)} "
+          f"already complete, {len(result.failed)} failed", file=sys.stderr)  # fmt: skip
+    if result.batches:
+        print(f"{where}{result.batches['calls']} forward pass(es), {result.batches['shared']} holding windows of "
+              "several videos", file=sys.stderr)  # fmt: skip
+    for video, reason in result.failed.items():
+        print(f"  failed: {reason if video in reason else f'{video}: {reason}'}", file=sys.stderr)
+    if result.interrupted:
+        print(f"emvfer analyze: interrupted; {args.out_dir} keeps only complete timelines (run the same command again "
+              "to go on)", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
+    if result.merged is not None:
+        print(f"{result.merged}: the merged timelines of {result.complete} of the {len(videos)} video(s)")
+        failures = Path(args.out_dir) / "failures.csv"
+        if failures.exists():
+            print(f"{failures}: the videos that failed")
+            return 1
+    return 1 if result.failed else 0
+
+
+def _share_cpu_threads(state) -> None:
+    """Several CPU processes on one machine (``accelerate launch --cpu --num_processes N``): each gets its share of
+    the cores for torch, unless OMP_NUM_THREADS says otherwise."""
+    import os
+
+    if state.num_processes > 1 and state.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
 
 
 def _add_live(subparsers) -> None:

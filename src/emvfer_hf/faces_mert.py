@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .face_identity_mert import FaceIdentityBackend, default_identity_backend
+from .face_identity_mert import appearance_distance, face_appearance  # noqa: F401  (their home before the identity module)
 from .video_io_mert import load_frames
 
 FACE_BOX_MODES = ("union", "smooth")
@@ -657,25 +659,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
-def face_appearance(frame: np.ndarray, box: np.ndarray, bins: tuple = (16, 8)) -> np.ndarray:
-    """A small appearance descriptor of the face in ``box``: its hue-saturation histogram (``bins``), L1-normalised.
-    It re-identifies a face that left the picture and came back (skin, hair, glasses and lighting differ between
-    people far more than within one person's clip); it is not a face-recognition embedding."""
-    import cv2
-
-    h, w = frame.shape[:2]
-    x1, y1 = int(np.clip(np.floor(box[0]), 0, w - 1)), int(np.clip(np.floor(box[1]), 0, h - 1))
-    x2, y2 = int(np.clip(np.ceil(box[2]), x1 + 1, w)), int(np.clip(np.ceil(box[3]), y1 + 1, h))
-    hsv = cv2.cvtColor(np.ascontiguousarray(frame[y1:y2, x1:x2]), cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1], None, list(bins), [0, 180, 0, 256]).reshape(-1).astype(np.float64)
-    return hist / max(hist.sum(), 1e-9)
-
-
-def appearance_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Hellinger distance of two appearance histograms: 0 (same) … 1 (disjoint)."""
-    return float(np.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(a * b)))))
-
-
 @dataclass
 class _TrackState:
     track_id: int
@@ -689,13 +672,18 @@ class _TrackState:
 class FaceTracker:
     """Every face of a video, linked into tracks across frames — streamed: call :meth:`update` chunk by chunk.
 
-    1. Key frames (every ``detect_every`` frames) go to the detector's :meth:`MTCNNBackend.detect_all` (every face
-       above ``min_prob``; the ``max_faces`` largest when set).
+    1. Key frames (every ``detect_every`` frames, and the first frame after a cut) go to the detector's
+       :meth:`MTCNNBackend.detect_all` (every face above ``min_prob``; the ``max_faces`` largest when set).
     2. Detections are assigned to the active tracks by box overlap (IoU ≥ ``iou_threshold``, optimal assignment).
     3. A detection that overlaps no active track is matched against the tracks lost within ``max_lost_s`` by
-       appearance (:func:`face_appearance`, Hellinger distance ≤ ``reid_threshold``): a face that leaves and comes
-       back keeps its track id. Otherwise it starts a new track.
-    4. Between key frames each track follows its face: with a dense ``landmarks`` backend (:class:`FaceMeshBackend`)
+       identity (the ``identity`` backend's descriptor: dlib's face embedding when ``pip install
+       'emvfer-hf[identity]'`` is installed, else the face's colour histogram; distance ≤ ``reid_threshold``): a face
+       that leaves and comes back keeps its track id. Otherwise it starts a new track.
+    4. After a cut (the picture changes at once: the mean absolute difference of two consecutive frames' 32x18 grey
+       thumbnails is above ``cut_threshold``, in 0..1) positions mean nothing: every detection is matched against
+       every track by identity alone (optimal assignment, distance ≤ ``reid_threshold``), so that two people who
+       swap places across a cut keep their ids.
+    5. Between key frames each track follows its face: with a dense ``landmarks`` backend (:class:`FaceMeshBackend`)
        from the previous frame's mesh, as MediaPipe tracks (the mesh's presence score ends the track's frame run);
        with the 5-point detector, by MTCNN's O-Net on the previous box.
 
@@ -711,9 +699,16 @@ class FaceTracker:
         max_faces: at most this many faces per frame (the largest).
         min_prob: detection confidence for a face on a key frame.
         iou_threshold: box overlap that continues a track.
-        reid_threshold: appearance distance under which a lost track is taken up again.
+        reid_threshold: identity distance at or under which a lost track is taken up again (default: the identity
+            backend's ``threshold``).
         max_lost_s: how long a lost track can be taken up again (None: for the whole video).
         fps: frame rate (for ``max_lost_s``).
+        identity: a :class:`~.face_identity_mert.FaceIdentityBackend`, or its name for
+            :func:`~.face_identity_mert.default_identity_backend` ("auto": the embedding where installed, "dlib",
+            "histogram").
+        cut_threshold: the thumbnail difference that counts as a cut (None: no cut detection).
+        describe_every_s: how often (seconds, on key frames) each followed face's running descriptor takes one more
+            look (the embedding costs about 0.05–0.1 s per face on a CPU core).
     """
 
     def __init__(
@@ -724,9 +719,12 @@ class FaceTracker:
         max_faces: Optional[int] = None,
         min_prob: float = 0.9,
         iou_threshold: float = 0.3,
-        reid_threshold: float = 0.35,
+        reid_threshold: Optional[float] = None,
         max_lost_s: Optional[float] = None,
         fps: float = 25.0,
+        identity="auto",
+        cut_threshold: Optional[float] = 0.2,
+        describe_every_s: float = 1.0,
     ):
         self.detector = detector if detector is not None else MTCNNBackend(detect_size=320)
         if isinstance(landmarks, str):
@@ -738,13 +736,16 @@ class FaceTracker:
                 warnings.warn(f"{error}; face tracks get MTCNN's 5 landmarks (no eyelids)", stacklevel=2)
                 landmarks = None
         self.landmarks = landmarks
+        self.identity: FaceIdentityBackend = default_identity_backend(identity) if isinstance(identity, str) else identity
         self.detect_every = max(1, int(detect_every))
         self.max_faces = None if max_faces is None else max(1, int(max_faces))
         self.min_prob = float(min_prob)
         self.iou_threshold = float(iou_threshold)
-        self.reid_threshold = float(reid_threshold)
+        self.reid_threshold = float(self.identity.threshold if reid_threshold is None else reid_threshold)
         self.max_lost_s = max_lost_s
         self.fps = float(fps)
+        self.cut_threshold = None if cut_threshold is None else float(cut_threshold)
+        self.describe_every = self.detect_every * max(1, int(round(describe_every_s * self.fps / self.detect_every)))
         self.reset()
 
     def reset(self) -> None:
@@ -752,6 +753,8 @@ class FaceTracker:
         self._tracks: dict[int, _TrackState] = {}
         self._next_id = 0
         self._frame = 0
+        self._thumbnail: Optional[np.ndarray] = None
+        self.cuts: list[int] = []  # frames detected as the first after a cut
 
     @property
     def dense(self) -> bool:
@@ -762,7 +765,24 @@ class FaceTracker:
         """Tracks started so far."""
         return self._next_id
 
+    def track_descriptors(self) -> dict[int, np.ndarray]:
+        """``{track_id: descriptor}``: each track's running identity descriptor (the ``identity`` backend's), for
+        grouping the tracks of many videos into persons (:func:`~.face_identity_mert.cluster_descriptors`)."""
+        return {tid: track.appearance.copy() for tid, track in sorted(self._tracks.items())}
+
     # -- one frame
+    def _is_cut(self, frame: np.ndarray) -> bool:
+        """Whether ``frame`` starts a new shot (its thumbnail differs from the previous frame's by more than
+        ``cut_threshold``)."""
+        if self.cut_threshold is None:
+            return False
+        import cv2
+
+        grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+        thumbnail = cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        previous, self._thumbnail = self._thumbnail, thumbnail
+        return previous is not None and float(np.abs(thumbnail - previous).mean()) > self.cut_threshold
+
     def _key_detections(self, frame: np.ndarray) -> FaceTrack:
         faces = self.detector.detect_all(frame, min_prob=self.min_prob)
         if self.max_faces is not None and len(faces) > self.max_faces:
@@ -770,13 +790,14 @@ class FaceTracker:
             faces = faces.select(np.sort(np.argsort(-size)[: self.max_faces]))
         return faces
 
-    def _assign(self, frame: np.ndarray, faces: FaceTrack) -> list[tuple[int, int]]:
-        """(detection row, track id) pairs for a key frame's detections; starts and resumes tracks."""
+    def _assign(self, frame: np.ndarray, faces: FaceTrack, cut: bool = False) -> list[tuple[int, int]]:
+        """(detection row, track id) pairs for a key frame's detections; starts and resumes tracks. After a ``cut``
+        every detection is matched to every track by identity alone."""
         from scipy.optimize import linear_sum_assignment
 
         active = [t for t in self._tracks.values() if not t.lost]
         pairs, free = [], list(range(len(faces)))
-        if active and len(faces):
+        if active and len(faces) and not cut:
             iou = box_iou(faces.boxes, np.stack([t.box for t in active]))
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols):
@@ -787,17 +808,22 @@ class FaceTracker:
         for track in active:  # not seen on this key frame: lost (it may come back)
             if track.track_id not in matched:
                 track.lost, track.roi = True, None
-        for r in free:
-            appearance = face_appearance(frame, faces.boxes[r])
-            taken = {tid for _, tid in pairs}
-            lost = [t for t in self._tracks.values() if t.lost and t.track_id not in taken
-                    and (self.max_lost_s is None or (self._frame - t.last_frame) / self.fps <= self.max_lost_s)]  # fmt: skip
-            distance = [appearance_distance(appearance, t.appearance) for t in lost]
-            if lost and min(distance) <= self.reid_threshold:
-                track = lost[int(np.argmin(distance))]
+        if not free:
+            return pairs
+        described = self.identity.describe(frame, faces.boxes[free], faces.landmarks[free])
+        candidates = [t for t in self._tracks.values() if t.lost and t.track_id not in matched
+                      and (self.max_lost_s is None or (self._frame - t.last_frame) / self.fps <= self.max_lost_s)]  # fmt: skip
+        taken: dict[int, _TrackState] = {}
+        if candidates:
+            distance = self.identity.distances(described, np.stack([t.appearance for t in candidates]))
+            rows, cols = linear_sum_assignment(distance)
+            taken = {int(r): candidates[c] for r, c in zip(rows, cols) if distance[r, c] <= self.reid_threshold}
+        for k, r in enumerate(free):
+            track = taken.get(k)
+            if track is not None:
                 track.lost = False
             else:
-                track = _TrackState(self._next_id, faces.boxes[r], appearance, self._frame)
+                track = _TrackState(self._next_id, faces.boxes[r], described[k], self._frame)
                 self._tracks[track.track_id] = track
                 self._next_id += 1
             pairs.append((r, track.track_id))
@@ -821,9 +847,13 @@ class FaceTracker:
 
         for i, frame in enumerate(frames):
             seen = set()
-            if self._frame % self.detect_every == 0:
+            cut = self._is_cut(frame)
+            if cut:
+                self.cuts.append(self._frame)
+            key = self._frame % self.detect_every == 0 or cut
+            if key:
                 faces = self._key_detections(frame)
-                for r, tid in self._assign(frame, faces):
+                for r, tid in self._assign(frame, faces, cut=cut):
                     track = self._tracks[tid]
                     if self.dense:
                         track.roi = self.landmarks._roi_from_detection(faces.boxes[r], faces.landmarks[r])
@@ -855,10 +885,17 @@ class FaceTracker:
                     target.boxes[i], target.landmarks[i], target.probs[i] = box, lm, prob
                     track.box = box
                 track.last_frame = self._frame
-                if self._frame % self.detect_every == 0:  # a slow running mean of the look of the face
-                    track.appearance = 0.8 * track.appearance + 0.2 * face_appearance(frame, track.box)
+            if self._frame % self.describe_every == 0:  # a slow running mean of the look of each face
+                self._update_descriptors(frame, [t for t in self._tracks.values() if not t.lost
+                                                 and t.last_frame == self._frame])  # fmt: skip
             self._frame += 1
         return out
+
+    def _update_descriptors(self, frame: np.ndarray, tracks: list) -> None:
+        if tracks:
+            described = self.identity.describe(frame, np.stack([t.box for t in tracks]))
+            for track, descriptor in zip(tracks, described):
+                track.appearance = self.identity.merge(track.appearance, descriptor, 0.2)
 
 
 FACE_BACKENDS = ("mesh", "mtcnn")
