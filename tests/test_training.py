@@ -243,17 +243,26 @@ def test_affwild2_is_scored_per_frame(workdir, pretrained):
 
 
 def test_two_process_cpu_run(workdir, pretrained):
+    import socket
+
     out = workdir / "run-ddp"
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # `--cpu --num_processes 2` starts ONE process in accelerate >= 1.16; two CPU processes need the multi-GPU
+    # launcher with ACCELERATE_USE_CPU=1 (gloo)
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "examples" / "finetune_peml.py"),
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+        "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        str(REPO / "examples" / "finetune_peml.py"),
         "--dataset", "dfew", "--data_dir", str(workdir / "DFEW"), "--model_name_or_path", str(pretrained),
         "--max_train_steps", "2", "--validation_fraction", "0.2", "--metric_for_best_model", "war",
         *common_args(workdir, out),
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads((out / "results.json").read_text())["num_processes"] == 2
     results = json.loads((out / "results.json").read_text())
     from emvfer_hf.data import load_dfew
 

@@ -370,7 +370,7 @@ def run_pretrain(args) -> dict:
                **_selection_results(history, validation),
                "eye_prior": {"fitted_on": "the training clips' spans of their recordings, before training",
                              "num_series": len(prior_series)},
-               "command": _command_line()}  # fmt: skip
+               "num_processes": accelerator.num_processes, "command": _command_line()}  # fmt: skip
     if accelerator.is_main_process:
         if "predictions" in history:
             results = write_results(output_dir, history["predictions"], label_names, results)
@@ -433,7 +433,7 @@ def run_finetune(args) -> dict:
     results = {"stage": "peml", "dataset": args.dataset, "fold": args.fold, "base_model": args.model_name_or_path,
                "sample_data": is_sample_data(root), "test_subject": args.test_subject,
                "train_loss": history["train_loss"], **_selection_results(history, validation),
-               "command": _command_line()}  # fmt: skip
+               "num_processes": accelerator.num_processes, "command": _command_line()}  # fmt: skip
     model = save_trained(accelerator, model, output_dir, processor)
     if accelerator.is_main_process:
         frames = None
@@ -475,7 +475,7 @@ def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Pa
     merged = {k: np.concatenate([p[k] for p in gathered]) for k in gathered[0]}
     results = {"stage": "peml", "dataset": args.dataset, "protocol": "loso", "subjects": per_subject,
                "sample_data": is_sample_data(root), "selection_per_subject": selection,
-               "base_model": args.model_name_or_path, "command": _command_line()}  # fmt: skip
+               "base_model": args.model_name_or_path, "num_processes": accelerator.num_processes, "command": _command_line()}  # fmt: skip
     model = save_trained(accelerator, model, output_dir, processor)  # the last subject's model, a usable checkpoint
     if accelerator.is_main_process:
         results = write_results(output_dir, merged, label_names, results)
