@@ -261,7 +261,9 @@ def _report_info(args, ctx, records, start: float) -> dict:
     return {
         "title": f"{args.dataset.upper()} {'sample data' if ctx.is_sample else ''}".strip(),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "minutes": (time.time() - start) / 60, "device": f"{os.cpu_count()} CPU cores, {platform.machine()}, torch {torch.__version__}",
+        "minutes": (time.time() - start) / 60, "cached_only": bool(getattr(args, "cached_only", False)),
+        "run_minutes": sum(run.get("seconds", 0.0) for runs in records.values() for run in runs.values()) / 60,
+        "device": f"{os.cpu_count()} CPU cores, {platform.machine()}, torch {torch.__version__}",
         "is_sample": ctx.is_sample, "num_train": len(ctx.train_set), "num_test": first_record["num_test"],
         "label_names": list(ctx.label_names), "target": target, "stage1": stage1, "model": model,
         "budget": f"{args.max_train_steps} steps, batch {args.batch_size}, AdamW lr {args.learning_rate} (cosine)",

@@ -70,8 +70,9 @@ VARIANTS: dict[str, Variant] = {
                 "Start from the EMER pre-trained MERT (eye-tracker input) and fine-tune everything on the target "
                 "data with the visual eye series — no PEML."),
         Variant("peml", "+ PEML fine-tuning (full EM-VFER)", "pretrained", "peml", "visual",
-                "Start from the EMER pre-trained MERT and run PEML: encoders frozen, prompts scaled by W(E', Ē), "
-                "progressive level losses. Also the reference row of Tables IX/X and of the PEML ablations."),
+                "Start from the EMER pre-trained MERT and run PEML: encoders frozen, prompts, W(E', Ē) scaling the "
+                "eye evidence, progressive level losses. Also the reference row of Tables IX/X and of the PEML "
+                "ablations."),
         # Table IX: the prior Ē (the default is the distributional-feature prior, a deliberate difference)
         Variant("prior_mean", "Prior: mean series, Euclidean (paper-literal)", "pretrained", "peml", "visual",
                 "W = 1/(dist(E', Ē)+eps) with Ē the mean tracker series and the Euclidean distance — the literal "
@@ -92,7 +93,7 @@ VARIANTS: dict[str, Variant] = {
                 "No prompt tokens (input instruction off); level losses kept.",
                 lambda c: {"num_prompt_tokens": 0}),
         Variant("no_instruction_weights", "PEML without instruction weights (W ≡ 1)", "pretrained", "peml", "visual",
-                "Prompts kept but the eye prompts are not scaled by W.",
+                "Prompts kept, but W does not scale the eye evidence (W ≡ 1 in the model, in both stages' forward).",
                 lambda c: {"use_instruction_weights": False}),
         Variant("no_level_losses", "PEML without level losses", "pretrained", "peml", "visual",
                 "Only the final head's CE (loss instruction [12] off).",
