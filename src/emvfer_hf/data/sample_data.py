@@ -193,6 +193,17 @@ def generate_eye_series(
                              metadata={"source": "sample_data", "rate_hz": rate_hz})
 
 
+def tracker_quality_series(series: EyeMovementSeries, rng: np.random.Generator) -> EyeMovementSeries:
+    """What the sample EMER eye tracker records of a raw ground-truth series (the recipe of the EMER TSVs):
+    ``TRACKER_NOISE_STD`` added to every sample, and blink rows invalid (the tracker loses the pupil under the lid).
+    Raw units, like the input; normalise it (or let the processor) before comparing with an extractor."""
+    values = np.asarray(series.values, np.float64)
+    noisy = values + rng.normal(0, 1, values.shape) * np.array(TRACKER_NOISE_STD)
+    valid = np.asarray(series.valid, bool) & (values[:, 4] != BLINK)
+    return EyeMovementSeries(noisy.astype(np.float32), valid, series.times_s, normalized=False,
+                             metadata={**(series.metadata or {}), "recorded_by": "sample tracker"})
+
+
 def _sample_series_at(series: EyeMovementSeries, times_s: np.ndarray) -> np.ndarray:
     """Values at frame times: continuous channels interpolated, behaviour 'blink' if any blink sample falls in the
     frame's exposure (so short blinks are not lost between frames)."""
