@@ -521,8 +521,10 @@ def report_markdown(info: dict, a: dict) -> str:
               f"({info['num_test_bad']} bad-eye).",
               f"- Seeds run: {', '.join(map(str, a['seeds']))} (designed: 0–9)."
               + (f" {info['note']}" if info.get("note") else ""),
-              f"- Time: {info['minutes']:.0f} min for this invocation; per seed, stage 1 "
-              + (", ".join(f"{v:.1f}" for v in stage1.values()) or "n/a") + " min (when trained) and the seven arms "
-              + ", ".join(f"{v:.1f}" for v in info["arm_minutes_per_seed"].values()) + " min.", ""]  # fmt: skip
+              f"- Time (2 shared CPU cores): {sum(stage1.values()) + sum(info['arm_minutes_per_seed'].values()):.0f} "
+              "min of training and testing in all; per seed, stage 1 "
+              + (", ".join(f"{v:.1f}" for v in stage1.values()) or "n/a") + " min and the seven arms (with checks "
+              "(a)–(b) not counted) " + ", ".join(f"{v:.1f}" for v in info["arm_minutes_per_seed"].values())
+              + " min.", ""]  # fmt: skip
     lines = [line for line in lines if line is not None]
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
