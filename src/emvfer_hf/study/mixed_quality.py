@@ -25,9 +25,9 @@ import logging
 import math
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -118,7 +118,7 @@ class MixedQualityClips(ClipDataset):
     item carries `instruction_weights` (a scalar; `collate_clips` stacks them to (B,)), which `train`/`predict` hand
     to the model by name: the model then uses that W instead of W(E', Ē)."""
 
-    def __init__(self, dataset, processor, sample_root, tags: dict, weights: Optional[Sequence[float]] = None,
+    def __init__(self, dataset, processor, sample_root, tags: dict, weights: Sequence[float] | None = None,
                  train: bool = False, seed: int = 0):  # fmt: skip
         super().__init__(dataset, processor, "visual", train=train, seed=seed)
         self.sample_root = Path(sample_root)
@@ -234,7 +234,7 @@ def seed_checks(ctx, world: World, pretrained_dir: Path, seed: int) -> dict:
     bad_train = world.train.is_bad
     auc = _auc(w_train[~bad_train], w_train[bad_train])
     w_bad = float(np.median(w_train[bad_train]))
-    make = lambda w: MixedQualityClips(ctx.test_set, ctx.processor, world.sample_root, world.tags,  # noqa: E731
+    make = lambda w: MixedQualityClips(ctx.test_set, ctx.processor, world.sample_root, world.tags,
                                        weights=np.full(len(ctx.test_set), w))  # fmt: skip
     logits_one = run_predict(ctx, model, make(1.0))["logits"]
     logits_bad = run_predict(ctx, model, make(w_bad))["logits"]
@@ -339,7 +339,6 @@ def study_namespace(args) -> argparse.Namespace:
 def run_mixed_quality(args) -> dict:
     """Run the design (every seed of `args.seeds` in order, every arm; finished runs are reused) and write the
     report. A seed counts only when all its arms finished."""
-    start = time.time()
     if args.quick:
         args.seeds, args.max_train_steps, args.pretrain_steps = args.seeds[:1], 2, 2
     sargs = study_namespace(args)
@@ -361,7 +360,7 @@ def run_mixed_quality(args) -> dict:
         checks = seed_checks(ctx, world, pretrained, seed)
         records = {arm: train_arm(arm, seed, ctx, world, pretrained, checks) for arm in ARMS}
         seeds[seed] = {"checks": checks, "records": records}
-        payload = write_outputs(args, sargs, world, seeds, time.time() - start)  # after every seed
+        payload = write_outputs(args, sargs, world, seeds)  # after every seed
     if not seeds:
         raise RuntimeError("no seed finished")
     return payload
@@ -372,8 +371,8 @@ def run_mixed_quality(args) -> dict:
 def analyse(seeds: dict) -> dict:
     order = sorted(seeds)
     checks = [seeds[s]["checks"] for s in order]
-    war = lambda arm, key="metrics": np.array([seeds[s]["records"][arm][key]["war"] for s in order])  # noqa: E731
-    uar = lambda arm: np.array([seeds[s]["records"][arm]["metrics"]["uar"] for s in order])  # noqa: E731
+    war = lambda arm, key="metrics": np.array([seeds[s]["records"][arm][key]["war"] for s in order])
+    uar = lambda arm: np.array([seeds[s]["records"][arm]["metrics"]["uar"] for s in order])
     aucs = np.array([c["auc"] for c in checks])
     moved = np.array([c["share_moved"] for c in checks])
     oracle_gain = 100 * (war("w_oracle") - war(REFERENCE))
@@ -412,26 +411,53 @@ def _mean(values) -> str:
     return f"{100 * np.mean(values):.1f}"
 
 
-def write_outputs(args, sargs, world: World, seeds: dict, seconds: float) -> dict:
+def write_outputs(args, sargs, world: World, seeds: dict) -> dict:
     analysis = analyse(seeds)
     n, designed = len(analysis["seeds"]), 10
     info = {"design": DESIGN, "seeds_run": analysis["seeds"], "seeds_designed": list(range(designed)),
             "peml_steps": sargs.max_train_steps, "pretrain_steps": sargs.pretrain_steps, "batch_size": sargs.batch_size,
             "learning_rate": sargs.learning_rate, "config_overrides": sargs.config_overrides, "quick": bool(args.quick),
-            "minutes": seconds / 60, "note": getattr(args, "note", None), "num_train": len(world.train), "num_test": len(world.test),
+            "note": getattr(args, "note", None), "num_train": len(world.train), "num_test": len(world.test),
             "num_test_bad": int(world.test.is_bad.sum()),
             "stage1_minutes_per_seed": _stage1_minutes(sargs, analysis["seeds"]),
             "arm_minutes_per_seed": {s: sum(r["seconds"] for r in seeds[s]["records"].values()) / 60
                                      for s in analysis["seeds"]}}  # fmt: skip
-    payload = {"info": info, "analysis": analysis,
-               "tags": world.tags,
-               "per_seed": {s: {"checks": {k: v for k, v in seeds[s]["checks"].items()},
-                                "records": seeds[s]["records"]} for s in analysis["seeds"]}}  # fmt: skip
+    test_clips = [{"clip_id": c, "label": int(y), "tag": t}
+                  for c, y, t in zip(world.test.clip_ids, world.test.dataset["label"], world.test.tags)]  # fmt: skip
+    slim = lambda r: {k: v for k, v in r.items() if k not in ("indices", "labels")}
+    for s in analysis["seeds"]:
+        for r in seeds[s]["records"].values():
+            if r["indices"] != list(range(len(test_clips))) or r["labels"] != [c["label"] for c in test_clips]:
+                raise ValueError(f"seed {s}, {r['arm']}: the predictions are not in the test split's row order")
+    payload = {"info": info, "analysis": analysis, "test_clips": test_clips,
+               "train_tags": dict(zip(world.train.clip_ids, world.train.tags)),
+               "per_seed": {s: {"checks": seeds[s]["checks"],
+                                "records": {a: slim(r) for a, r in seeds[s]["records"].items()}}
+                            for s in analysis["seeds"]}}  # fmt: skip
     out = Path(sargs.output_dir)
-    save_json(out / "mixed_quality.json", payload)
+    (out / "mixed_quality.json").write_text(compact_json(payload), encoding="utf-8")
     (out / "mixed_quality.md").write_text(report_markdown(info, analysis), encoding="utf-8")
     logger.info("report: %s (%d seed(s))", out / "mixed_quality.md", n)
     return payload
+
+
+def compact_json(payload, digits: int = 6) -> str:
+    """JSON with floats rounded to `digits` and every list of numbers or strings on one line (the per-clip lists
+    of the per-seed records stay readable and small)."""
+    import re
+
+    def rounded(o):
+        if isinstance(o, float):
+            return round(o, digits)
+        if isinstance(o, dict):
+            return {str(k): rounded(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [rounded(v) for v in o]
+        return o.tolist() if hasattr(o, "tolist") else o
+
+    text = json.dumps(rounded(payload), indent=1, ensure_ascii=False)
+    flat = re.compile(r'\[\s*((?:-?[0-9.eE+-]+|"[^",\n]*"|null|true|false)(?:,\s*(?:-?[0-9.eE+-]+|"[^",\n]*"|null|true|false))*)\s*\]')
+    return flat.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
 def _stage1_minutes(sargs, seeds) -> dict:
@@ -449,9 +475,9 @@ def _claim(verdict: str) -> str:
 
 def report_markdown(info: dict, a: dict) -> str:
     checks, arms, n = a["checks"], a["arms"], len(a["seeds"])
-    ok = lambda c: "**passed**" if c["passed"] else "**FAILED**"  # noqa: E731
+    ok = lambda c: "**passed**" if c["passed"] else "**FAILED**"
     lines = ["# Does W help where it should? The mixed-quality study — report", "",
-             f"Design, fixed before the first run: [`mixed_quality_design.md`](mixed_quality_design.md). Written by "
+             "Design, fixed before the first run: [`mixed_quality_design.md`](mixed_quality_design.md). Written by "
              "`examples/mixed_quality_study.py` (`emvfer_hf.study.mixed_quality`).", ""]  # fmt: skip
     if info["quick"]:
         lines += ["> `--quick`: a smoke run (tiny model, 2 steps, one seed) — the numbers mean nothing.", ""]
