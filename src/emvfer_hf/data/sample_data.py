@@ -52,6 +52,9 @@ VIDEO_FPS = 15.0
 DISPLAY_RESOLUTION = (1920, 1080)
 SERIES_DIR = "sample_eye_series"
 MANIFEST = "sample_manifest.json"
+#: The EMER eye tracker's measurement noise (σ per canonical channel: pupils mm, gaze in [-1, 1], behaviour): what
+#: the sample EMER recordings add to the ground truth (`tracker_quality_series` gives any clip such a recording)
+TRACKER_NOISE_STD = (0.03, 0.03, 0.004, 0.004, 0.0)
 
 
 # ----------------------------------------------------------------------------------------------- class styles
@@ -188,6 +191,17 @@ def generate_eye_series(
                        behaviour], axis=1)
     return EyeMovementSeries(values.astype(np.float32), np.ones(n, bool), t, normalized=False,
                              metadata={"source": "sample_data", "rate_hz": rate_hz})
+
+
+def tracker_quality_series(series: EyeMovementSeries, rng: np.random.Generator) -> EyeMovementSeries:
+    """What the sample EMER eye tracker records of a raw ground-truth series (the recipe of the EMER TSVs):
+    ``TRACKER_NOISE_STD`` added to every sample, and blink rows invalid (the tracker loses the pupil under the lid).
+    Raw units, like the input; normalise it (or let the processor) before comparing with an extractor."""
+    values = np.asarray(series.values, np.float64)
+    noisy = values + rng.normal(0, 1, values.shape) * np.array(TRACKER_NOISE_STD)
+    valid = np.asarray(series.valid, bool) & (values[:, 4] != BLINK)
+    return EyeMovementSeries(noisy.astype(np.float32), valid, series.times_s, normalized=False,
+                             metadata={**(series.metadata or {}), "recorded_by": "sample tracker"})
 
 
 def _sample_series_at(series: EyeMovementSeries, times_s: np.ndarray) -> np.ndarray:
@@ -535,7 +549,7 @@ def _make_emer(root, w: _Writer, cpc, num_frames, size, noise, seed, domain: Opt
         write_mp4(root / "face video" / f"{clip_id}.mp4", clip.frames)
         s = clip.series
         blink = s.values[:, 4] == BLINK
-        noisy = s.values + rng.normal(0, 1, s.values.shape) * np.array([0.03, 0.03, 0.004, 0.004, 0])
+        noisy = s.values + rng.normal(0, 1, s.values.shape) * np.array(TRACKER_NOISE_STD)
         write_tobii_tsv(
             root / "eye_movement data" / f"{clip_id}.tsv", s.times_s * 1000.0,
             (noisy[:, 2] + 1) / 2 * DISPLAY_RESOLUTION[0], (noisy[:, 3] + 1) / 2 * DISPLAY_RESOLUTION[1],
