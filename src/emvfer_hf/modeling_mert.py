@@ -567,6 +567,7 @@ class MERTPreTrainedModel(PreTrainedModel):
             init.ones_(module.feature_scale)
             init.copy_(module.feature_precision, torch.eye(NUM_FEATURES))
             init.zeros_(module.features_initialized)
+            init.zeros_(module.features_own_rate)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
