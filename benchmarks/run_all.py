@@ -29,11 +29,19 @@ import bench_levers  # noqa: E402
 import bench_train_step  # noqa: E402
 import common  # noqa: E402
 
+class _Bf16Levers:
+    """bench_levers' bf16 inference levers (`run_bf16`, `markdown_bf16`) as a benchmark module."""
+
+    run = staticmethod(bench_levers.run_bf16)
+    markdown = staticmethod(bench_levers.markdown_bf16)
+
+
 # name → (module, result file stem); the stem carries the device for device-dependent benchmarks
 BENCHMARKS = {
     "cost": (bench_cost, "model_cost"),
     "forward": (bench_forward, "forward_{device}"),
     "levers": (bench_levers, "levers_{device}"),
+    "levers_bf16": (_Bf16Levers, "levers_bf16_{device}"),
     "train": (bench_train_step, "train_step_{device}"),
 }
 EXTERNAL = {  # scripts with their own command line, run as they are
@@ -48,6 +56,7 @@ SECTIONS = [  # (title, file stem, module)
     ("Model cost (paper Table XI)", "model_cost", bench_cost),
     ("Model forward, CPU", "forward_cpu", bench_forward),
     ("Speed levers, CPU", "levers_cpu", bench_levers),
+    ("Inference levers in bf16, CPU", "levers_bf16_cpu", _Bf16Levers),
     ("Training step, CPU", "train_step_cpu", bench_train_step),
     ("End-to-end pipeline, CPU", "end_to_end", bench_end_to_end),
     ("Model forward, GPU", "forward_cuda", bench_forward),

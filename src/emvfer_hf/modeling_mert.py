@@ -251,9 +251,11 @@ class MERTLayer(ViTLayer):
     def _attention(self, normed: torch.Tensor) -> torch.Tensor:
         """Self-attention of (n, S, D) normalised tokens. With SDPA and `FUSED_QKV`: one GEMM for the query, key and
         value projections (the weights concatenated on the fly, so gradients reach each of them) and SDPA on strided
-        views of its output; otherwise transformers' `ViTAttention` (eager attention, or `FUSED_QKV` off)."""
+        views of its output; otherwise transformers' `ViTAttention` (eager attention, int8-quantised projections, or
+        `FUSED_QKV` off)."""
         attention = self.attention
-        if not FUSED_QKV or attention.config._attn_implementation != "sdpa":
+        fusable = isinstance(attention.q_proj.weight, torch.Tensor)  # not a quantised (int8) linear layer
+        if not FUSED_QKV or not fusable or attention.config._attn_implementation != "sdpa":
             return attention(normed)[0]
         n, seq_len, _ = normed.shape
         projections = (attention.q_proj, attention.k_proj, attention.v_proj)
