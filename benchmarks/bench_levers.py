@@ -26,7 +26,8 @@ native bf16, MERT with bf16 weights (`precision.inference_model(model, "bf16")`)
 - `eager_attention`: transformers' eager attention;
 - `bf16_autocast`: fp32 weights under `torch.autocast(bfloat16)`;
 - `int8_dynamic`: `precision.inference_model(model, "int8")` (the encoders' linear layers dynamically quantised);
-- `fp32`: the model in fp32, for the scale.
+- `fp32`: the model in fp32, for the scale;
+- `torch_compile` with inductor's `freezing` (not in quick mode), in its own rounds against eager bf16 weights.
 Each with its largest logit difference from fp32.
 """
 
@@ -335,8 +336,10 @@ def run_bf16(size: str = "paper", quick: bool = False, device: str = "cpu") -> d
     deviation = {name: float((fn().float() - reference).abs().max()) for name, fn in variants.items()}
     stats = common.time_interleaved(variants, warmup, reps, device)
     base = stats["bf16_weights"]["median_ms"]
+    compiled = None if quick else _compiled_frozen(bf16, inputs, reference, warmup, reps, device)
     return {
         "benchmark": "levers_bf16",
+        "torch_compile_freezing": compiled,
         "size": size,
         "device": device,
         "quick": quick,
@@ -349,6 +352,43 @@ def run_bf16(size: str = "paper", quick: bool = False, device: str = "cpu") -> d
         "logit_std_fp32": float(reference.std()),
         "machine": common.machine_info(device),
     }
+
+
+def _compiled_frozen(model, inputs, reference, warmup, reps, device) -> dict:
+    """`torch.compile` of the bf16 model with inductor's `freezing` (weights folded in as constants and prepacked for
+    oneDNN, element-wise epilogues fused): compilation time, then eager and compiled in their own interleaved rounds."""
+    import torch._inductor.config as inductor_config
+
+    saved = inductor_config.freezing
+    inductor_config.freezing = True
+    try:
+        compiled = torch.compile(model)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            logits = compiled(**inputs).logits
+        compile_s = time.perf_counter() - start
+
+        def run(m):
+            def call():
+                with torch.inference_mode():
+                    return m(**inputs).logits
+
+            return call
+
+        timed = common.time_interleaved({"eager": run(model), "compiled": run(compiled)}, warmup, reps, device)
+        return {
+            "ok": True,
+            "compile_and_first_call_s": round(compile_s, 1),
+            "max_abs_logit_diff_vs_fp32": float((logits.float() - reference).abs().max()),
+            "eager": timed["eager"],
+            "compiled": timed["compiled"],
+            "speedup": round(timed["eager"]["median_ms"] / timed["compiled"]["median_ms"], 3),
+            "speedup_of_min": round(timed["eager"]["min_ms"] / timed["compiled"]["min_ms"], 3),
+        }
+    except Exception as error:  # a compiler toolchain problem is a result too
+        return {"ok": False, "error": f"{type(error).__name__}: {str(error)[:300]}"}
+    finally:
+        inductor_config.freezing = saved
 
 
 def markdown_bf16(result: dict) -> str:
@@ -365,6 +405,15 @@ def markdown_bf16(result: dict) -> str:
     for name, s in v.items():
         lines.append(f"| {name} | {s['median_ms']:.0f} | {s['min_ms']:.0f}–{s['max_ms']:.0f} | "
                      f"{base / s['median_ms']:.2f}x | {result['max_abs_logit_diff_vs_fp32'][name]:.2e} |")  # fmt: skip
+    c = result.get("torch_compile_freezing")
+    if c and c["ok"]:
+        lines.append(f"| torch_compile, freezing (own rounds vs eager bf16 weights {c['eager']['median_ms']:.0f} ms) | "
+                     f"{c['compiled']['median_ms']:.0f} | {c['compiled']['min_ms']:.0f}–{c['compiled']['max_ms']:.0f} | "
+                     f"{c['speedup']:.2f}x | {c['max_abs_logit_diff_vs_fp32']:.2e} |")  # fmt: skip
+        lines += ["", f"torch.compile with freezing: compilation + first call {c['compile_and_first_call_s']:.0f} s "
+                  f"(once per process and per new input shape)."]  # fmt: skip
+    elif c:
+        lines += ["", f"torch.compile with freezing failed: {c['error']}"]
     return "\n".join(lines)
 
 

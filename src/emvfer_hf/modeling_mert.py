@@ -156,8 +156,9 @@ def _vit_config(config: MERTConfig, part: str) -> ViTConfig:
     return vit_config
 
 
-# The largest activation one chunk of a `MERTLayer` may allocate on CPU, in bytes (see `MERTLayer`).
-CPU_LAYER_CHUNK_BYTES = 16 * 2**20
+# The largest activation one chunk of a `MERTLayer` may allocate on CPU, in bytes (see `MERTLayer`): below glibc's
+# largest mmap threshold (32 MiB), so that the chunks are reused from the heap once it is prepared.
+CPU_LAYER_CHUNK_BYTES = 24 * 2**20
 # Whether `MERTLayer` runs the query, key and value projections as one GEMM on CPU (a switch for the benchmarks).
 FUSED_QKV = True
 _cpu_heap_prepared = False
@@ -169,7 +170,7 @@ def _prepare_cpu_heap() -> None:
     glibc's malloc serves blocks above its mmap threshold with mmap and unmaps them on free, so they come back as
     fresh, zero-filled pages on every call. The threshold starts at 128 KiB and rises to the size of each mmap'd block
     that is freed, up to 32 MiB, and its heap-trim threshold to twice that; freeing one such block puts both at their
-    maximum at once, so `MERTLayer`'s chunks (≤ 16 MiB) and the per-clip tensors of the forward are reused from the
+    maximum at once, so `MERTLayer`'s chunks (≤ 24 MiB) and the per-clip tensors of the forward are reused from the
     heap, and up to 64 MiB freed at the heap's top is kept. This is process-wide (glibc reaches the same state by
     itself once any program frees such a block). Measured at the paper configuration (benchmarks/README.md): the
     fresh-page faults of a forward drop to zero. With another C allocator it is just an allocation and a free.
@@ -191,9 +192,10 @@ class MERTLayer(ViTLayer):
       three weights concatenated) and SDPA once over as many sequences as keep the (n, S, 3·D) projection under
       `CPU_LAYER_CHUNK_BYTES` — at the paper size in bf16, all 16 frames in one call;
     - the MLP half, x + MLP(LN(x)), runs in chunks whose (n, S, intermediate_size) hidden state stays under
-      `CPU_LAYER_CHUNK_BYTES` (16 MiB). glibc hands out larger blocks with mmap and returns them on free, so every call
-      would fault in fresh zeroed pages: at the paper configuration (16 frames × 203 tokens, a 40 MB fp32 hidden
-      state per layer) those page faults cost more than the GELU itself.
+      `CPU_LAYER_CHUNK_BYTES` (24 MiB). glibc hands out blocks above its mmap threshold (at most 32 MiB) with mmap and
+      returns them on free, so every call would fault in fresh zeroed pages: at the paper configuration (16 frames ×
+      203 tokens, a 40 MB fp32 hidden state per layer) those page faults cost more than the GELU itself. In bf16 a
+      clip's 20 MB hidden state stays whole (bigger GEMMs); a batch of windows is split.
     Without gradients (inference), the chunks write straight into one output tensor (no concatenation). On other
     devices, with an attention mask, while attention maps are recorded (`run_whole`) and under `torch.compile`
     (inductor plans its own memory) the block runs whole as transformers' `ViTLayer`. On CPU it first prepares
