@@ -7,7 +7,7 @@ The one-face video is the real face clip upscaled to 1280x720 and looped (as in 
 two-face video puts two copies of it side by side (each 640 wide, the right one mirrored and played backwards). At
 the paper size: `--dtype auto` (the default: bf16 weights where the CPU has native bf16) on 10 s with one face and
 with two faces, then one face on 4 s in bf16 autocast and in fp32. The analysis runs with the defaults (2 s windows
-every 1 s, batch 8) and random weights. The real-time factor is
+every 1 s, batch 8) and random weights, the model in the PEML stage (prompts on, as deployed). The real-time factor is
 seconds of video per second of wall time (>= 1: faster than real time). The time inside the model's forward is
 measured apart, so that the face + eye pipeline's share can be read off: `pipeline_s = wall_s - model_s`.
 """
@@ -59,6 +59,7 @@ def run_one(video: Path, seconds: float, size: str, dtype: str, faces: int = 1) 
     config = mert_config(size)
     model = MERTForVideoClassification(config).eval()
     model.set_eye_prior_from_series(torch.randn(8, config.eye_sequence_length, 5))
+    model.set_training_stage("peml")  # as deployed after fine-tuning: the prompts on
     if size == "tiny":
         processor = MERTVideoProcessor(num_frames=config.num_frames, size={"height": config.image_size,
                                        "width": config.image_size}, eye_sequence_length=config.eye_sequence_length)  # fmt: skip

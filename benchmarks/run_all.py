@@ -68,10 +68,12 @@ SECTIONS = [  # (title, file stem, module)
 def _machine_line(machine: dict) -> str:
     gpu = machine.get("gpu")
     gpu_text = f"; GPU {gpu['name']} ({gpu['memory_gib']} GiB, CUDA {gpu['cuda']})" if gpu else "; no GPU"
+    flags = ", ".join(f for f in machine.get("cpu_flags", []) if f.startswith(("amx", "avx512_bf16"))) or "no native bf16"
+    date = f", {machine['date_utc']} UTC" if machine.get("date_utc") else ""
     return (
-        f"{machine['cpu']}, {machine['logical_cores']} logical cores ({machine['torch_threads']} torch threads, "
-        f"{machine['cpu_capability']}), torch {machine['torch']}, transformers {machine['transformers']}{gpu_text}; "
-        f"load average at the end {machine['load_average_1_5_15min'][0]}"
+        f"{machine['cpu']} ({flags}), {machine['logical_cores']} logical cores ({machine['torch_threads']} torch "
+        f"threads, {machine['cpu_capability']}), torch {machine['torch']}, transformers {machine['transformers']}"
+        f"{gpu_text}{date}; load average at the end {machine['load_average_1_5_15min'][0]}"
     )
 
 
