@@ -161,16 +161,20 @@ def main(argv=None):
 
 def markdown(result: dict) -> str:
     """The table of a result: latency and agreement with PyTorch fp32 per path."""
-    lines = ["| path | median ms (min) | vs PyTorch fp32 | vs bf16 weights | top-1 agreement, real clips | max abs Δlogit, "
+    lines = [f"Batch 1, {result['threads']} threads, median of {result.get('timed_rounds', '?')} interleaved rounds; "
+             f"{result['num_accuracy_clips']} clips for the agreement (logit std in fp32: "
+             f"{result.get('logit_std_fp32', float('nan')):.3f}).", "",
+             "| path | median ms (min) | vs PyTorch fp32 | vs bf16 weights | top-1 agreement, real clips | max abs Δlogit, "
              "real clips | top-1 agreement, all clips | max abs Δlogit, all |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, latency in result["latency"].items():
         a = result["accuracy_vs_torch_fp32"].get(name)
-        real = "—" if a is None else f"{a['top1_agree_real']}/{a['real_clips']}"
-        real_diff = "—" if a is None or a["max_abs_logit_diff_real"] is None else f"{a['max_abs_logit_diff_real']:.1e}"
+        real = "—" if a is None or "real_clips" not in a else f"{a['top1_agree_real']}/{a['real_clips']}"
+        real_diff = "—" if a is None or a.get("max_abs_logit_diff_real") is None else f"{a['max_abs_logit_diff_real']:.1e}"
         every = "—" if a is None else f"{100 * a['top1_agreement']:.0f} %"
         every_diff = "—" if a is None else f"{a['max_abs_logit_diff']:.1e}"
+        versus_bf16 = result.get("speedup_vs_torch_bf16_weights", {}).get(name)
         lines.append(f"| {LABELS.get(name, name)} | {latency['median_ms']:.0f} ({latency['min_ms']:.0f}) | "
-                     f"{result['speedup_vs_torch'][name]:.2f}x | {result['speedup_vs_torch_bf16_weights'][name]:.2f}x | "
+                     f"{result['speedup_vs_torch'][name]:.2f}x | {'—' if versus_bf16 is None else f'{versus_bf16:.2f}x'} | "
                      f"{real} | {real_diff} | {every} | {every_diff} |")  # fmt: skip
     return "\n".join(lines)
 

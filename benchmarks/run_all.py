@@ -22,10 +22,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_analyze  # noqa: E402
 import bench_cost  # noqa: E402
 import bench_end_to_end  # noqa: E402
 import bench_forward  # noqa: E402
 import bench_levers  # noqa: E402
+import bench_onnx  # noqa: E402
 import bench_train_step  # noqa: E402
 import common  # noqa: E402
 
@@ -59,6 +61,10 @@ SECTIONS = [  # (title, file stem, module)
     ("Inference levers in bf16, CPU", "levers_bf16_cpu", _Bf16Levers),
     ("Training step, CPU", "train_step_cpu", bench_train_step),
     ("End-to-end pipeline, CPU", "end_to_end", bench_end_to_end),
+    ("`emvfer analyze` on 720p, paper size, CPU (bench_analyze.py)", "analyze_cpu", bench_analyze),
+    ("Inference paths at the paper size: PyTorch and onnxruntime, CPU (bench_onnx.py --size paper)", "onnx_paper_cpu",
+     bench_onnx),
+    ("Inference paths, small config: PyTorch and onnxruntime, CPU (bench_onnx.py)", "onnx_cpu", bench_onnx),
     ("Model forward, GPU", "forward_cuda", bench_forward),
     ("Speed levers, GPU", "levers_cuda", bench_levers),
     ("Training step, GPU", "train_step_cuda", bench_train_step),
