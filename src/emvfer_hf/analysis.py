@@ -31,6 +31,7 @@ import numpy as np
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
 from .faces_mert import FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
 from .outputs import atomic_output, check_outputs, partial_path
+from .precision import DTYPES, autocast_dtype, inference_model, native_cpu_bf16, resolve_dtype  # noqa: F401
 from .video_io_mert import VideoTruncatedWarning, check_frame_size, iter_timed_chunks
 from .video_processing_mert import sample_segment_indices
 from .visualization import _runs
@@ -40,7 +41,6 @@ TIMELINE_COLUMNS = ("track_id", "start_s", "end_s", "label", "score")
 #: the columns after them
 EYE_COLUMNS = ("instruction_weight", "blinks", "saccade_rate", "valid_fraction", "face_fraction", "blink_times_s",
                "reason")  # fmt: skip
-from .precision import DTYPES, autocast_dtype, inference_model, native_cpu_bf16, resolve_dtype  # noqa: F401
 
 
 def eye_window_statistics(series) -> dict:

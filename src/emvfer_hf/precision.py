@@ -104,7 +104,7 @@ def inference_model(model, dtype: str, device: str = "cpu"):
         converted = copy.deepcopy(model).to(torch.bfloat16)
         prior = getattr(getattr(converted, "mert", converted), "eye_prior", None)
         if prior is not None:  # W is computed from the fp32 statistics, exactly as in fp32
-            source = getattr(getattr(model, "mert", model), "eye_prior")
+            source = getattr(model, "mert", model).eye_prior
             originals = dict(source.named_parameters()) | dict(source.named_buffers())
             for name, tensor in [*prior.named_parameters(), *prior.named_buffers()]:
                 tensor.data = originals[name].detach().clone()
