@@ -37,26 +37,33 @@ import common
 @contextlib.contextmanager
 def literal_fusion():
     """Swap in the literal fusion formula (the pre-optimisation code) for the duration of the block."""
-    from emvfer_hf.modeling_mert import MERTCrossModalGate, MERTFusionLayer
+    from emvfer_hf.modeling_mert import MERTCrossModalGate, MERTCrossModalLinear, MERTFusionLayer
 
     def gate_forward(self, hidden_states, context):
         fused = self.alpha * hidden_states + self.context_projection(context)[:, None, :]
         return self.gate * self.up(self.act(self.down(fused)))
 
-    def fusion_forward(self, video, eye, num_frames):
+    def linear_forward(self, hidden_states, context):
+        fused = self.alpha * hidden_states + self.context_projection(context)[:, None, :]
+        return self.act(self.linear(fused))
+
+    def fusion_forward(self, video, eye, num_frames, eye_scale=None):
         batch_size = eye.shape[0]
         video_context = video.reshape(batch_size, -1, video.shape[-1]).mean(dim=1)
         eye_context = eye.mean(dim=1)
+        if eye_scale is not None:
+            eye_context = eye_context * eye_scale[:, None]
         new_video = video + self.video_gate(video, eye_context.repeat_interleave(num_frames, dim=0))
         new_eye = eye + self.eye_gate(eye, video_context)
         return new_video, new_eye
 
-    saved = MERTCrossModalGate.forward, MERTFusionLayer.forward
-    MERTCrossModalGate.forward, MERTFusionLayer.forward = gate_forward, fusion_forward
+    saved = MERTCrossModalGate.forward, MERTCrossModalLinear.forward, MERTFusionLayer.forward
+    MERTCrossModalGate.forward, MERTCrossModalLinear.forward, MERTFusionLayer.forward = (
+        gate_forward, linear_forward, fusion_forward)
     try:
         yield
     finally:
-        MERTCrossModalGate.forward, MERTFusionLayer.forward = saved
+        MERTCrossModalGate.forward, MERTCrossModalLinear.forward, MERTFusionLayer.forward = saved
 
 
 @contextlib.contextmanager
