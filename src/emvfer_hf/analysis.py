@@ -322,11 +322,12 @@ class TimelineAnalyzer:
             pixels = self.processor.pixel_values_from_frames([self._frames[int(i)] for i in window.model_frames], boxes)
             times = np.array([self._times[i] for i in range(window.first, window.stop)])
             series = self.extractor.series_from(raw, faces, times, fps=self.fps)
-            resampled = series.normalize().resample(self.length)
             stats = eye_window_statistics(series)
+            normalized = series.normalize()  # once: the L steps and the quality features both read it
+            resampled = normalized.resample(self.length)
             inputs = {"pixel_values": pixels, "eye_movement_values": resampled.values,
                       "eye_movement_mask": resampled.valid,
-                      "eye_quality_features": series.quality_features().numpy()}  # fmt: skip
+                      "eye_quality_features": normalized.quality_features().numpy()}  # fmt: skip
             found = faces.boxes[faces.found]
             x1, y1, x2, y2 = np.median(found, axis=0) if len(found) else (np.nan,) * 4
             row = {**stats, "face_fraction": round(fraction, 3), "reason": "", "face_x": round(float(x1), 1),

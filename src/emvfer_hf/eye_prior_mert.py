@@ -337,6 +337,57 @@ def series_instruction_weight(
     return torch.where(has_steps, weights, torch.zeros_like(weights))
 
 
+def instruction_weight(
+    eye_movement_values: torch.Tensor,
+    eye_movement_mask: torch.Tensor,
+    prior_mean: Optional[torch.Tensor] = None,
+    prior_covariance: Optional[torch.Tensor] = None,
+    distance: str = "euclidean",
+    prior: str = "mean",
+    eps: float = 1.0,
+    feature_mean: Optional[torch.Tensor] = None,
+    feature_scale: Optional[torch.Tensor] = None,
+    feature_precision: Optional[torch.Tensor] = None,
+    features: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """W(E', Ē): larger for a series closer to the prior of high-quality signals, bounded for one equal to it.
+
+    Args:
+        eye_movement_values: E', (B, L, C) normalised canonical series.
+        eye_movement_mask: (B, L) bool; only valid steps count. A sample with no valid step gets W = 0.
+        prior_mean: Ē of the "mean"/"multivariate_normal" priors, the mean series (L, C).
+        prior_covariance: Σ, (C, C), for `prior="multivariate_normal"`.
+        distance: "mahalanobis" (feature prior only) — sqrt(zᵀ P z / F) of the features' robust z-scores;
+            "euclidean" — the RMS distance (of the feature z-scores, or over valid steps to the mean series);
+            "cosine" — 1 − cos (of the scaled feature vectors, or of the masked, flattened series).
+        prior: "features" — W = 1 / (dist(f(E'), Ē) + eps) with Ē the distribution of the quality features of
+            `emvfer_hf.eye_prior_mert` (`feature_mean`, `feature_scale`, `feature_precision`);
+            "mean" — W = 1 / (dist(E', Ē) + eps) ∈ (0, 1/eps] with Ē the mean series (paper-literal);
+            "multivariate_normal" — W = exp(−½ · mean_t (e_t − Ē_t)ᵀ Σ⁻¹ (e_t − Ē_t) / C) ∈ (0, 1], the Gaussian
+            density of the steps under N(Ē, Σ) relative to its peak, per channel (Table IX); `distance` is unused.
+        eps: the bound of W = 1 / (dist + eps).
+        feature_mean, feature_scale, feature_precision: the feature prior (`eye_prior_mert.fit_feature_prior`).
+        features: (B, F) the series' quality features computed at their own rate (`EyeMovementSeries.quality_features`)
+            for the feature prior; default: from the L steps.
+    Returns:
+        (B,) float32 weights.
+    """
+    if prior == "features":
+        if feature_mean is None or feature_scale is None:
+            raise ValueError("instruction_weight(prior='features') needs feature_mean and feature_scale")
+        return feature_instruction_weight(
+            eye_movement_values, eye_movement_mask, feature_mean, feature_scale, feature_precision,
+            distance=distance, eps=eps, features=features,
+        )  # fmt: skip
+    if prior not in INSTRUCTION_PRIORS:
+        raise ValueError(f"unknown instruction prior {prior!r}; choose one of {INSTRUCTION_PRIORS}")
+    if prior_mean is None:
+        raise ValueError(f"instruction_weight(prior={prior!r}) needs prior_mean")
+    return series_instruction_weight(
+        eye_movement_values, eye_movement_mask, prior_mean, prior_covariance, distance=distance, prior=prior, eps=eps
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # The prior as a module of the model
 class MERTEyePrior(nn.Module):
@@ -500,18 +551,17 @@ class MERTEyePrior(nn.Module):
             raise ValueError(self.missing_message())
         config = self.config
         values, mask = eye_movement_values.detach(), eye_movement_mask.detach()
-        if config.instruction_prior == "features":
-            features = eye_series_features(values, mask)  # of the L steps: what an older prior was fitted on
-            if eye_quality_features is not None:  # at the series' own rate, for a prior fitted that way
-                given = eye_quality_features.detach().float().to(features.device)
-                features = torch.where(self.features_own_rate > 0, given, features)
-            return feature_instruction_weight(
-                values, mask, self.feature_mean, self.feature_scale, self.feature_precision,
-                distance=config.instruction_distance, eps=config.instruction_eps, features=features,
-            )  # fmt: skip
-        return series_instruction_weight(
+        features = None  # the features of the L steps: what an older prior was fitted on
+        if config.instruction_prior == "features" and eye_quality_features is not None:
+            given = eye_quality_features.detach().float().to(values.device)  # at each series' own rate
+            if torch.compiler.is_compiling():  # no data-dependent branch on the flag
+                features = torch.where(self.features_own_rate > 0, given, eye_series_features(values, mask))
+            elif self.features_own_rate.item() > 0:
+                features = given
+        return instruction_weight(
             values, mask, self.mean, self.covariance, distance=config.instruction_distance,
-            prior=config.instruction_prior, eps=config.instruction_eps,
+            prior=config.instruction_prior, eps=config.instruction_eps, feature_mean=self.feature_mean,
+            feature_scale=self.feature_scale, feature_precision=self.feature_precision, features=features,
         )  # fmt: skip
 
     def missing_message(self) -> str:
@@ -559,6 +609,7 @@ class MERTEyePrior(nn.Module):
 
 __all__ = [
     "MERTEyePrior",
+    "instruction_weight",
     "QUALITY_FEATURE_RATE_HZ",
     "block_average_series",
     "series_quality_features",

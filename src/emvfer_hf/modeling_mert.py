@@ -37,14 +37,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.vit.modeling_vit import ViTEmbeddings, ViTLayer
 
 from .configuration_mert import TRAINING_STAGES, MERTConfig
-from .eye_prior_mert import (
-    INSTRUCTION_PRIORS,
-    NUM_FEATURES,
-    MERTEyePrior,
-    feature_instruction_weight,
-    fit_feature_prior,
-    series_instruction_weight,
-)
+from .eye_prior_mert import NUM_FEATURES, MERTEyePrior, fit_feature_prior, instruction_weight  # noqa: F401
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -458,58 +451,7 @@ def _record_attentions(layers, sink: Optional[list]):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Instruction weight W(E', Ē), eqs. [9]-[11]
-def instruction_weight(
-    eye_movement_values: torch.Tensor,
-    eye_movement_mask: torch.Tensor,
-    prior_mean: Optional[torch.Tensor] = None,
-    prior_covariance: Optional[torch.Tensor] = None,
-    distance: str = "euclidean",
-    prior: str = "mean",
-    eps: float = 1.0,
-    feature_mean: Optional[torch.Tensor] = None,
-    feature_scale: Optional[torch.Tensor] = None,
-    feature_precision: Optional[torch.Tensor] = None,
-    features: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """W(E', Ē): larger for a series closer to the prior of high-quality signals, bounded for one equal to it.
-
-    Args:
-        eye_movement_values: E', (B, L, C) normalised canonical series.
-        eye_movement_mask: (B, L) bool; only valid steps count. A sample with no valid step gets W = 0.
-        prior_mean: Ē of the "mean"/"multivariate_normal" priors, the mean series (L, C).
-        prior_covariance: Σ, (C, C), for `prior="multivariate_normal"`.
-        distance: "mahalanobis" (feature prior only) — sqrt(zᵀ P z / F) of the features' robust z-scores;
-            "euclidean" — the RMS distance (of the feature z-scores, or over valid steps to the mean series);
-            "cosine" — 1 − cos (of the scaled feature vectors, or of the masked, flattened series).
-        prior: "features" — W = 1 / (dist(f(E'), Ē) + eps) with Ē the distribution of the quality features of
-            `emvfer_hf.eye_prior_mert` (`feature_mean`, `feature_scale`, `feature_precision`);
-            "mean" — W = 1 / (dist(E', Ē) + eps) ∈ (0, 1/eps] with Ē the mean series (paper-literal);
-            "multivariate_normal" — W = exp(−½ · mean_t (e_t − Ē_t)ᵀ Σ⁻¹ (e_t − Ē_t) / C) ∈ (0, 1], the Gaussian
-            density of the steps under N(Ē, Σ) relative to its peak, per channel (Table IX); `distance` is unused.
-        eps: the bound of W = 1 / (dist + eps).
-        feature_mean, feature_scale, feature_precision: the feature prior (`eye_prior_mert.fit_feature_prior`).
-        features: (B, F) the series' quality features computed at their own rate (`EyeMovementSeries.quality_features`)
-            for the feature prior; default: from the L steps.
-    Returns:
-        (B,) float32 weights.
-    """
-    if prior == "features":
-        if feature_mean is None or feature_scale is None:
-            raise ValueError("instruction_weight(prior='features') needs feature_mean and feature_scale")
-        return feature_instruction_weight(
-            eye_movement_values, eye_movement_mask, feature_mean, feature_scale, feature_precision,
-            distance=distance, eps=eps, features=features,
-        )  # fmt: skip
-    if prior not in INSTRUCTION_PRIORS:
-        raise ValueError(f"unknown instruction prior {prior!r}; choose one of {INSTRUCTION_PRIORS}")
-    if prior_mean is None:
-        raise ValueError(f"instruction_weight(prior={prior!r}) needs prior_mean")
-    return series_instruction_weight(
-        eye_movement_values, eye_movement_mask, prior_mean, prior_covariance, distance=distance, prior=prior, eps=eps
-    )
-
-
+# Loading (W(E', Ē) of eqs. [9]-[11] is `eye_prior_mert.instruction_weight`, computed by `MERTEyePrior`)
 def _hub_kwargs(kwargs: dict) -> dict:
     """The `from_pretrained` keyword arguments that locate a checkpoint's files (revision, cache, token, ...)."""
     keys = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -692,8 +634,8 @@ class MERTModel(MERTPreTrainedModel):
         if not hasattr(eye_movement_values, "shape"):  # an iterable of EyeMovementSeries
             series = list(eye_movement_values)
             eye_movement_values, eye_movement_mask = stack_eye_movement_series(series, self.config.eye_sequence_length)
-            if eye_quality_features is None and all(hasattr(s, "quality_features") for s in series):
-                eye_quality_features = torch.stack([torch.as_tensor(s.quality_features()) for s in series])
+            if eye_quality_features is None:
+                eye_quality_features = torch.stack([s.quality_features() for s in series])
         mean, covariance = eye_movement_prior(
             eye_movement_values, mask=eye_movement_mask, length=self.config.eye_sequence_length
         )

@@ -575,9 +575,10 @@ class MERTVideoProcessor(BaseVideoProcessor):
                 eye_frames, fps=eye_fps, faces=faces, source=decoded.name, allow_no_face=True
             )  # a face seen only in the model frames: an all-invalid series, not an error
         if series is not None and len(series):
-            resampled = series.normalize().resample(length)
+            normalized = series.normalize()
+            resampled = normalized.resample(length)
             values, mask = resampled.values, resampled.valid
-            features = series.quality_features().numpy()
+            features = normalized.quality_features().numpy()
         else:
             values = np.zeros((length, NUM_EYE_MOVEMENT_CHANNELS), np.float32)
             mask = np.zeros(length, bool)
