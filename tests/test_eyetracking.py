@@ -659,3 +659,20 @@ def test_eyelink_edf_bad_files(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "eyelinkio", None)  # not installed
     with pytest.raises(ImportError, match=r"emvfer-hf\[eyelink\]"):
         read_eyelink_edf(eyelink_edf("test_raw.edf"))
+
+
+def test_xlsx_with_a_huge_cell_is_refused_before_loading(tmp_path):
+    """A small workbook whose sheet expands enormously (the issue's 1 MB xlsx with a 1 GiB cell, here 64 MiB) is
+    refused from the zip directory alone, with a short message that names the file and the part."""
+    import zipfile
+
+    path = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("xl/sharedStrings.xml", "w") as part:
+            chunk = b"a" * 2**20
+            for _ in range(64):
+                part.write(chunk)
+    assert path.stat().st_size < 2**20
+    with pytest.raises(ValueError, match=r"bomb\.xlsx: its part 'xl/sharedStrings\.xml' expands to 64 MiB") as error:
+        read_tobii_xlsx(path)
+    assert len(str(error.value)) < 400

@@ -557,6 +557,32 @@ def read_tobii_tsv(
     return recording_from_frame(df, str(path), resolution, sampling_rate_hz, df.attrs["notes"])
 
 
+#: a workbook is loaded whole by openpyxl: a part that expands beyond this, or far beyond what a spreadsheet
+#: compresses by (real sheets: 5–20x), is refused before loading instead of filling the memory
+XLSX_MAX_PART_BYTES = 512 * 2**20
+XLSX_MAX_COMPRESSION_RATIO = 200
+
+
+def _check_workbook_size(path: Path) -> None:
+    """Refuse a workbook whose parts would expand past :data:`XLSX_MAX_PART_BYTES` or by more than
+    :data:`XLSX_MAX_COMPRESSION_RATIO` (a 1 MB file holding a 1 GiB cell), reading only the zip's directory."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = archive.infolist()
+    except zipfile.BadZipFile:
+        return  # not a zip: openpyxl's own error says so
+    for part in parts:
+        ratio = part.file_size / max(part.compress_size, 1)
+        if part.file_size > XLSX_MAX_PART_BYTES or (part.file_size > 2**20 and ratio > XLSX_MAX_COMPRESSION_RATIO):
+            raise ValueError(
+                f"{path}: its part {part.filename!r} expands to {part.file_size / 2**20:.0f} MiB "
+                f"({ratio:.0f}x its compressed size): too large to load as a workbook; export the recording as a "
+                "Pro Lab TSV, which is read in chunks"
+            )
+
+
 def read_tobii_xlsx(
     path: PathLike,
     sheet_name: Union[int, str] = 0,
@@ -570,6 +596,7 @@ def read_tobii_xlsx(
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    _check_workbook_size(path)
     try:
         df = pd.read_excel(path, sheet_name=sheet_name, dtype=object, engine="openpyxl")
     except Exception as e:  # zipfile.BadZipFile, KeyError, openpyxl errors: all mean "not a workbook"
