@@ -6,7 +6,9 @@ Compared, all with random weights and SDPA attention, under `torch.inference_mod
 - (b) `videomae`: transformers' `VideoMAEForVideoClassification`, ViT-B, 16 frames (what a user would pick instead);
 - (c) `frame_vit_meanpool`: transformers' `ViTModel` over the 16 frames + mean pooling + linear classifier.
 
-CPU: batch 1 and 4, fp32 and bf16 autocast. CUDA: batch 1, 8 and 32 in bf16 autocast, with peak memory and MFU
+CPU: batch 1 in fp32, bf16 autocast ("bf16") and bf16 weights ("bf16w": every model cast to bfloat16, MERT as
+`emvfer_hf.precision.inference_model` casts it, the default where the CPU has native bf16); batch 4 in bf16 weights.
+CUDA: batch 1, 8 and 32 in bf16 autocast, with peak memory and MFU
 (model FLOPs utilisation: counted FLOPs per second / the GPU's dense bf16 peak). Rounds are interleaved (see
 `common.time_interleaved`).
 """
@@ -14,6 +16,7 @@ CPU: batch 1 and 4, fp32 and bf16 autocast. CUDA: batch 1, 8 and 32 in bf16 auto
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 
@@ -28,11 +31,37 @@ def _autocast(device: str, dtype: str):
     return contextlib.nullcontext()
 
 
+#: the labels of the dtypes compared
+DTYPE_LABELS = {"fp32": "fp32", "bf16": "bf16 autocast", "bf16w": "bf16 weights"}
+
+
 def _plan(device: str, quick: bool) -> dict:
+    """Batch sizes, the dtypes measured at each, warm-up and timed rounds."""
     if device == "cuda":
-        return {"batches": (1, 8) if quick else (1, 8, 32), "dtypes": ("bf16",), "warmup": 2 if quick else 3,
+        batches = (1, 8) if quick else (1, 8, 32)
+        return {"batches": batches, "dtypes": {b: ("bf16",) for b in batches}, "warmup": 2 if quick else 3,
                 "reps": 3 if quick else 10}  # fmt: skip
-    return {"batches": (1,) if quick else (1, 4), "dtypes": ("fp32", "bf16"), "warmup": 1, "reps": 1 if quick else 4}
+    dtypes = {1: ("fp32", "bf16", "bf16w")} | ({} if quick else {4: ("bf16w",)})
+    return {"batches": tuple(dtypes), "dtypes": dtypes, "warmup": 1, "reps": 1 if quick else 4}
+
+
+def _bf16_weight_calls(models: dict, calls: dict, inputs: dict) -> dict:
+    """The four forwards with bfloat16 weights: MERT as `precision.inference_model` casts it (eye prior fp32; it
+    casts its fp32 inputs itself), the peers cast whole and given bf16 frames."""
+    from emvfer_hf.precision import inference_model
+
+    mert = inference_model(models["mert"], "bf16")
+    videomae = copy.deepcopy(models["videomae"]).to(torch.bfloat16)
+    frame_vit = copy.deepcopy(models["frame_vit_meanpool"]).to(torch.bfloat16)
+    bare = common.BareEncoders(mert)
+    pixels = inputs["pixel_values"].to(torch.bfloat16)
+    bf16_inputs = dict(inputs, pixel_values=pixels, eye_movement_values=inputs["eye_movement_values"].to(torch.bfloat16))
+    return {
+        "mert": lambda: mert(**inputs).logits,
+        "bare_encoders": lambda: bare(**bf16_inputs),
+        "videomae": lambda: videomae(pixel_values=pixels).logits,
+        "frame_vit_meanpool": lambda: frame_vit(pixels),
+    }
 
 
 def _agreement(reference: torch.Tensor, other: torch.Tensor) -> dict:
@@ -51,9 +80,14 @@ def run(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
     flops = common.clip_flops(size)["models"]
     runs = []
     for batch_size in plan["batches"]:
-        models, calls = common.forward_fns(size, batch_size, device)
+        models, fp32_calls = common.forward_fns(size, batch_size, device)
         logits = {}
-        for dtype in plan["dtypes"]:
+        for dtype in plan["dtypes"][batch_size]:
+            if dtype == "bf16w":
+                inputs = common.mert_inputs(models["mert"].config, batch_size, device)
+                calls = _bf16_weight_calls(models, fp32_calls, inputs)
+            else:
+                calls = fp32_calls
             with torch.inference_mode(), _autocast(device, dtype):
                 logits[dtype] = calls["mert"]()
                 stats = common.time_interleaved(calls, plan["warmup"], plan["reps"], device)
@@ -74,9 +108,11 @@ def run(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
             entry["ratios"] = _ratios(entry["models"], "median_ms", flops)
             entry["ratios_of_min"] = _ratios(entry["models"], "min_ms", flops)  # robust to load from other work
             runs.append(entry)
-        if "fp32" in logits and "bf16" in logits:
-            runs[-1]["bf16_vs_fp32_mert_logits"] = _agreement(logits["fp32"], logits["bf16"])
-        del models, calls
+        for dtype in ("bf16", "bf16w"):
+            if "fp32" in logits and dtype in logits:
+                key = "bf16_vs_fp32_mert_logits" if dtype == "bf16" else "bf16w_vs_fp32_mert_logits"
+                runs[-1][key] = _agreement(logits["fp32"], logits[dtype])
+        del models, calls, fp32_calls
     return {
         "benchmark": "forward",
         "size": size,
@@ -118,13 +154,14 @@ def _peak_memory(calls: dict, device: str) -> dict | None:
 
 
 def _bf16_speedups(runs: list[dict], statistic: str = "median_ms") -> dict:
-    """fp32 time / bf16 time per model and batch size (when both were measured)."""
+    """fp32 time / bf16 time per model, batch size and bf16 kind (when both were measured): keys "batch_1" (bf16
+    autocast) and "batch_1_bf16w" (bf16 weights)."""
     by_key = {(r["batch_size"], r["dtype"]): r for r in runs}
     speedups = {}
     for (batch_size, dtype), r in by_key.items():
-        if dtype == "bf16" and (batch_size, "fp32") in by_key:
+        if dtype in ("bf16", "bf16w") and (batch_size, "fp32") in by_key:
             fp32 = by_key[(batch_size, "fp32")]["models"]
-            speedups[f"batch_{batch_size}"] = {
+            speedups[f"batch_{batch_size}" + ("_bf16w" if dtype == "bf16w" else "")] = {
                 name: round(fp32[name][statistic] / r["models"][name][statistic], 3) for name in MODELS
             }
     return speedups
@@ -147,7 +184,8 @@ def markdown(result: dict) -> str:
         for name in MODELS:
             s = r["models"][name]
             row = (
-                f"| {r['batch_size']} | {r['dtype']} | {labels[name]} | {result['gflop_per_clip'][name]:.1f} | "
+                f"| {r['batch_size']} | {DTYPE_LABELS.get(r['dtype'], r['dtype'])} | {labels[name]} | "
+                f"{result['gflop_per_clip'][name]:.1f} | "
                 f"{s['ms_per_clip']:.0f} | {s['min_ms']:.0f}–{s['max_ms']:.0f} | {s['clips_per_s']:.2f} | "
                 f"{s['gflop_per_s']:.0f} |"
             )
@@ -165,19 +203,23 @@ def markdown(result: dict) -> str:
     for r in result["runs"]:
         q, n = r["ratios"], r["ratios_of_min"]
         lines.append(
-            f"| {r['batch_size']} | {r['dtype']} | {q['mert_over_bare_encoders']:.3f} ({n['mert_over_bare_encoders']:.3f}) | "
+            f"| {r['batch_size']} | {DTYPE_LABELS.get(r['dtype'], r['dtype'])} | {q['mert_over_bare_encoders']:.3f} ({n['mert_over_bare_encoders']:.3f}) | "
             f"{q['mac_ratio_mert_over_bare_encoders']:.3f} | {q['mert_over_videomae']:.3f} ({n['mert_over_videomae']:.3f}) | "
             f"{q['mac_ratio_mert_over_videomae']:.3f} | {q['mert_over_frame_vit']:.3f} ({n['mert_over_frame_vit']:.3f}) |"
         )
     for key, speedups in result["bf16_speedup"].items():
         of_min = result.get("bf16_speedup_of_min", {}).get(key, {})
-        lines += ["", f"bf16 autocast speed-up over fp32, {key.replace('_', ' ')} (medians; of minimums): "
+        kind = "bf16 weights" if key.endswith("_bf16w") else "bf16 autocast"
+        batch = key.removesuffix("_bf16w").replace("_", " ")
+        lines += ["", f"{kind} speed-up over fp32, {batch} (medians; of minimums): "
                   + ", ".join(f"{labels[n]} {v:.2f}x ({of_min.get(n, float('nan')):.2f}x)"
                               for n, v in speedups.items()) + "."]  # fmt: skip
     for r in result["runs"]:
-        if "bf16_vs_fp32_mert_logits" in r:
-            a = r["bf16_vs_fp32_mert_logits"]
-            lines += ["", f"MERT predictions, bf16 vs fp32 at batch {r['batch_size']}: top-1 agrees on "
+        for key, kind in (("bf16_vs_fp32_mert_logits", "bf16 autocast"), ("bf16w_vs_fp32_mert_logits", "bf16 weights")):
+            if key not in r:
+                continue
+            a = r[key]
+            lines += ["", f"MERT predictions (random inputs), {kind} vs fp32 at batch {r['batch_size']}: top-1 agrees on "
                       f"{a['top1_agree']}/{a['samples']} clips; largest logit difference {a['max_abs_logit_diff']:.4f} "
                       f"(logit std {a['logit_std']:.4f})."]  # fmt: skip
     return "\n".join(lines)

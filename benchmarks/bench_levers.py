@@ -16,6 +16,19 @@ Each variant changes one thing:
 - `frame_loop` (on the frame-wise ViT peer (c)): its 16 frames one at a time instead of one batch of B·T frames;
 - `torch_compile` (not in quick mode): `torch.compile(model)` (default inductor), steady state after compilation,
   with the compilation time.
+
+`run_bf16` (→ `results/levers_bf16_cpu.json`) measures the inference levers against the default where the CPU has
+native bf16, MERT with bf16 weights (`precision.inference_model(model, "bf16")`), batch 1:
+- `unfused_qkv`: `MERTLayer` with three query/key/value GEMMs (`FUSED_QKV` off);
+- `previous_layer`: the `MERTLayer` before issue 23 (the whole block per chunk of frames sized by the MLP state,
+  then concatenated);
+- `whole_layers`: no chunks at all (`CPU_LAYER_CHUNK_BYTES` huge);
+- `eager_attention`: transformers' eager attention;
+- `bf16_autocast`: fp32 weights under `torch.autocast(bfloat16)`;
+- `int8_dynamic`: `precision.inference_model(model, "int8")` (the encoders' linear layers dynamically quantised);
+- `fp32`: the model in fp32, for the scale;
+- `torch_compile` with inductor's `freezing` (not in quick mode), in its own rounds against eager bf16 weights.
+Each with its largest logit difference from fp32.
 """
 
 from __future__ import annotations
@@ -36,7 +49,9 @@ import common
 
 @contextlib.contextmanager
 def literal_fusion():
-    """Swap in the literal fusion formula (the pre-optimisation code) for the duration of the block."""
+    """Swap in the literal fusion formulas (the pre-optimisation code) for the duration of the block: G as
+    gate ⊙ up(GELU(down(α·F ⊕ c))) (bottleneck) or GELU(W(α·F ⊕ c) + b) (linear), every (N, S, D) intermediate
+    materialised, the residual added apart."""
     from emvfer_hf.modeling_mert import MERTCrossModalGate, MERTCrossModalLinear, MERTFusionLayer
 
     def gate_forward(self, hidden_states, context):
@@ -52,18 +67,20 @@ def literal_fusion():
         video_context = video.reshape(batch_size, -1, video.shape[-1]).mean(dim=1)
         eye_context = eye.mean(dim=1)
         if eye_scale is not None:
-            eye_context = eye_context * eye_scale[:, None]
+            eye_context = eye_context * eye_scale.to(eye_context.dtype)[:, None]
         new_video = video + self.video_gate(video, eye_context.repeat_interleave(num_frames, dim=0))
         new_eye = eye + self.eye_gate(eye, video_context)
         return new_video, new_eye
 
-    saved = MERTCrossModalGate.forward, MERTCrossModalLinear.forward, MERTFusionLayer.forward
-    MERTCrossModalGate.forward, MERTCrossModalLinear.forward, MERTFusionLayer.forward = (
-        gate_forward, linear_forward, fusion_forward)
+    classes = (MERTCrossModalGate, MERTCrossModalLinear, MERTFusionLayer)
+    saved = [c.forward for c in classes]
+    for c, forward in zip(classes, (gate_forward, linear_forward, fusion_forward)):
+        c.forward = forward
     try:
         yield
     finally:
-        MERTCrossModalGate.forward, MERTCrossModalLinear.forward, MERTFusionLayer.forward = saved
+        for c, forward in zip(classes, saved):
+            c.forward = forward
 
 
 @contextlib.contextmanager
@@ -240,6 +257,164 @@ def run(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
         "allocator": allocator,
         "machine": common.machine_info(device),
     }
+
+
+@contextlib.contextmanager
+def fused_qkv(enabled: bool):
+    """Set MERTLayer's `FUSED_QKV` for the duration of the block."""
+    from emvfer_hf import modeling_mert
+
+    saved = modeling_mert.FUSED_QKV
+    modeling_mert.FUSED_QKV = enabled
+    try:
+        yield
+    finally:
+        modeling_mert.FUSED_QKV = saved
+
+
+@contextlib.contextmanager
+def previous_layer():
+    """MERTLayer as before issue 23: the whole ViT block per chunk of frames (chunks sized by the MLP state), the
+    chunks concatenated."""
+    from transformers.models.vit.modeling_vit import ViTLayer
+
+    from emvfer_hf import modeling_mert
+
+    def forward(self, hidden_states, attention_mask=None, **kwargs):
+        if self.run_whole or attention_mask is not None:
+            return ViTLayer.forward(self, hidden_states, attention_mask, **kwargs)
+        num_sequences, seq_len = hidden_states.shape[:2]
+        compute_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else hidden_states.dtype
+        sequence_bytes = seq_len * self.intermediate_size * compute_dtype.itemsize
+        num_chunks = -(-num_sequences // max(1, modeling_mert.CPU_LAYER_CHUNK_BYTES // sequence_bytes))
+        if num_chunks == 1:
+            return ViTLayer.forward(self, hidden_states, **kwargs)
+        chunk = -(-num_sequences // num_chunks)
+        return torch.cat([ViTLayer.forward(self, part, **kwargs) for part in hidden_states.split(chunk)])
+
+    saved = modeling_mert.MERTLayer.forward
+    modeling_mert.MERTLayer.forward = forward
+    try:
+        yield
+    finally:
+        modeling_mert.MERTLayer.forward = saved
+
+
+def run_bf16(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
+    """The inference levers against MERT with bf16 weights (the default where bf16 is native), batch 1, interleaved
+    rounds; with each variant's largest logit difference from fp32 (see the module docstring)."""
+    from emvfer_hf.precision import inference_model
+
+    warmup, reps = (1, 1) if quick else (1, 3)
+    model = common.build_mert(size).to(device)
+    inputs = common.mert_inputs(model.config, 1, device)
+    bf16 = inference_model(model, "bf16", device)
+    int8 = inference_model(model, "int8", device) if device == "cpu" else None
+
+    def call(m, *contexts):
+        def run():
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(torch.inference_mode())
+                for make_context in contexts:
+                    stack.enter_context(make_context())
+                return m(**inputs).logits
+
+        return run
+
+    variants = {
+        "bf16_weights": call(bf16),
+        "unfused_qkv": call(bf16, lambda: fused_qkv(False)),
+        "previous_layer": call(bf16, previous_layer),
+        "whole_layers": call(bf16, whole_layers),
+        "eager_attention": call(bf16, lambda: attention(bf16, "eager")),
+        "bf16_autocast": call(model, lambda: torch.autocast(device, dtype=torch.bfloat16)),
+        "fp32": call(model),
+    }
+    if int8 is not None:
+        variants["int8_dynamic"] = call(int8)
+    reference = variants["fp32"]().float()
+    deviation = {name: float((fn().float() - reference).abs().max()) for name, fn in variants.items()}
+    stats = common.time_interleaved(variants, warmup, reps, device)
+    base = stats["bf16_weights"]["median_ms"]
+    compiled = None if quick else _compiled_frozen(bf16, inputs, reference, warmup, reps, device)
+    return {
+        "benchmark": "levers_bf16",
+        "torch_compile_freezing": compiled,
+        "size": size,
+        "device": device,
+        "quick": quick,
+        "batch_size": 1,
+        "warmup_rounds": warmup,
+        "timed_rounds": reps,
+        "variants": stats,
+        "speedup_over_bf16_weights": {name: round(base / s["median_ms"], 3) for name, s in stats.items()},
+        "max_abs_logit_diff_vs_fp32": deviation,
+        "logit_std_fp32": float(reference.std()),
+        "machine": common.machine_info(device),
+    }
+
+
+def _compiled_frozen(model, inputs, reference, warmup, reps, device) -> dict:
+    """`torch.compile` of the bf16 model with inductor's `freezing` (weights folded in as constants and prepacked for
+    oneDNN, element-wise epilogues fused): compilation time, then eager and compiled in their own interleaved rounds."""
+    import torch._inductor.config as inductor_config
+
+    saved = inductor_config.freezing
+    inductor_config.freezing = True
+    try:
+        compiled = torch.compile(model)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            logits = compiled(**inputs).logits
+        compile_s = time.perf_counter() - start
+
+        def run(m):
+            def call():
+                with torch.inference_mode():
+                    return m(**inputs).logits
+
+            return call
+
+        timed = common.time_interleaved({"eager": run(model), "compiled": run(compiled)}, warmup, reps, device)
+        return {
+            "ok": True,
+            "compile_and_first_call_s": round(compile_s, 1),
+            "max_abs_logit_diff_vs_fp32": float((logits.float() - reference).abs().max()),
+            "eager": timed["eager"],
+            "compiled": timed["compiled"],
+            "speedup": round(timed["eager"]["median_ms"] / timed["compiled"]["median_ms"], 3),
+            "speedup_of_min": round(timed["eager"]["min_ms"] / timed["compiled"]["min_ms"], 3),
+        }
+    except Exception as error:  # a compiler toolchain problem is a result too
+        return {"ok": False, "error": f"{type(error).__name__}: {str(error)[:300]}"}
+    finally:
+        inductor_config.freezing = saved
+
+
+def markdown_bf16(result: dict) -> str:
+    """The table of `run_bf16`'s result."""
+    v, base = result["variants"], result["variants"]["bf16_weights"]["median_ms"]
+    lines = [
+        f"MERT forward, batch {result['batch_size']}, {result['device']}; baseline: bf16 weights (the default where "
+        f"bf16 is native); median of {result['timed_rounds']} interleaved rounds; logit std (fp32) "
+        f"{result['logit_std_fp32']:.3f}.",
+        "",
+        "| variant | median ms | min–max ms | speed-up vs bf16 weights | max logit diff vs fp32 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in v.items():
+        lines.append(f"| {name} | {s['median_ms']:.0f} | {s['min_ms']:.0f}–{s['max_ms']:.0f} | "
+                     f"{base / s['median_ms']:.2f}x | {result['max_abs_logit_diff_vs_fp32'][name]:.2e} |")  # fmt: skip
+    c = result.get("torch_compile_freezing")
+    if c and c["ok"]:
+        lines.append(f"| torch_compile, freezing (own rounds vs eager bf16 weights {c['eager']['median_ms']:.0f} ms) | "
+                     f"{c['compiled']['median_ms']:.0f} | {c['compiled']['min_ms']:.0f}–{c['compiled']['max_ms']:.0f} | "
+                     f"{c['speedup']:.2f}x | {c['max_abs_logit_diff_vs_fp32']:.2e} |")  # fmt: skip
+        lines += ["", f"torch.compile with freezing: compilation + first call {c['compile_and_first_call_s']:.0f} s "
+                  f"(once per process and per new input shape)."]  # fmt: skip
+    elif c:
+        lines += ["", f"torch.compile with freezing failed: {c['error']}"]
+    return "\n".join(lines)
 
 
 def _compiled(model, inputs, reference, warmup, reps, device, stats) -> dict:

@@ -56,14 +56,16 @@ def _cpu_model() -> str:
 
 
 def _cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
-    except OSError:
-        pass
-    return []
+    """The CPU flags that matter for the timings (bf16 / AMX / AVX512 / AVX2), as `emvfer_hf.precision` reads them."""
+    from emvfer_hf.precision import cpu_flags
+
+    return sorted(f for f in cpu_flags() if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2", "bf16")))
+
+
+def _native_bf16() -> bool:
+    from emvfer_hf.precision import native_cpu_bf16
+
+    return native_cpu_bf16()
 
 
 def machine_info(device: str = "cpu") -> dict:
@@ -77,11 +79,13 @@ def machine_info(device: str = "cpu") -> dict:
         "logical_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": _native_bf16(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "gpu": None,
     }
     if device == "cuda" and torch.cuda.is_available():

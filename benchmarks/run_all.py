@@ -22,18 +22,28 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_analyze  # noqa: E402
 import bench_cost  # noqa: E402
 import bench_end_to_end  # noqa: E402
 import bench_forward  # noqa: E402
 import bench_levers  # noqa: E402
+import bench_onnx  # noqa: E402
 import bench_train_step  # noqa: E402
 import common  # noqa: E402
+
+class _Bf16Levers:
+    """bench_levers' bf16 inference levers (`run_bf16`, `markdown_bf16`) as a benchmark module."""
+
+    run = staticmethod(bench_levers.run_bf16)
+    markdown = staticmethod(bench_levers.markdown_bf16)
+
 
 # name → (module, result file stem); the stem carries the device for device-dependent benchmarks
 BENCHMARKS = {
     "cost": (bench_cost, "model_cost"),
     "forward": (bench_forward, "forward_{device}"),
     "levers": (bench_levers, "levers_{device}"),
+    "levers_bf16": (_Bf16Levers, "levers_bf16_{device}"),
     "train": (bench_train_step, "train_step_{device}"),
 }
 EXTERNAL = {  # scripts with their own command line, run as they are
@@ -48,8 +58,13 @@ SECTIONS = [  # (title, file stem, module)
     ("Model cost (paper Table XI)", "model_cost", bench_cost),
     ("Model forward, CPU", "forward_cpu", bench_forward),
     ("Speed levers, CPU", "levers_cpu", bench_levers),
+    ("Inference levers in bf16, CPU", "levers_bf16_cpu", _Bf16Levers),
     ("Training step, CPU", "train_step_cpu", bench_train_step),
     ("End-to-end pipeline, CPU", "end_to_end", bench_end_to_end),
+    ("`emvfer analyze` on 720p, paper size, CPU (bench_analyze.py)", "analyze_cpu", bench_analyze),
+    ("Inference paths at the paper size: PyTorch and onnxruntime, CPU (bench_onnx.py --size paper)", "onnx_paper_cpu",
+     bench_onnx),
+    ("Inference paths, small config: PyTorch and onnxruntime, CPU (bench_onnx.py)", "onnx_cpu", bench_onnx),
     ("Model forward, GPU", "forward_cuda", bench_forward),
     ("Speed levers, GPU", "levers_cuda", bench_levers),
     ("Training step, GPU", "train_step_cuda", bench_train_step),
@@ -59,10 +74,12 @@ SECTIONS = [  # (title, file stem, module)
 def _machine_line(machine: dict) -> str:
     gpu = machine.get("gpu")
     gpu_text = f"; GPU {gpu['name']} ({gpu['memory_gib']} GiB, CUDA {gpu['cuda']})" if gpu else "; no GPU"
+    flags = ", ".join(f for f in machine.get("cpu_flags", []) if f.startswith(("amx", "avx512_bf16"))) or "no native bf16"
+    date = f", {machine['date_utc']} UTC" if machine.get("date_utc") else ""
     return (
-        f"{machine['cpu']}, {machine['logical_cores']} logical cores ({machine['torch_threads']} torch threads, "
-        f"{machine['cpu_capability']}), torch {machine['torch']}, transformers {machine['transformers']}{gpu_text}; "
-        f"load average at the end {machine['load_average_1_5_15min'][0]}"
+        f"{machine['cpu']} ({flags}), {machine['logical_cores']} logical cores ({machine['torch_threads']} torch "
+        f"threads, {machine['cpu_capability']}), torch {machine['torch']}, transformers {machine['transformers']}"
+        f"{gpu_text}{date}; load average at the end {machine['load_average_1_5_15min'][0]}"
     )
 
 

@@ -33,12 +33,19 @@ def test_quick_tiny_run_writes_results_and_readme(run_all, tmp_path):
     assert cost["machine"]["cpu"] and cost["machine"]["torch"] == torch.__version__
 
     forward = json.loads((tmp_path / "forward_cpu.json").read_text())
-    assert {(r["batch_size"], r["dtype"]) for r in forward["runs"]} == {(1, "fp32"), (1, "bf16")}
+    assert {(r["batch_size"], r["dtype"]) for r in forward["runs"]} == {(1, "fp32"), (1, "bf16"), (1, "bf16w")}
     for r in forward["runs"]:
         assert set(r["models"]) == {"mert", "bare_encoders", "videomae", "frame_vit_meanpool"}
         assert {"median_ms", "min_ms", "max_ms", "ms_per_clip", "gflop_per_s"} <= set(r["models"]["mert"])
         assert {"mert_over_bare_encoders", "mert_over_videomae", "mac_ratio_mert_over_videomae"} <= set(r["ratios"])
     assert "top1_agree" in forward["runs"][-1]["bf16_vs_fp32_mert_logits"]
+    assert "top1_agree" in forward["runs"][-1]["bf16w_vs_fp32_mert_logits"]
+    assert set(forward["bf16_speedup"]) == {"batch_1", "batch_1_bf16w"}
+
+    levers_bf16 = json.loads((tmp_path / "levers_bf16_cpu.json").read_text())
+    assert {"bf16_weights", "unfused_qkv", "previous_layer", "bf16_autocast", "int8_dynamic", "fp32"} <= set(
+        levers_bf16["variants"])  # fmt: skip
+    assert levers_bf16["max_abs_logit_diff_vs_fp32"]["fp32"] == 0.0
 
     levers = json.loads((tmp_path / "levers_cpu.json").read_text())
     assert {"baseline", "eager_attention", "literal_fusion", "bf16_autocast", "channels_last"} <= set(levers["variants"])
@@ -51,7 +58,7 @@ def test_quick_tiny_run_writes_results_and_readme(run_all, tmp_path):
 
     text = readme.read_text()
     assert "kept as is" in text and run_all.BEGIN in text and run_all.END in text
-    assert "### Model forward, CPU" in text and "MERT/(a)" in text
+    assert "### Model forward, CPU" in text and "MERT/(a)" in text and "### Inference levers in bf16, CPU" in text
     run_all.update_readme(readme, tmp_path)  # regenerating replaces the section instead of appending another
     assert readme.read_text().count(run_all.BEGIN) == 1
 
@@ -87,3 +94,22 @@ def test_end_to_end_quick_run(tmp_path):
     result = json.loads((tmp_path / "end_to_end_quick.json").read_text())
     clip = next(iter(result["clips"].values()))
     assert {"decode", "face", "eyes", "model", "pipeline_total"} <= set(clip)
+
+
+def test_analyze_and_onnx_quick_runs(tmp_path):
+    """bench_analyze.py --quick (tiny model, one and two faces at 720p, dtype auto) and bench_onnx.py on the small
+    model with two real clips: every path gives a result, with its agreement with PyTorch fp32."""
+    import subprocess
+
+    analyze = subprocess.run([sys.executable, str(BENCHMARKS / "bench_analyze.py"), "--quick", "--out_dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert analyze.returncode == 0, analyze.stderr[-3000:]
+    assert "| tiny | auto" in analyze.stdout and "| 2 |" in analyze.stdout  # the two-face run
+    out = tmp_path / "onnx.json"
+    onnx = subprocess.run([sys.executable, str(BENCHMARKS / "bench_onnx.py"), "--reps", "1", "--real", "2", "--random",
+                           "1", "--output", str(out)], capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert onnx.returncode == 0, onnx.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["accuracy_vs_torch_fp32"]) == {"torch_bf16_weights", "torch_bf16_autocast", "torch_int8_dynamic",
+                                                     "onnx_fp32", "onnx_int8"}  # fmt: skip
+    assert result["accuracy_vs_torch_fp32"]["onnx_fp32"]["max_abs_logit_diff"] < 1e-4

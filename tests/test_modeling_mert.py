@@ -1,5 +1,6 @@
 """MERT: configuration, equations [1]-[12] on small tensors, stages, saving/loading, remote code, bad input."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -156,22 +157,35 @@ def test_fusion_keeps_the_residual_stream_dtype_under_autocast(tiny_config):
 
 
 def test_layer_runs_in_chunks_on_cpu_with_the_same_function(tiny_config, monkeypatch):
-    """MERTLayer = transformers' ViTLayer run over chunks of frames on CPU: same outputs, gradients and attention
-    maps as the whole block, and the model's outputs do not depend on the chunk size."""
+    """MERTLayer = transformers' ViTLayer run as two half-blocks over chunks of frames on CPU (the attention half
+    with one fused QKV GEMM): same outputs, gradients and attention maps as the whole block, with and without
+    gradients, and the model's outputs do not depend on the chunk size."""
     from transformers.models.vit.modeling_vit import ViTLayer
 
     torch.manual_seed(0)
     layer = MERTLayer(modeling_mert._vit_config(tiny_config, "video"))
     hidden = torch.randn(8, 5, 32, requires_grad=True)
     monkeypatch.setattr(modeling_mert, "CPU_LAYER_CHUNK_BYTES", 3 * 5 * tiny_config.intermediate_size * 4)  # 3 frames
-    calls = []
-    hook = layer.attention.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
-    chunked, whole = layer(hidden), ViTLayer.forward(layer, hidden)
-    hook.remove()
-    assert calls == [3, 3, 2, 8]  # three chunks, then the whole block
+    mlp_calls, attention_calls = [], []
+    hooks = [layer.mlp.register_forward_hook(lambda module, args, output: mlp_calls.append(args[0].shape[0])),
+             layer.layernorm_before.register_forward_hook(lambda module, args, output: attention_calls.append(args[0].shape[0]))]  # fmt: skip
+    chunked = layer(hidden)
+    assert mlp_calls == [3, 3, 2]  # three chunks of the (n, S, 37) MLP state
+    assert attention_calls == [1] * 8  # the (n, S, 3·32) QKV projection is larger per frame: one frame a chunk
+    whole = ViTLayer.forward(layer, hidden)
+    for hook in hooks:
+        hook.remove()
     assert torch.allclose(chunked, whole, atol=1e-6)
     grad_chunked, grad_whole = (torch.autograd.grad(out.sum(), hidden)[0] for out in (chunked, whole))
     assert torch.allclose(grad_chunked, grad_whole, atol=1e-5)
+    grads = torch.autograd.grad(layer(hidden).square().sum(), [p for p in layer.parameters()])
+    reference_grads = torch.autograd.grad(ViTLayer.forward(layer, hidden).square().sum(), [p for p in layer.parameters()])
+    for ours, reference in zip(grads, reference_grads):  # the fused QKV weight passes the gradient to q, k and v
+        assert torch.allclose(ours, reference, atol=1e-5)
+    with torch.inference_mode():  # without gradients the chunks are written into one output tensor
+        assert torch.allclose(layer(hidden), whole, atol=1e-6)
+        bf16 = copy.deepcopy(layer).to(torch.bfloat16)
+        assert torch.allclose(bf16(hidden.bfloat16()).float(), whole, atol=0.05)
 
     model = peml_model(tiny_config).eval()
     pixel_values, eyes = make_inputs(tiny_config)

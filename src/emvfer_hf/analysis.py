@@ -31,6 +31,7 @@ import numpy as np
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
 from .faces_mert import FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
 from .outputs import atomic_output, check_outputs, partial_path
+from .precision import DTYPES, autocast_dtype, inference_model, native_cpu_bf16, resolve_dtype  # noqa: F401
 from .video_io_mert import VideoTruncatedWarning, check_frame_size, iter_timed_chunks
 from .video_processing_mert import sample_segment_indices
 from .visualization import _runs
@@ -43,7 +44,6 @@ EYE_COLUMNS = ("instruction_weight", "blinks", "saccade_rate", "valid_fraction",
 #: the track's face box in the window (pixels: left, top, width, height, as py-feat's FaceRect columns; the median
 #: of its boxes in the window's frames), after the eye columns
 FACE_COLUMNS = ("face_x", "face_y", "face_w", "face_h")
-DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
 def eye_window_statistics(series) -> dict:
@@ -123,7 +123,9 @@ class TimelineAnalyzer:
         max_faces: at most this many faces per frame (the largest; at least 1).
         batch_size: windows per model call (at least 1).
         device: the model's device.
-        dtype: "fp32", or "bf16" / "fp16" autocast.
+        dtype: the model's precision (:mod:`~emvfer_hf.precision`): "auto" (bf16 weights where the device computes
+            bf16 natively, else fp32), "fp32", "bf16" (bf16 weights), "bf16-autocast", "fp16" (autocast) or "int8"
+            (CPU, dynamic quantisation). ``self.dtype`` is the choice made.
         min_face_fraction: a track takes part in a window when its face is in at least this share of the frames.
         tracker: a configured :class:`~emvfer_hf.faces_mert.FaceTracker` (default: built from the processor).
         box_history_s: keep the face boxes of only the last this many seconds (live use); default all of them (for
@@ -144,29 +146,29 @@ class TimelineAnalyzer:
         max_faces: Optional[int] = None,
         batch_size: int = 8,
         device: str = "cpu",
-        dtype: str = "fp32",
+        dtype: str = "auto",
         min_face_fraction: float = 0.5,
         tracker: Optional[FaceTracker] = None,
         box_history_s: Optional[float] = None,
         identity="auto",
     ):
         check_window_arguments(window, stride, max_faces=max_faces, batch_size=batch_size)
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        dtype = resolve_dtype(dtype, device)  # ValueError for an unknown one
         if not fps or fps <= 0:
             raise ValueError(f"the frame rate must be positive, got {fps}")
         import torch
 
-        self.model = model.to(device).eval()
+        self.dtype = dtype
+        self.model = inference_model(model, dtype, device)  # a bf16 / int8 copy where the dtype asks for one
         self.processor = processor
         self.fps = float(fps)
         self.window, self.stride, self.start_s = float(window), float(stride), float(start_s)
         self.batch_size = int(batch_size)
         self.device = device
-        self.autocast = None if DTYPES[dtype] is None else getattr(torch, DTYPES[dtype])
-        if dtype == "bf16" and torch.device(device).type == "cpu" and not _native_cpu_bf16():
-            warnings.warn("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 autocast runs several times slower "
-                          "than fp32 here; use --dtype fp32", stacklevel=2)  # fmt: skip
+        self.autocast = autocast_dtype(dtype)
+        if dtype.startswith("bf16") and torch.device(device).type == "cpu" and not native_cpu_bf16():
+            warnings.warn("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 runs several times slower than "
+                          "fp32 here; use --dtype fp32 (or auto)", stacklevel=2)  # fmt: skip
         self.min_face_fraction = float(min_face_fraction)
         self.num_frames = int(processor.num_frames)
         self.length = int(processor.eye_sequence_length)
@@ -436,15 +438,6 @@ class TimelineAnalyzer:
         return self._boxes
 
 
-def _native_cpu_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    import torch
-
-    cpu = getattr(torch._C, "_cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks) if cpu is not None else False
-
-
 def _slice_raw(raw, rows: np.ndarray):
     if isinstance(raw, dict):
         return {key: value[rows] for key, value in raw.items()}
@@ -560,7 +553,7 @@ def analyze_video(
     max_faces: Optional[int] = None,
     batch_size: int = 8,
     device: str = "cpu",
-    dtype: str = "fp32",
+    dtype: str = "auto",
     min_face_fraction: float = 0.5,
     chunk_frames: int = 32,
     progress: bool = True,
@@ -580,7 +573,8 @@ def analyze_video(
         start, end: analyse only this part of the video (seconds; ``start >= 0``).
         max_faces: at most this many faces per frame (the largest; at least 1).
         batch_size: windows per model call (at least 1).
-        device, dtype: where and how the model runs ("fp32", "bf16" or "fp16" autocast).
+        device, dtype: where and how the model runs; dtype "auto" (default: bf16 weights where the device computes
+            bf16 natively, else fp32), "fp32", "bf16", "bf16-autocast", "fp16" or "int8" (see :class:`TimelineAnalyzer`).
         min_face_fraction: a track enters a window when its face is in at least this share of its frames.
         chunk_frames: frames decoded at a time (memory stays bounded by it and the window, not by the video).
         progress: a progress bar counting seconds of video.

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .precision import DTYPES
+
 #: the exit status of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT), as shells report it
 EXIT_INTERRUPTED = 130
 
@@ -146,7 +148,9 @@ def _add_window_arguments(p) -> None:
     p.add_argument("--stride", type=_SECONDS, default=1.0, help="seconds between window starts (default 1)")
     p.add_argument("--max-faces", type=_COUNT, default=None, help="at most this many faces per frame (the largest)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="model precision (autocast)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="model precision: auto (default: bf16 weights where the device computes bf16 natively, else "
+                        "fp32), fp32, bf16, bf16-autocast, fp16 (autocast) or int8 (CPU, dynamic quantisation)")
 
 
 def _add_analyze(subparsers) -> None:

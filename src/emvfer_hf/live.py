@@ -106,7 +106,7 @@ def run_live(
     stride: float = 1.0,
     max_faces: Optional[int] = None,
     device: str = "cpu",
-    dtype: str = "fp32",
+    dtype: str = "auto",
     pace: Optional[bool] = None,
     show: bool = False,
     max_seconds: Optional[float] = None,

@@ -152,8 +152,11 @@ def _vit_config(config: MERTConfig, part: str) -> ViTConfig:
     return vit_config
 
 
-# The largest activation one chunk of a `MERTLayer` may allocate on CPU, in bytes (see `MERTLayer`).
-CPU_LAYER_CHUNK_BYTES = 16 * 2**20
+# The largest activation one chunk of a `MERTLayer` may allocate on CPU, in bytes (see `MERTLayer`): below glibc's
+# largest mmap threshold (32 MiB), so that the chunks are reused from the heap once it is prepared.
+CPU_LAYER_CHUNK_BYTES = 24 * 2**20
+# Whether `MERTLayer` runs the query, key and value projections as one GEMM on CPU (a switch for the benchmarks).
+FUSED_QKV = True
 _cpu_heap_prepared = False
 
 
@@ -163,7 +166,7 @@ def _prepare_cpu_heap() -> None:
     glibc's malloc serves blocks above its mmap threshold with mmap and unmaps them on free, so they come back as
     fresh, zero-filled pages on every call. The threshold starts at 128 KiB and rises to the size of each mmap'd block
     that is freed, up to 32 MiB, and its heap-trim threshold to twice that; freeing one such block puts both at their
-    maximum at once, so `MERTLayer`'s chunks (≤ 16 MiB) and the per-clip tensors of the forward are reused from the
+    maximum at once, so `MERTLayer`'s chunks (≤ 24 MiB) and the per-clip tensors of the forward are reused from the
     heap, and up to 64 MiB freed at the heap's top is kept. This is process-wide (glibc reaches the same state by
     itself once any program frees such a block). Measured at the paper configuration (benchmarks/README.md): the
     fresh-page faults of a forward drop to zero. With another C allocator it is just an allocation and a free.
@@ -177,17 +180,24 @@ def _prepare_cpu_heap() -> None:
 
 class MERTLayer(ViTLayer):
     """One pre-norm Transformer block of φ_V, φ_E and the head: transformers' `ViTLayer` — same parameters (so ViT
-    checkpoints load as is), same function — run over chunks of its first dimension on CPU.
+    checkpoints load as is), same function — run on CPU as two half-blocks over chunks of its first dimension.
 
     The sequences along the first dimension (the B·T frames of φ_V, the B series of φ_E) do not interact inside a
-    block, so the block can take a few at a time and concatenate. On CPU the chunk is chosen so that its largest
-    activation, the (n, S, intermediate_size) MLP hidden state, stays under `CPU_LAYER_CHUNK_BYTES` (16 MiB): glibc
-    hands out larger blocks with mmap and returns them on free, so every call would fault in fresh zeroed pages.
-    At the paper configuration (16 frames × 203 tokens, a 40 MB hidden state per layer) those page faults cost more
-    than the GELU itself. On other devices, with an attention mask, and under `torch.compile` (inductor plans its own
-    memory) it runs whole. On CPU it first prepares glibc's heap (`_prepare_cpu_heap`). The chunking depends only on the input's shape, its device and the autocast state, so a
-    gradient-checkpointing recompute chunks as the forward did (as long as `CPU_LAYER_CHUNK_BYTES` is not changed
-    in between).
+    block, so each half can take a few at a time. On CPU:
+    - the attention half, x + Attn(LN(x)), runs its query, key and value projections as one GEMM (`FUSED_QKV`; the
+      three weights concatenated) and SDPA once over as many sequences as keep the (n, S, 3·D) projection under
+      `CPU_LAYER_CHUNK_BYTES` — at the paper size in bf16, all 16 frames in one call;
+    - the MLP half, x + MLP(LN(x)), runs in chunks whose (n, S, intermediate_size) hidden state stays under
+      `CPU_LAYER_CHUNK_BYTES` (24 MiB). glibc hands out blocks above its mmap threshold (at most 32 MiB) with mmap and
+      returns them on free, so every call would fault in fresh zeroed pages: at the paper configuration (16 frames ×
+      203 tokens, a 40 MB fp32 hidden state per layer) those page faults cost more than the GELU itself. In bf16 a
+      clip's 20 MB hidden state stays whole (bigger GEMMs); a batch of windows is split.
+    Without gradients (inference), the chunks write straight into one output tensor (no concatenation). On other
+    devices, with an attention mask, while attention maps are recorded (`run_whole`) and under `torch.compile`
+    (inductor plans its own memory) the block runs whole as transformers' `ViTLayer`. On CPU it first prepares
+    glibc's heap (`_prepare_cpu_heap`). The chunking depends only on the input's shape, its device, its dtype and the
+    autocast state, so a gradient-checkpointing recompute chunks as the forward did (as long as
+    `CPU_LAYER_CHUNK_BYTES` is not changed in between).
     """
 
     def __init__(self, config: ViTConfig):
@@ -197,23 +207,63 @@ class MERTLayer(ViTLayer):
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs) -> torch.Tensor:
         """(N, S, D) → (N, S, D)."""
-        block = super().forward
         if (
             self.run_whole
             or hidden_states.device.type != "cpu"
             or attention_mask is not None
             or torch.compiler.is_compiling()
         ):
-            return block(hidden_states, attention_mask, **kwargs)
+            return super().forward(hidden_states, attention_mask, **kwargs)
         _prepare_cpu_heap()
-        num_sequences, seq_len = hidden_states.shape[:2]
+        seq_len, dim = hidden_states.shape[1:]
         compute_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else hidden_states.dtype
-        sequence_bytes = seq_len * self.intermediate_size * compute_dtype.itemsize
+        hidden_states = self._in_chunks(self._attention_half, hidden_states, seq_len * 3 * dim * compute_dtype.itemsize)
+        return self._in_chunks(self._mlp_half, hidden_states, seq_len * self.intermediate_size * compute_dtype.itemsize)
+
+    @staticmethod
+    def _in_chunks(half, hidden_states: torch.Tensor, sequence_bytes: int) -> torch.Tensor:
+        """`half` (a residual half-block, (n, S, D) → (n, S, D)) over balanced chunks of the first dimension, each
+        with at most `CPU_LAYER_CHUNK_BYTES` of its largest activation (`sequence_bytes` per sequence)."""
+        num_sequences = hidden_states.shape[0]
         num_chunks = -(-num_sequences // max(1, CPU_LAYER_CHUNK_BYTES // sequence_bytes))  # ceil
         if num_chunks == 1:
-            return block(hidden_states, **kwargs)
+            return half(hidden_states)
         chunk = -(-num_sequences // num_chunks)  # balanced: 16 frames at ≤ 13 per chunk → 8 + 8, not 13 + 3
-        return torch.cat([block(part, **kwargs) for part in hidden_states.split(chunk)])
+        if torch.is_grad_enabled() and hidden_states.requires_grad:
+            return torch.cat([half(part) for part in hidden_states.split(chunk)])
+        parts = [half(part) for part in hidden_states.split(chunk)[:1]]  # the first chunk gives the output dtype
+        output = hidden_states.new_empty(hidden_states.shape, dtype=parts[0].dtype)
+        output[:chunk] = parts[0]
+        for start in range(chunk, num_sequences, chunk):
+            output[start : start + chunk] = half(hidden_states[start : start + chunk])
+        return output
+
+    def _attention_half(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """x + dropout(Attn(LN_before(x))), as in `ViTLayer`."""
+        return self.dropout(self._attention(self.layernorm_before(hidden_states))) + hidden_states
+
+    def _mlp_half(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """x + dropout(MLP(LN_after(x))), as in `ViTLayer`."""
+        return self.dropout(self.mlp(self.layernorm_after(hidden_states))) + hidden_states
+
+    def _attention(self, normed: torch.Tensor) -> torch.Tensor:
+        """Self-attention of (n, S, D) normalised tokens. With SDPA and `FUSED_QKV`: one GEMM for the query, key and
+        value projections (the weights concatenated on the fly, so gradients reach each of them) and SDPA on strided
+        views of its output; otherwise transformers' `ViTAttention` (eager attention, int8-quantised projections, or
+        `FUSED_QKV` off)."""
+        attention = self.attention
+        fusable = isinstance(attention.q_proj.weight, torch.Tensor)  # not a quantised (int8) linear layer
+        if not FUSED_QKV or not fusable or attention.config._attn_implementation != "sdpa":
+            return attention(normed)[0]
+        n, seq_len, _ = normed.shape
+        projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+        weight = torch.cat([p.weight for p in projections])
+        bias = None if attention.q_proj.bias is None else torch.cat([p.bias for p in projections])
+        qkv = nn.functional.linear(normed, weight, bias).view(n, seq_len, 3, attention.num_attention_heads, -1)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, S, head_dim), strided views
+        dropout = attention.attention_dropout if self.training else 0.0
+        context = nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=dropout, scale=attention.scaling)
+        return attention.o_proj(context.transpose(1, 2).reshape(n, seq_len, -1))
 
 
 class MERTVideoEncoder(nn.Module):
@@ -288,7 +338,8 @@ class MERTCrossModalGate(nn.Module):
         """
         context = self.down(self.context_projection(context))[:, None, :]  # (N, 1, bottleneck): down(c)
         projected = nn.functional.linear(hidden_states, self.down.weight)  # (N, S, bottleneck): F W_downᵀ
-        bottleneck = self.act(torch.addcmul(context, projected, self.alpha))  # GELU(α·F W_downᵀ + down(c))
+        # GELU(α·F W_downᵀ + down(c)), in the GEMM's dtype (α, a 1-element fp32 tensor, would promote it to fp32)
+        bottleneck = self.act(torch.addcmul(context, projected, self.alpha.to(projected.dtype)))
         gated_weight, gated_bias = self.gate[:, None] * self.up.weight, self.gate * self.up.bias  # (D, bottleneck), (D,)
         if torch.is_autocast_enabled(hidden_states.device.type):  # autocast would run addmm, F included, in bf16/fp16
             return hidden_states + nn.functional.linear(bottleneck, gated_weight, gated_bias)  # F keeps its dtype
@@ -313,11 +364,14 @@ class MERTCrossModalLinear(nn.Module):
         """(N, S, D) tokens F and (N, D_context) context c → (N, S, D) F + GELU(W(α·F ⊕ c) + b).
 
         The layer is linear, so W(α·F ⊕ c) + b = α·(F Wᵀ) ⊕ (W c + b): the context passes the layer once per
-        sequence, not once per token. Same function as the literal formula; F keeps its dtype under autocast.
+        sequence, not once per token. Same function as the literal formula; under autocast the update is computed in
+        the autocast dtype and F keeps its own.
         """
         context = self.linear(self.context_projection(context))[:, None, :]  # (N, 1, D): W c + b
         projected = nn.functional.linear(hidden_states, self.linear.weight)  # (N, S, D): F Wᵀ
-        return hidden_states + self.act(torch.addcmul(context, projected, self.alpha))
+        # the update in the GEMM's dtype (bf16 under autocast: α, a 1-element fp32 tensor, would promote the (N, S, D)
+        # update and its GELU to fp32), added to F in F's dtype
+        return hidden_states + self.act(torch.addcmul(context, projected, self.alpha.to(projected.dtype)))
 
 
 class MERTFusionLayer(nn.Module):
