@@ -166,6 +166,7 @@ def test_layer_runs_in_chunks_on_cpu_with_the_same_function(tiny_config, monkeyp
     layer = MERTLayer(modeling_mert._vit_config(tiny_config, "video"))
     hidden = torch.randn(8, 5, 32, requires_grad=True)
     monkeypatch.setattr(modeling_mert, "CPU_LAYER_CHUNK_BYTES", 3 * 5 * tiny_config.intermediate_size * 4)  # 3 frames
+    monkeypatch.setattr(modeling_mert, "FUSED_QKV", True)  # the switch's path (off by default) gives the same block
     mlp_calls, attention_calls = [], []
     hooks = [layer.mlp.register_forward_hook(lambda module, args, output: mlp_calls.append(args[0].shape[0])),
              layer.layernorm_before.register_forward_hook(lambda module, args, output: attention_calls.append(args[0].shape[0]))]  # fmt: skip

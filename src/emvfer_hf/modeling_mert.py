@@ -155,8 +155,9 @@ def _vit_config(config: MERTConfig, part: str) -> ViTConfig:
 # The largest activation one chunk of a `MERTLayer` may allocate on CPU, in bytes (see `MERTLayer`): below glibc's
 # largest mmap threshold (32 MiB), so that the chunks are reused from the heap once it is prepared.
 CPU_LAYER_CHUNK_BYTES = 24 * 2**20
-# Whether `MERTLayer` runs the query, key and value projections as one GEMM on CPU (a switch for the benchmarks).
-FUSED_QKV = True
+# Whether `MERTLayer` runs the query, key and value projections as one GEMM on CPU. Off: on the AMD EPYC with
+# AVX512-BF16 it was not faster than three GEMMs in bf16 (benchmarks/README.md, issue 23); kept as a measured switch.
+FUSED_QKV = False
 _cpu_heap_prepared = False
 
 
@@ -184,9 +185,9 @@ class MERTLayer(ViTLayer):
 
     The sequences along the first dimension (the B·T frames of φ_V, the B series of φ_E) do not interact inside a
     block, so each half can take a few at a time. On CPU:
-    - the attention half, x + Attn(LN(x)), runs its query, key and value projections as one GEMM (`FUSED_QKV`; the
-      three weights concatenated) and SDPA once over as many sequences as keep the (n, S, 3·D) projection under
-      `CPU_LAYER_CHUNK_BYTES` — at the paper size in bf16, all 16 frames in one call;
+    - the attention half, x + Attn(LN(x)), runs over as many sequences as keep the (n, S, 3·D) query, key and value
+      projections under `CPU_LAYER_CHUNK_BYTES` — at the paper size in bf16, all 16 frames in one call (with
+      `FUSED_QKV`, the three projections as one GEMM on the concatenated weights);
     - the MLP half, x + MLP(LN(x)), runs in chunks whose (n, S, intermediate_size) hidden state stays under
       `CPU_LAYER_CHUNK_BYTES` (24 MiB). glibc hands out blocks above its mmap threshold (at most 32 MiB) with mmap and
       returns them on free, so every call would fault in fresh zeroed pages: at the paper configuration (16 frames ×
