@@ -265,7 +265,7 @@ def analyze_corpus(
     max_faces: Optional[int] = None,
     batch_size: int = 8,
     device: Optional[str] = None,
-    dtype: str = "fp32",
+    dtype: str = "auto",
     min_face_fraction: float = 0.5,
     identity: str = "auto",
     persons: bool = False,
