@@ -38,7 +38,7 @@ from ..metrics import classification_metrics
 from ..modeling_mert import MERTForVideoClassification
 from ..training.data import ClipDataset
 from ..training.loop import save_json, train
-from .prior_quality import _auc
+from .prior_quality import roc_auc
 from .runner import (
     QUICK_OVERRIDES, _stamp_matches, add_study_arguments, build_model, finalize_arguments, make_context, prepare_data,
     pretrain_for_seed, run_predict, settings_of, training_namespace,
@@ -232,7 +232,7 @@ def seed_checks(ctx, world: World, pretrained_dir: Path, seed: int) -> dict:
     model.eval()
     w_train, w_test = default_weights(model, world.train), default_weights(model, world.test)
     bad_train = world.train.is_bad
-    auc = _auc(w_train[~bad_train], w_train[bad_train])
+    auc = roc_auc(w_train[~bad_train], w_train[bad_train])
     w_bad = float(np.median(w_train[bad_train]))
     make = lambda w: MixedQualityClips(ctx.test_set, ctx.processor, world.sample_root, world.tags,
                                        weights=np.full(len(ctx.test_set), w))  # fmt: skip
