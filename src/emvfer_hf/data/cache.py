@@ -37,7 +37,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 import datasets
 import numpy as np

@@ -219,9 +219,7 @@ class AffWild2Benchmark(Benchmark):
     table_metrics = AFFWILD2_HEADLINE
     frame_scored = True
     sample_stream = 3
-
-    def load(self, root, **kwargs) -> datasets.DatasetDict:
-        return load_affwild2(root, **kwargs)
+    loader = staticmethod(load_affwild2)
 
     def load_splits(self, root, fold: int = 1, protocol: Optional[str] = None, test_subject: Optional[str] = None):
         """``(train, validation)``: the challenge's training split and its validation split (the test labels are

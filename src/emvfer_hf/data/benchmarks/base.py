@@ -76,9 +76,14 @@ class Benchmark:
         return LABELS[self.label_sets[key]]
 
     # ---------------------------------------------------------------------------------------------- loading
+    #: the loader (``load_<name>(root, **kwargs)``), a ``staticmethod`` of each subclass
+    loader = None
+
     def load(self, root, **kwargs) -> datasets.DatasetDict:
         """The benchmark's loader (``load_<name>``) on its released layout under ``root``."""
-        raise NotImplementedError
+        if self.loader is None:
+            raise NotImplementedError(f"{type(self).__name__} defines no loader")
+        return self.loader(root, **kwargs)
 
     def load_splits(self, root, fold: int = 1, protocol: Optional[str] = None, test_subject: Optional[str] = None):
         """``(train, test)`` ``datasets.Dataset``s of one run; for leave-one-subject-out without ``test_subject``,

@@ -153,9 +153,7 @@ class CASME2Benchmark(Benchmark):
     label_sets = {"3class": "casme2_3class", "5class": "casme2_5class"}
     evaluation = "loso"
     sample_stream = 4
-
-    def load(self, root, **kwargs) -> datasets.DatasetDict:
-        return load_casme2(root, **kwargs)
+    loader = staticmethod(load_casme2)
 
     def write_sample(self, root: Path, writer: SampleWriter, clips_per_class, num_frames, size, noise, seed) -> None:
         """The CASME II layout: frame folders per subject and episode, the coding sheet (a ``/`` apex as in the

@@ -121,9 +121,7 @@ class CASME3Benchmark(Benchmark):
     label_sets = {"3class": "casme3_3class", "4class": "casme3_4class", "7class": "casme3_7class"}
     evaluation = "loso"
     sample_stream = 5
-
-    def load(self, root, **kwargs) -> datasets.DatasetDict:
-        return load_casme3(root, **kwargs)
+    loader = staticmethod(load_casme3)
 
     def write_sample(self, root: Path, writer: SampleWriter, clips_per_class, num_frames, size, noise, seed) -> None:
         """The CAS(ME)^3 layout: clip frame folders (one subject's folder case differing from the sheet), the label

@@ -113,6 +113,16 @@ def resolve_rows(df: pd.DataFrame, resolve, source: PathLike, missing: str) -> L
     return rows
 
 
+def train_test_rows(split_file, reader, resolve, missing: str) -> Dict[str, List[dict]]:
+    """The rows of the ``train`` and ``test`` split files of one fold: ``split_file(split) -> Path``,
+    ``reader(path) -> DataFrame`` (an annotation parser), media by ``resolve`` (:func:`resolve_rows`)."""
+    out = {}
+    for split in ("train", "test"):
+        path = split_file(split)
+        out[split] = resolve_rows(reader(path), resolve, path, missing)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------- splits
 def base_features(names: Sequence[str], subject: bool = False, **extra) -> datasets.Features:
     """The columns every loader returns (``clip_id``, ``video``, ``subject`` where asked, ``extra``, ``label`` as a

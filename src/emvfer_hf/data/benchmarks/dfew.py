@@ -23,7 +23,16 @@ from .._utils import PathLike, find_child, find_path, require_dir, require_file
 from ..labels import LABELS
 from ..sample_data import Domain, SampleWriter, class_plan, clip_rng, fold_of, identity_name, render_clip
 from .base import Benchmark, register
-from .common import NUM_FOLDS, base_features, check_fold, finish_labels, fold_dict, media_in, resolve_rows, to_int
+from .common import (
+    NUM_FOLDS,
+    base_features,
+    check_fold,
+    finish_labels,
+    fold_dict,
+    media_in,
+    to_int,
+    train_test_rows,
+)
 
 DFEW_NUM_CLASSES = 7
 DFEW_FRAME_VARIANTS = ("clip_224x224", "clip_224x224_16f", "clip_224x224_avi", "original")
@@ -99,12 +108,8 @@ def load_dfew(
     def resolve(rec):
         return media_in(media_root, rec["clip_id"]) or media_in(media_root, str(rec["video_name"]))
 
-    features = base_features(LABELS["dfew"])
-    out = {}
-    for split in ("train", "test"):
-        path = _split_file(root, split, fold)
-        out[split] = resolve_rows(read_dfew_split(path), resolve, path, missing)
-    return fold_dict(out, features, f"DFEW fold {fold}")
+    rows = train_test_rows(lambda split: _split_file(root, split, fold), read_dfew_split, resolve, missing)
+    return fold_dict(rows, base_features(LABELS["dfew"]), f"DFEW fold {fold}")
 
 
 class DFEWBenchmark(Benchmark):
@@ -112,12 +117,9 @@ class DFEWBenchmark(Benchmark):
 
     name, title, folder = "dfew", "DFEW", "DFEW"
     label_sets = {"": "dfew"}
+    loader = staticmethod(load_dfew)
     evaluation = "folds"
-    sample_stream = 1
-    sample_test_split = True
-
-    def load(self, root, **kwargs) -> datasets.DatasetDict:
-        return load_dfew(root, **kwargs)
+    sample_stream, sample_test_split = 1, True  # its "gap" sample set has a test split of its own
 
     def write_sample(self, root: Path, writer: SampleWriter, clips_per_class, num_frames, size, noise, seed,
                      domain: Optional[Domain] = None, test_cpc: int = 0) -> None:

@@ -224,9 +224,7 @@ class EMERBenchmark(Benchmark):
     evaluation = "folds"
     eye_tracking = True
     sample_stream = 0
-
-    def load(self, root, **kwargs) -> datasets.DatasetDict:
-        return load_emer(root, **kwargs)
+    loader = staticmethod(load_emer)
 
     def write_sample(self, root: Path, writer: SampleWriter, clips_per_class, num_frames, size, noise, seed,
                      domain: Optional[Domain] = None) -> None:

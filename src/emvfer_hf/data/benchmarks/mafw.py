@@ -22,7 +22,7 @@ from .._utils import PathLike, find_child, find_path, require_dir, require_file
 from ..labels import LABELS, normalize_label_string
 from ..sample_data import SampleWriter, class_plan, clip_rng, fold_of, render_clip
 from .base import Benchmark, register
-from .common import NUM_FOLDS, base_features, check_fold, finish_labels, fold_dict, media_in, resolve_rows
+from .common import NUM_FOLDS, base_features, check_fold, finish_labels, fold_dict, media_in, train_test_rows
 
 
 def read_mafw_split(txt_path: PathLike) -> pd.DataFrame:
@@ -75,14 +75,14 @@ def load_mafw(root: PathLike, fold: int = 1, missing: str = "raise") -> datasets
     def resolve(rec):
         return media_in(clips, rec["clip_id"]) or media_in(frames, rec["clip_id"])
 
-    features = base_features(LABELS["mafw"])
-    out = {}
-    for split in ("train", "test"):
+    def split_file(split):
         path = find_child(set_dir, f"{split}.txt", kind="file")
         if path is None:
             raise FileNotFoundError(f"MAFW: split file {set_dir / f'{split}.txt'} does not exist")
-        out[split] = resolve_rows(read_mafw_split(path), resolve, path, missing)
-    return fold_dict(out, features, f"MAFW fold {fold}")
+        return path
+
+    out = train_test_rows(split_file, read_mafw_split, resolve, missing)
+    return fold_dict(out, base_features(LABELS["mafw"]), f"MAFW fold {fold}")
 
 
 class MAFWBenchmark(Benchmark):
@@ -92,9 +92,7 @@ class MAFWBenchmark(Benchmark):
     label_sets = {"": "mafw"}
     evaluation = "folds"
     sample_stream = 2
-
-    def load(self, root, **kwargs) -> datasets.DatasetDict:
-        return load_mafw(root, **kwargs)
+    loader = staticmethod(load_mafw)
 
     def write_sample(self, root: Path, writer: SampleWriter, clips_per_class, num_frames, size, noise, seed) -> None:
         """The MAFW layout: mp4 clips (faces not cropped), the single/no_caption split files, the label sheet."""
