@@ -131,6 +131,21 @@ def carve_validation(args, train_set) -> tuple:
     return split_validation(train_set, fraction, seed, label_names_of(train_set))
 
 
+def clip_datasets(args, processor, eye_source: str, accelerator, train_set, validation_set, test_set) -> tuple:
+    """`(train, validation, test)` `ClipDataset`s of the splits (None stays None) for `eye_source`, each split
+    preprocessed first (`preprocess_splits`: cached face boxes, and for the visual source the eye series); the
+    training split samples its frames at random, seeded by `--seed`."""
+    train_set, validation_set, test_set = preprocess_splits(
+        [train_set, validation_set, test_set], processor, eye_source == "visual", args.cache_dir,
+        args.preprocessing_num_workers, accelerator,
+    )  # fmt: skip
+    return (
+        ClipDataset(train_set, processor, eye_source, train=True, seed=args.seed),
+        None if validation_set is None else ClipDataset(validation_set, processor, eye_source),
+        None if test_set is None else ClipDataset(test_set, processor, eye_source),
+    )
+
+
 def _selection_results(history: dict, validation: dict) -> dict:
     """What the results JSON says about model selection: the validation split, the per-epoch validation metrics,
     the restored best epoch and where training stopped."""
@@ -329,13 +344,8 @@ def run_pretrain(args) -> dict:
         if args.model_name_or_path
         else processor_for(model.config, sample)
     )
-    train_set, validation_set, test_set = preprocess_splits(
-        [train_set, validation_set, test_set], processor, False, args.cache_dir, args.preprocessing_num_workers,
-        accelerator,
-    )  # fmt: skip
-    train_data = ClipDataset(train_set, processor, "tracker", train=True, seed=args.seed)
-    validation_data = ClipDataset(validation_set, processor, "tracker") if validation_set is not None else None
-    test_data = ClipDataset(test_set, processor, "tracker") if test_set is not None else None
+    train_data, validation_data, test_data = clip_datasets(args, processor, "tracker", accelerator, train_set,
+                                                           validation_set, test_set)  # fmt: skip
 
     # The prior Ē of the high-quality training recordings [9]-[11], stored in the model BEFORE training: fitted on
     # exactly the series stage 1 trains on (each training clip's span of its recording, `ClipDataset.eye_series`;
@@ -401,13 +411,8 @@ def run_finetune(args) -> dict:
         raise ValueError(f"{args.dataset} fold {args.fold}: the evaluation split is empty (--max_eval_samples?)")
     model.set_training_stage("peml")
     train_set, validation_set, validation = carve_validation(args, train_set)  # by subject / video, else by label
-    train_set, validation_set, test_set = preprocess_splits(
-        [train_set, validation_set, test_set], processor, True, args.cache_dir, args.preprocessing_num_workers,
-        accelerator,
-    )  # fmt: skip
-    train_data = ClipDataset(train_set, processor, "visual", train=True, seed=args.seed)
-    validation_data = ClipDataset(validation_set, processor, "visual") if validation_set is not None else None
-    test_data = ClipDataset(test_set, processor, "visual")
+    train_data, validation_data, test_data = clip_datasets(args, processor, "visual", accelerator, train_set,
+                                                           validation_set, test_set)  # fmt: skip
     accelerator, model, history = train(args, model, train_data, validation_data, metrics_for(label_names),
                                         accelerator, test_dataset=test_data)  # fmt: skip
     predictions = history["predictions"]
@@ -419,7 +424,7 @@ def run_finetune(args) -> dict:
     if accelerator.is_main_process:
         benchmark, frames = get_benchmark(args.dataset), None
         if benchmark.frame_scored:
-            frames = benchmark.frame_predictions(test_set, predictions, benchmark.frame_truth(root))
+            frames = benchmark.frame_predictions(test_data.dataset, predictions, benchmark.frame_truth(root))
         results = write_results(output_dir, predictions, label_names, results, frames=frames)
         _release(model, output_dir, args, results)
     return results
