@@ -26,9 +26,18 @@ import pandas as pd
 
 from ...eye_movement_mert import EyeMovementSeries
 from ...metrics import AFFWILD2_HEADLINE, windows_to_frames
+from ...video_io_mert import list_frame_files
 from .._media import write_jpgs, write_mp4
-from .._utils import VIDEO_EXTENSIONS, PathLike, check_nonempty, find_child, frame_number, handle_missing, list_frames
-from .._utils import require_dir, require_file
+from .._utils import (
+    VIDEO_EXTENSIONS,
+    PathLike,
+    check_nonempty,
+    find_child,
+    frame_number,
+    handle_missing,
+    require_dir,
+    require_file,
+)
 from ..labels import LABELS
 from ..sample_data import VIDEO_FPS, RenderedClip, SampleWriter, class_plan, clip_rng, render_clip
 from .base import Benchmark, register
@@ -174,7 +183,7 @@ def load_affwild2(
         if not has_media(folder):
             absent.append(name)
             continue
-        have = {frame_number(p) for p in list_frames(folder)}
+        have = {frame_number(p) for p in list_frame_files(folder)}
         labels = dict(zip(df["frame"], df["label"]))
         n = len(df)
         size = n if window is None else window

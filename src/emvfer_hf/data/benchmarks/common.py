@@ -15,7 +15,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import datasets
 import pandas as pd
 
-from .._utils import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, PathLike, check_nonempty, find_child, handle_missing
+from ...video_io_mert import IMAGE_EXTENSIONS
+from .._utils import VIDEO_EXTENSIONS, PathLike, check_nonempty, find_child, handle_missing
 
 #: The k of the k-fold protocols (DFEW, MAFW and EMER are each released with 5 folds; docs/datasets.md)
 NUM_FOLDS = 5

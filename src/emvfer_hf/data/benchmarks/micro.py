@@ -12,7 +12,8 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from .._utils import frame_number, list_frames
+from ...video_io_mert import list_frame_files
+from .._utils import frame_number
 from .common import base_features, loso_dict, resolve_rows, to_int
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def fill_frame_range(rows: List[dict]) -> None:
     for r in rows:
         if r["onset"] < 0 or r["offset"] <= 0 or r["apex"] < 0:
             path = Path(r["video"])
-            nums = [frame_number(p) for p in list_frames(path)] if path.is_dir() else []
+            nums = [frame_number(p) for p in list_frame_files(path)] if path.is_dir() else []
             if nums:
                 r["onset"] = r["onset"] if r["onset"] >= 0 else min(nums)
                 r["offset"] = r["offset"] if r["offset"] > 0 else max(nums)
