@@ -279,7 +279,9 @@ def make_context(args, target_root, emer_root, is_sample, pretrained_dir: Path) 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Stage 1
-def _stamp_matches(folder: Path, settings: dict) -> bool:
+def stamp_matches(folder: Path, settings: dict) -> bool:
+    """Whether the finished run in `folder` was made with `settings` (its `study_settings.json`): only then is it
+    reused."""
     stamp = folder / "study_settings.json"
     return stamp.exists() and json.loads(stamp.read_text()) == settings
 
@@ -297,7 +299,7 @@ def pretrain_for_seed(args, seed: int, emer_root: Optional[Path], extra_override
     settings = {**settings_of(args, PRETRAIN_SETTINGS), "config_overrides": str(overrides or None)}
     tag = extra_overrides.replace("=", "_").replace(",", "__")
     out = args.work_dir / f"seed{seed}" / ("pretrain" + (f"_{tag}" if tag else ""))
-    if not args.overwrite and (out / "model.safetensors").exists() and _stamp_matches(out, settings):
+    if not args.overwrite and (out / "model.safetensors").exists() and stamp_matches(out, settings):
         logger.info("seed %d: reusing the pre-trained model in %s", seed, out)
         return out
     if getattr(args, "cached_only", False):
@@ -377,7 +379,7 @@ def cached_record(variant: Variant, seed: int, ctx: StudyContext, keep_model: bo
     kept), or None."""
     run_dir = ctx.args.work_dir / f"seed{seed}" / variant.key
     record_path = run_dir / "record.json"
-    if not ctx.args.overwrite and record_path.exists() and _stamp_matches(run_dir, ctx.settings):
+    if not ctx.args.overwrite and record_path.exists() and stamp_matches(run_dir, ctx.settings):
         if not keep_model or (run_dir / "model" / "model.safetensors").exists():
             logger.info("seed %d, %s: reusing %s", seed, variant.key, record_path)
             return json.loads(record_path.read_text())
