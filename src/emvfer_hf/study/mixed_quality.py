@@ -40,8 +40,8 @@ from ..training.data import ClipDataset
 from ..training.loop import save_json, train
 from .prior_quality import roc_auc
 from .runner import (
-    QUICK_OVERRIDES, stamp_matches, add_study_arguments, build_model, finalize_arguments, make_context, prepare_data,
-    pretrain_for_seed, run_predict, settings_of, training_namespace,
+    QUICK_OVERRIDES, add_study_arguments, build_model, finalize_arguments, make_context, prepare_data,
+    pretrain_for_seed, run_predict, settings_of, stamp_matches, training_namespace,
 )  # fmt: skip
 from .variants import Variant
 
