@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..configuration_mert import MERTConfig
-from ..data.benchmarks import get_benchmark
+from ..data.benchmarks import find_benchmark, get_benchmark
 from ..metrics import (
     affwild2_frame_metrics,
     classification_metrics,
@@ -319,8 +319,8 @@ def run_pretrain(args) -> dict:
     """EMER pre-training (CE [2]); stores the prior Ē of the training clips' recordings (their clip spans) in the
     model before training; with a validation split (by participant) selects the best epoch on it; scores the test
     fold once; saves model + processor. Returns the results dict (also written to `<output_dir>/results.json`)."""
-    benchmark = get_benchmark(args.dataset or "emer")
-    if not benchmark.eye_tracking:
+    benchmark = find_benchmark(args.dataset or "emer")
+    if benchmark is None or not benchmark.eye_tracking:
         raise ValueError("pre-training needs eye-tracker recordings: --dataset emer (EMER layout)")
     args.dataset = benchmark.name
     output_dir = resolve_output_dir(args)
