@@ -13,7 +13,7 @@ import torch
 
 from emvfer_hf import metrics as M
 from emvfer_hf.data._media import write_jpgs
-from emvfer_hf.data.loaders import affwild2_frame_labels, load_affwild2
+from emvfer_hf.data import affwild2_frame_labels, load_affwild2
 
 FIXTURE = Path(__file__).parent / "fixtures" / "affwild2_expr"
 NUM_FRAMES = {"video1": 10, "10-60-1280x720_right": 6, "video2": 4}

@@ -197,7 +197,7 @@ def test_backend_is_replaceable_and_faces_reusable(carphone):
 def test_recovered_gaze_follows_the_rendered_gaze(tmp_path):
     """Sample clips are drawn from known eye series: across clips, the gaze (and pupil size, blink rate) read from the
     pixels must follow the series the renderer was given."""
-    from emvfer_hf.data.sample_data import load_sample_eye_series, make_sample_dataset
+    from emvfer_hf.data import load_sample_eye_series, make_sample_dataset
 
     root = make_sample_dataset("emer", tmp_path / "EMER", clips_per_class=2, num_frames=24, resolution=160, noise=0.0)
     extractor = VisualEyeMovementExtractor(normalize=False)  # raw values keep each clip's level

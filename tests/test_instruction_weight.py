@@ -171,7 +171,7 @@ def test_w_moves_the_decisions_of_a_peml_model_trained_on_sample_data(tmp_path):
     """Issue 20's criterion: on a PEML checkpoint trained on the sample data (stage 1 on EMER, PEML on DFEW, default
     placement), forcing W from 1 to 0.05 moves the logits past the top-2 margin on at least 10% of its test clips."""
     from .test_training import TINY_OVERRIDES, common_args, load_example
-    from emvfer_hf.data.sample_data import make_sample_dataset
+    from emvfer_hf.data import make_sample_dataset
     from emvfer_hf.training.data import ClipDataset, collate_clips
     from emvfer_hf.training.stages import load_splits
     from transformers import AutoVideoProcessor

@@ -9,13 +9,13 @@ import datasets
 import numpy as np
 import pytest
 
+from emvfer_hf.data import make_sample_dataset
 from emvfer_hf.data.labels import LABELS
 from emvfer_hf.data.sample_data import (
     BLINK,
     MANIFEST,
     TRACKER_NOISE_STD,
     load_sample_eye_series,
-    make_sample_dataset,
     tracker_quality_series,
 )  # fmt: skip
 from emvfer_hf.study import mixed_quality as mq

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emvfer_hf.data import make_sample_dataset
-from emvfer_hf.data.loaders import load_emer
+from emvfer_hf.data import load_emer
 from emvfer_hf.study.sources import CHANNELS, both_source_clips, correlate_clips
 from emvfer_hf.training.data import ClipDataset, tracker_series, video_timeline
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForVideoClassification, pipeline
 
 from emvfer_hf import MERTConfig, MERTForVideoClassification
-from emvfer_hf.data.sample_data import make_sample_dataset
+from emvfer_hf.data import make_sample_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_OVERRIDES = (

@@ -417,7 +417,7 @@ def run_eyes(args) -> int:
 # ----------------------------------------------------------------------------------------------------------------------
 # emvfer sample-data
 def _add_sample_data(subparsers) -> None:
-    from .data.sample_data import add_sample_data_arguments, run_sample_data
+    from .data.benchmarks import add_sample_data_arguments, run_sample_data
 
     p = subparsers.add_parser(
         "sample-data", help="write small datasets in the exact on-disk layouts of the six benchmarks"

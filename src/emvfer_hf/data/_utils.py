@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
-from ..video_io_mert import IMAGE_EXTENSIONS, natural_frame_key  # noqa: F401
-from ..video_io_mert import list_frame_files as list_frames  # noqa: F401
+from ..video_io_mert import natural_frame_key
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,7 @@ def require_dir(path: PathLike, what: str) -> Path:
 
 
 def require_file(path: PathLike, what: str) -> Path:
+    """Return ``path`` as a Path, raising ``FileNotFoundError`` (naming ``what``) when it is not a file."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{what}: file {str(path)!r} does not exist")
@@ -104,5 +104,6 @@ def handle_missing(missing: List[str], total: int, source: PathLike, policy: str
 
 
 def check_nonempty(n: int, what: str) -> None:
+    """Raise ``ValueError`` (naming ``what``) when ``n`` is 0: a fold or split without samples."""
     if n == 0:
         raise ValueError(f"{what}: no samples (empty fold or split)")

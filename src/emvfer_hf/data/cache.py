@@ -37,12 +37,13 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 import datasets
 import numpy as np
 
-from ._utils import PathLike, frame_number, list_frames
+from ..video_io_mert import list_frame_files
+from ._utils import PathLike, frame_number
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def window_frame_files(folder: PathLike, frame_numbers: Sequence[int]) -> tuple[
     files = [folder / f"{int(n):05d}.jpg" for n in frame_numbers]
     if all(f.is_file() for f in files):
         return tuple(str(f) for f in files)
-    by_number = {frame_number(f): f for f in list_frames(folder)} if folder.is_dir() else {}
+    by_number = {frame_number(f): f for f in list_frame_files(folder)} if folder.is_dir() else {}
     missing = [int(n) for n in frame_numbers if int(n) not in by_number]
     if missing:
         raise FileNotFoundError(f"{folder}: no image of frame(s) {missing[:10]} of the window (of {len(files)})")
@@ -71,7 +72,7 @@ def window_frame_files(folder: PathLike, frame_numbers: Sequence[int]) -> tuple[
 
 @functools.lru_cache(maxsize=4096)
 def _frame_count(folder: str) -> int:
-    return len(list_frames(folder))
+    return len(list_frame_files(folder))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -150,7 +151,7 @@ def media_fingerprint(path, version: str = "") -> str:
         return h.hexdigest()
     path = Path(path)
     if path.is_dir():
-        files = list_frames(path)
+        files = list_frame_files(path)
         if not files:
             raise FileNotFoundError(f"preprocessing cache: frame folder {path} holds no image")
         for f in files:

@@ -1,11 +1,13 @@
-"""Sample data: small datasets in the EXACT on-disk layouts of the six benchmarks (docs/design.md §Sample data).
+"""The synthetic world of the sample data and its renderer (docs/design.md §Sample data).
 
-Real benchmarks cannot be shipped, so :func:`make_sample_dataset` writes rendered face clips where the class sets BOTH
-the facial expression (mouth, brows) and the eye behaviour (gaze pattern, pupil dynamics, blink and saccade rates).
-Each clip is driven by a generated canonical eye series (docs/design.md §Eye-movement format: pupils in mm, gaze in
-[-1, 1], behaviour codes fixation 0 / saccade 1 / blink 2, at ``TRACKER_HZ``); the renderer places the irises and
-pupils from it, and for EMER the same series is written as a Tobii Pro Lab TSV — the high-quality signal — while the
-visual extractor has to recover a noisier version from the pixels.
+Real benchmarks cannot be shipped, so each benchmark of :mod:`emvfer_hf.data.benchmarks` has a sample writer that
+renders face clips in its exact on-disk layout (:func:`emvfer_hf.data.make_sample_dataset` picks the writer). This
+module is the world they film: the class sets BOTH the facial expression (mouth, brows) and the eye behaviour (gaze
+pattern, pupil dynamics, blink and saccade rates). Each clip is driven by a generated canonical eye series
+(docs/design.md §Eye-movement format: pupils in mm, gaze in [-1, 1], behaviour codes fixation 0 / saccade 1 / blink
+2, at ``TRACKER_HZ``); the renderer places the irises and pupils from it, and the EMER writer stores the same series
+as a Tobii Pro Lab TSV — the high-quality signal — while the visual extractor has to recover a noisier version from
+the pixels.
 
 Some classes share the face and differ ONLY in the eyes (:data:`EYE_ONLY_PAIRS`: sadness/disgust, surprise/fear,
 happiness/contempt, neutral/anxiety ...), so a model that ignores eye movements cannot separate them.
@@ -21,32 +23,27 @@ downstream set across a domain gap (``"wild"``: other identities, a colour cast 
 noisier camera with the face smaller and off centre — so the visual eye series read from it is of lower quality —
 and few labelled clips per class). Only EMER and DFEW have a ``"gap"`` version.
 
-Generation is deterministic in ``seed``. Default size (4 clips per class, 16 frames, 128 px) writes the EMER or
+Generation is deterministic in ``seed`` (:func:`clip_rng`). Default size (4 clips per class, 16 frames, 128 px) writes the EMER or
 DFEW sample set in a few seconds on 2 CPU cores.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pandas as pd
 
 from ..eye_movement_mert import BLINK, FIXATION, SACCADE, EyeMovementSeries
-from ..eyetracking import write_tobii_tsv
-from ._media import write_jpgs, write_mp4
 from ._utils import PathLike
 from .labels import LABELS
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_DATASETS = ("emer", "dfew", "mafw", "affwild2", "casme2", "casme3")
 TRACKER_HZ = 120.0
 VIDEO_FPS = 15.0
 DISPLAY_RESOLUTION = (1920, 1080)
@@ -488,8 +485,9 @@ def load_sample_eye_series(root: PathLike, clip_id: str) -> Tuple[EyeMovementSer
     return series, info
 
 
-class _Writer:
-    """Accumulates the per-clip ground truth and the manifest of one sample dataset."""
+class SampleWriter:
+    """Accumulates the per-clip ground truth and the manifest of one sample dataset: a benchmark's sample writer
+    records each clip it renders with :meth:`add`; :meth:`close` writes ``sample_manifest.json``."""
 
     def __init__(self, name: str, root: Path, options: dict):
         self.name, self.root, self.options = name, root, options
@@ -510,323 +508,25 @@ class _Writer:
         (self.root / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
 
 
-def _rng_for(seed: int, dataset: str, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, SAMPLE_DATASETS.index(dataset), index]))
+def clip_rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    """The random numbers of clip ``index`` of the sample set whose benchmark owns ``stream``
+    (``Benchmark.sample_stream``): deterministic in ``seed``, independent between clips and benchmarks."""
+    return np.random.default_rng(np.random.SeedSequence([seed, stream, index]))
 
 
-def _size(resolution: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
+def frame_size(resolution: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
+    """``(W, H)`` of ``resolution`` (an int: square), rounded down to even sizes; at least 48 px."""
     w, h = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
     if w < 48 or h < 48:
         raise ValueError(f"resolution must be at least 48 px, got {resolution}")
     return int(w) // 2 * 2, int(h) // 2 * 2  # yuv420p needs even sizes
 
 
-def _class_plan(names: Sequence[str], clips_per_class: int) -> List[Tuple[int, str]]:
+def class_plan(names: Sequence[str], clips_per_class: int) -> List[Tuple[int, str]]:
     """(k, name) for every clip: class-interleaved so that any prefix covers all classes."""
     return [(k, n) for k in range(clips_per_class) for n in names]
 
 
-def _fold_of(k: int, class_index: int, num_folds: int = 5) -> int:
+def fold_of(k: int, class_index: int, num_folds: int = 5) -> int:
     """1-based fold of the k-th clip of a class: stratified round robin."""
     return (k + class_index) % num_folds + 1
-
-
-# -------------------------------------------------------------------------------------------- per-dataset writers
-def _make_emer(root, w: _Writer, cpc, num_frames, size, noise, seed, domain: Optional[Domain] = None):
-    names = LABELS["emer_7class"]
-    short = {"happiness": "happy", "sadness": "sad", "anger": "anger", "fear": "fear", "surprise": "surprise",
-             "disgust": "disgust", "neutral": "neutral"}
-    valence = {"happiness": 0.7, "surprise": 0.3, "neutral": 0.0, "sadness": -0.6, "fear": -0.6, "disgust": -0.5,
-               "anger": -0.7}
-    arousal = {"happiness": 0.5, "surprise": 0.8, "neutral": -0.2, "sadness": -0.3, "fear": 0.7, "disgust": 0.3,
-               "anger": 0.7}
-    rows, split_lines = [], []
-    for i, (k, name) in enumerate(_class_plan(names, cpc)):
-        rng = _rng_for(seed, "emer", i)
-        clip_id = f"{k + 1}_{'film' if k % 2 == 0 else 'sport'}_{short[name]}"
-        person = k % domain.identities if domain else k  # a participant shows every class
-        clip = render_clip(name, rng, num_frames, size, noise, domain=domain, identity=person)
-        write_mp4(root / "face video" / f"{clip_id}.mp4", clip.frames)
-        s = clip.series
-        blink = s.values[:, 4] == BLINK
-        noisy = s.values + rng.normal(0, 1, s.values.shape) * np.array(TRACKER_NOISE_STD)
-        write_tobii_tsv(
-            root / "eye_movement data" / f"{clip_id}.tsv", s.times_s * 1000.0,
-            (noisy[:, 2] + 1) / 2 * DISPLAY_RESOLUTION[0], (noisy[:, 3] + 1) / 2 * DISPLAY_RESOLUTION[1],
-            noisy[:, 0], noisy[:, 1], ~blink, ~blink, eye_movement_type=s.values[:, 4].astype(int),
-            participant=f"P{person + 1:02d}", resolution=DISPLAY_RESOLUTION,
-        )
-        fold = _fold_of(k, names.index(name))
-        rows.append({"ID": clip_id, "Participant": person + 1, "ER": name, "FER": name,
-                     "Valence": valence[name], "Arousal": arousal[name], "Intensity": round(float(rng.uniform(1, 3)), 1)})
-        split_lines.append(f"{clip_id}\tset{fold}")
-        w.add(clip_id, name, clip, fold=fold, **({"identity": identity_name(domain, person)} if domain else {}))
-    pd.DataFrame(rows).to_excel(root / "EMER_label.xlsx", index=False)
-    (root / "emer_set.txt").write_text("\n".join(split_lines) + "\n", encoding="utf-8")
-
-
-def _make_dfew(root, w: _Writer, cpc, num_frames, size, noise, seed, domain: Optional[Domain] = None,
-               test_cpc: int = 0):
-    """DFEW; with a ``domain`` (the "gap" world) ``cpc`` labelled training clips and ``test_cpc`` test clips per
-    class, the same split written as every fold."""
-    names = LABELS["dfew"]
-    split_rows = {f: {"train": [], "test": []} for f in range(1, 6)}
-    ann = []
-    vid = 0
-    for i, (k, name) in enumerate(_class_plan(names, cpc + (test_cpc if domain else 0))):
-        vid += 1 if i % 6 else 2  # ids have gaps, as in the release (clips without a detected face are gone)
-        rng = _rng_for(seed, "dfew", i)
-        person = i % domain.identities if domain else 0
-        clip = render_clip(name, rng, num_frames, size, noise, domain=domain, identity=person)
-        cid = f"{vid:05d}"
-        write_jpgs(root / "Clip" / "clip_224x224" / cid, clip.frames,
-                   [f"{cid}_{n + 1:05d}.jpg" for n in range(num_frames)])
-        pick = np.linspace(0, num_frames - 1, 16).round().astype(int)  # TIM stand-in: 16 frames
-        write_jpgs(root / "Clip" / "clip_224x224_16f" / cid, [clip.frames[j] for j in pick],
-                   [f"{cid}_{n + 1}.jpg" for n in range(16)])
-        label = names.index(name) + 1
-        test_fold = _fold_of(k, label - 1) if domain is None else None
-        for f in range(1, 6):
-            is_test = f == test_fold if domain is None else k >= cpc
-            split_rows[f]["test" if is_test else "train"].append((vid, label))
-        votes = {n: 0 for n in names}
-        votes[name] = 8
-        ann.append({"order": vid, **{f"{j + 1}{n}": votes[m] for j, (n, m) in
-                                     enumerate(zip(("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"),
-                                                   names))},
-                    "clip_name": cid, "annotation": label})
-        if domain is None:
-            w.add(cid, name, clip, test_fold=test_fold)
-        else:
-            w.add(cid, name, clip, split="test" if k >= cpc else "train", identity=identity_name(domain, person))
-    for f, parts in split_rows.items():
-        for part, pairs in parts.items():
-            d = root / "EmoLabel_DataSplit" / f"{part}(single-labeled)"
-            d.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(pairs, columns=["video_name", "label"]).to_csv(d / f"set_{f}.csv", index=False)
-    (root / "Annotation").mkdir(exist_ok=True)
-    pd.DataFrame(ann).to_excel(root / "Annotation" / "annotation.xlsx", index=False)
-    (root / "README.md").write_text("DFEW sample data (synthetic) in the layout of the official release.\n")
-
-
-def _make_mafw(root, w: _Writer, cpc, num_frames, size, noise, seed):
-    names = LABELS["mafw"]
-    splits = {f: {"train": [], "test": []} for f in range(1, 6)}
-    single = []
-    for i, (k, name) in enumerate(_class_plan(names, cpc)):
-        rng = _rng_for(seed, "mafw", i)
-        clip = render_clip(name, rng, num_frames, size, noise, face_scale=0.7)  # frames are not face-cropped
-        cid = f"{19 + 3 * i:05d}"
-        write_mp4(root / "data" / "clips" / f"{cid}.mp4", clip.frames)
-        test_fold = _fold_of(k, names.index(name))
-        for f in range(1, 6):
-            splits[f]["test" if f == test_fold else "train"].append(f"{cid}.mp4 {name}")
-        single.append({"clip": cid, **{n: int(n == name) * 11 for n in names}, "single_label": names.index(name) + 1})
-        w.add(cid, name, clip, test_fold=test_fold)
-    for f, parts in splits.items():
-        d = root / "Train & Test Set" / "single" / "no_caption" / f"set_{f}"
-        d.mkdir(parents=True, exist_ok=True)
-        for part, lines in parts.items():
-            (d / f"{part}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (root / "Labels").mkdir(exist_ok=True)
-    pd.DataFrame(single).to_excel(root / "Labels" / "single-set.xlsx", index=False)
-
-
-def _make_affwild2(root, w: _Writer, cpc, num_frames, size, noise, seed):
-    names = LABELS["affwild2"]
-    ann_root = root / "6th ABAW Annotations" / "EXPR_Recognition_Challenge"
-    header = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
-    segs_per_video = 4
-    video_names = iter(["1-30-1280x720", "video10_1", "10-60-1280x720_right", "118-30-640x480", "video49",
-                        "135-24-1920x1080", "video2", "21-24-1920x1080", "video73", "45-30-1270x720"]
-                       + [f"video{200 + j}" for j in range(1000)])
-    idx = 0
-    for split, per_class in (("Train_Set", cpc), ("Validation_Set", max(1, cpc // 2))):
-        plan = [n for _, n in _class_plan(names, per_class)]
-        order = np.random.default_rng([seed, 7, len(split)]).permutation(len(plan))
-        plan = [plan[j] for j in order]
-        for v in range(0, len(plan), segs_per_video):
-            name = next(video_names)
-            frames, crops, labels, series_vals = [], [], [], []
-            for j, cls in enumerate(plan[v:v + segs_per_video]):
-                idx += 1
-                rng = _rng_for(seed, "affwild2", idx)
-                clip = render_clip(cls, rng, num_frames, size, noise, face_scale=0.6)
-                crop = render_clip(cls, _rng_for(seed, "affwild2", idx), num_frames, (112, 112), noise)
-                frames += clip.frames
-                crops += crop.frames
-                lab = [names.index(cls)] * num_frames
-                if j == 1:
-                    lab[:3] = [-1] * 3  # unannotated frames at a transition
-                labels += lab
-                series_vals.append(clip)
-            base = name.replace("_right", "").replace("_left", "")
-            write_mp4(root / "batch1" / f"{base}.mp4", frames)
-            keep = [n for n in range(len(crops)) if n % 17 != 5]  # some frames have no detected face
-            write_jpgs(root / "cropped_aligned" / name, [crops[n] for n in keep], [f"{n + 1:05d}.jpg" for n in keep])
-            (ann_root / split).mkdir(parents=True, exist_ok=True)
-            (ann_root / split / f"{name}.txt").write_text(header + "\n" + "\n".join(map(str, labels)) + "\n")
-            # ground truth: the segments' series back to back
-            offset, parts = 0.0, []
-            for c in series_vals:
-                parts.append((c.series.times_s + offset, c.series.values, c.frame_times_s + offset, c.frame_values))
-                offset += num_frames / VIDEO_FPS
-            joined = RenderedClip([], EyeMovementSeries(np.concatenate([p[1] for p in parts]),
-                                                        np.ones(sum(len(p[1]) for p in parts), bool),
-                                                        np.concatenate([p[0] for p in parts]), normalized=False),
-                                  np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
-            w.add(name, plan[v], joined, split=split, segments=plan[v:v + segs_per_video])
-    test_list = root / "Expression_Recognition_Challenge_test_set_release.txt"
-    test_list.write_text("video_test_1\n", encoding="utf-8")
-
-
-def _micro_onsets(rng, num_frames, start_range=(20, 400)):
-    onset = int(rng.integers(*start_range))
-    apex_pos = int(rng.integers(num_frames // 3, max(num_frames // 3 + 1, 2 * num_frames // 3)))
-    return onset, onset + apex_pos, onset + num_frames - 1, apex_pos
-
-
-def _make_casme2(root, w: _Writer, cpc, num_frames, size, noise, seed):
-    emotions = ["happiness", "disgust", "repression", "surprise", "others"]
-    plan = _class_plan(emotions, cpc) + [(cpc, "fear"), (cpc, "sadness")]  # excluded by both protocols
-    subjects = [1, 2, 3, 5]  # sub04 absent, as sub10/sub18 in the 3-class list
-    rows = []
-    for i, (k, emo) in enumerate(plan):
-        rng = _rng_for(seed, "casme2", i)
-        onset, apex, offset, apex_pos = _micro_onsets(rng, num_frames)
-        clip = render_clip(emo, rng, num_frames, size, noise, fps=30.0, kind="micro", apex=apex_pos)
-        sub = subjects[i % len(subjects)]
-        ep = f"EP{i + 1:02d}_{k + 1:02d}" + ("f" if i % 3 == 0 else "")
-        write_jpgs(root / "CASME2_RAW_selected" / f"sub{sub:02d}" / ep, clip.frames,
-                   [f"img{onset + n}.jpg" for n in range(num_frames)])
-        rows.append([sub, ep, None, onset, "/" if i == 2 else apex, offset, None,
-                     ["12", "4+7", "R12", "L10", "1+2"][i % 5], emo])
-        w.add(f"sub{sub:02d}/{ep}", emo, clip, onset=onset, apex=apex, offset=offset)
-    cols = ["Subject", "Filename", "", "OnsetFrame", "ApexFrame", "OffsetFrame", " ", "Action Units",
-            "Estimated Emotion"]
-    pd.DataFrame(rows, columns=cols).to_excel(root / "CASME2-coding-20140508.xlsx", index=False)
-
-
-def _make_casme3(root, w: _Writer, cpc, num_frames, size, noise, seed):
-    emotions = ["disgust", "surprise", "others", "fear", "anger", "sad", "happy"]
-    subjects = ["spNO.1", "spNO.2", "spNO.10", "spNO.149"]
-    on_disk = {"spNO.2": "spNo.2"}  # folder case differs from the sheet
-    letters = "abcdefghijklm"
-    rows = []
-    for i, (k, emo) in enumerate(_class_plan(emotions, cpc)):
-        rng = _rng_for(seed, "casme3", i)
-        onset, apex, offset, apex_pos = _micro_onsets(rng, num_frames)
-        clip = render_clip(emo, rng, num_frames, size, noise, fps=30.0, kind="micro", apex=apex_pos)
-        sub = subjects[i % len(subjects)]
-        fn = letters[(i // len(subjects)) % len(letters)]
-        fn = "J" if i == 5 else fn
-        folder = f"{on_disk.get(sub, sub)}_{fn}_{onset}"
-        write_jpgs(root / "Part_A_ME_clip" / "frame" / folder, clip.frames, [f"{onset + n}.jpg" for n in range(num_frames)])
-        sheet_apex = onset - 5 if i == 3 else apex  # apex outside [onset, offset], as in 4 official rows
-        sheet_offset = 0 if i == 4 else offset  # unknown offset
-        emo_cell = "Others" if (emo == "others" and k == 0) else emo
-        rows.append({"Subject": sub, "Filename": fn, "Onset": str(onset), "Apex": str(sheet_apex),
-                     "Offset": str(sheet_offset), "AU": ["4", "R12", "5", "1+2"][i % 4],
-                     "Objective class": ["I", "II", "III", "IV"][i % 4], "emotion": emo_cell})
-        w.add(f"{sub}_{fn}_{onset}", emo, clip, onset=onset, apex=apex, offset=offset)
-    path = root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
-    with pd.ExcelWriter(path) as xw:
-        pd.DataFrame(rows).astype(str).to_excel(xw, sheet_name="label", index=False)
-        pd.DataFrame().to_excel(xw, sheet_name="Sheet1", index=False)
-        pd.DataFrame().to_excel(xw, sheet_name="Sheet3", index=False)
-
-
-_MAKERS = {"emer": _make_emer, "dfew": _make_dfew, "mafw": _make_mafw, "affwild2": _make_affwild2,
-           "casme2": _make_casme2, "casme3": _make_casme3}
-
-
-def make_sample_dataset(
-    name: str,
-    root: PathLike,
-    clips_per_class: int = 4,
-    num_frames: int = 16,
-    resolution: Union[int, Tuple[int, int]] = 128,
-    noise: float = 0.1,
-    seed: int = 0,
-    world: str = "plain",
-    test_clips_per_class: Optional[int] = None,
-) -> Path:
-    """Write a small sample dataset in the exact layout of benchmark ``name`` under ``root``.
-
-    Args:
-        name: one of ``emer``, ``dfew``, ``mafw``, ``affwild2``, ``casme2``, ``casme3``.
-        root: output folder (created; existing files of the same names are overwritten).
-        clips_per_class: clips of every class (Aff-Wild2: segments per class in the train set, half in validation;
-            CASME II also writes one fear and one sadness clip, excluded by its protocols).
-        num_frames: frames per clip (DFEW also writes the 16-frame ``clip_224x224_16f`` variant).
-        resolution: frame size, an int (square) or ``(width, height)``; faces fill ~75% of the height (60–70% for
-            the not face-cropped MAFW / Aff-Wild2 raw videos; Aff-Wild2 crops are 112×112).
-        noise: 0 = clean; scales pixel noise (σ = 20·noise grey levels) and head motion.
-        seed: the generation is deterministic in it.
-        world: ``"plain"`` (default) or ``"gap"`` (:data:`WORLDS`: EMER in the lab domain, DFEW across the domain
-            gap; ``noise`` is then the domain's own).
-        test_clips_per_class: ``"gap"`` DFEW only: test clips per class (default ``2 * clips_per_class``), beside
-            the ``clips_per_class`` labelled training clips.
-    Returns:
-        ``root`` as a Path; load it with the dataset's loader (e.g. ``load_emer(root, fold=1)``).
-    """
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in _MAKERS:
-        raise ValueError(f"unknown sample dataset {name!r}; expected one of {list(SAMPLE_DATASETS)}")
-    if clips_per_class < 1 or num_frames < 4:
-        raise ValueError(f"need clips_per_class >= 1 and num_frames >= 4, got {clips_per_class}, {num_frames}")
-    if not 0.0 <= noise <= 1.0:
-        raise ValueError(f"noise must be in [0, 1], got {noise}")
-    if world not in WORLDS:
-        raise ValueError(f"unknown sample world {world!r}; expected one of {list(WORLDS)}")
-    if world != "plain" and key not in WORLDS[world]:
-        raise ValueError(f"the {world!r} sample world has only {list(WORLDS[world])}, not {name!r}")
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    size = _size(resolution)
-    options = {"clips_per_class": clips_per_class, "num_frames": num_frames, "resolution": list(size),
-               "noise": noise, "seed": seed, "video_fps": VIDEO_FPS,
-               "styles": {k: {"face": asdict(FACES[f]), "eyes": asdict(EYES[e])} for k, (f, e) in CLASS_STYLES.items()}}
-    extra = {}
-    if world != "plain":  # recorded only outside the plain world, whose manifests stay as they were
-        domain = WORLDS[world][key]
-        extra["domain"] = domain
-        options.update(world=world, domain=asdict(domain))
-        if key == "dfew":
-            extra["test_cpc"] = 2 * clips_per_class if test_clips_per_class is None else test_clips_per_class
-            options["test_clips_per_class"] = extra["test_cpc"]
-    writer = _Writer(key, root, options)
-    _MAKERS[key](root, writer, clips_per_class, num_frames, size, noise, seed, **extra)
-    writer.close()
-    logger.info("wrote %s sample data (%d clips) to %s", key, len(writer.clips), root)
-    return root
-
-
-# ------------------------------------------------------------------------------------------------------- CLI
-def add_sample_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``emvfer sample-data`` (wire with ``parser.set_defaults(func=run_sample_data)``)."""
-    parser.add_argument("--dataset", "-d", nargs="+", default=["emer", "dfew"],
-                        choices=list(SAMPLE_DATASETS) + ["all"], help="which layouts to write (default: emer dfew)")
-    parser.add_argument("--output", "-o", default="sample_data",
-                        help="output folder; each dataset goes to <output>/<NAME> (EMER, DFEW, MAFW, ...)")
-    parser.add_argument("--clips-per-class", type=int, default=4)
-    parser.add_argument("--num-frames", type=int, default=16)
-    parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--noise", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-FOLDER_NAMES = {"emer": "EMER", "dfew": "DFEW", "mafw": "MAFW", "affwild2": "Aff-Wild2", "casme2": "CASME2",
-                "casme3": "CASME3"}
-
-
-def run_sample_data(args: argparse.Namespace) -> int:
-    """Entry point of ``emvfer sample-data``: writes each requested dataset to ``<output>/<NAME>``."""
-    names = SAMPLE_DATASETS if "all" in args.dataset else args.dataset
-    for name in names:
-        root = make_sample_dataset(name, Path(args.output) / FOLDER_NAMES[name], clips_per_class=args.clips_per_class,
-                                   num_frames=args.num_frames, resolution=args.resolution, noise=args.noise,
-                                   seed=args.seed)
-        print(f"{name}: {root}")
-    return 0

@@ -38,10 +38,10 @@ from ..metrics import classification_metrics
 from ..modeling_mert import MERTForVideoClassification
 from ..training.data import ClipDataset
 from ..training.loop import save_json, train
-from .prior_quality import _auc
+from .prior_quality import roc_auc
 from .runner import (
-    QUICK_OVERRIDES, _stamp_matches, add_study_arguments, build_model, finalize_arguments, make_context, prepare_data,
-    pretrain_for_seed, run_predict, settings_of, training_namespace,
+    QUICK_OVERRIDES, add_study_arguments, build_model, finalize_arguments, make_context, prepare_data,
+    pretrain_for_seed, run_predict, settings_of, stamp_matches, training_namespace,
 )  # fmt: skip
 from .variants import Variant
 
@@ -226,13 +226,13 @@ def make_world(ctx) -> World:
 def seed_checks(ctx, world: World, pretrained_dir: Path, seed: int) -> dict:
     """Checks (a) and (b) on the stage-1 model of one seed (cached beside it), with the default W of every clip."""
     path = ctx.args.work_dir / f"seed{seed}" / "mq_checks.json"
-    if not ctx.args.overwrite and path.exists() and _stamp_matches(path.parent / "mq_checks_stamp", ctx.settings):
+    if not ctx.args.overwrite and path.exists() and stamp_matches(path.parent / "mq_checks_stamp", ctx.settings):
         return json.loads(path.read_text())
     model = MERTForVideoClassification.from_pretrained(pretrained_dir)
     model.eval()
     w_train, w_test = default_weights(model, world.train), default_weights(model, world.test)
     bad_train = world.train.is_bad
-    auc = _auc(w_train[~bad_train], w_train[bad_train])
+    auc = roc_auc(w_train[~bad_train], w_train[bad_train])
     w_bad = float(np.median(w_train[bad_train]))
     make = lambda w: MixedQualityClips(ctx.test_set, ctx.processor, world.sample_root, world.tags,
                                        weights=np.full(len(ctx.test_set), w))  # fmt: skip
@@ -258,7 +258,7 @@ def train_arm(arm: str, seed: int, ctx, world: World, pretrained_dir: Path, chec
     on the bad-eye and good-eye clips, and the per-clip predictions."""
     run_dir = ctx.args.work_dir / f"seed{seed}" / f"mq_{arm}"
     record_path = run_dir / "record.json"
-    if not ctx.args.overwrite and record_path.exists() and _stamp_matches(run_dir, ctx.settings):
+    if not ctx.args.overwrite and record_path.exists() and stamp_matches(run_dir, ctx.settings):
         logger.info("seed %d, %s: reusing %s", seed, arm, record_path)
         return json.loads(record_path.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)

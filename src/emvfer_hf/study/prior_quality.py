@@ -214,7 +214,7 @@ def weights_of(values: np.ndarray, mask: np.ndarray, priors: dict, prior: str, d
     return w.numpy()
 
 
-def _auc(clean: np.ndarray, degraded: np.ndarray) -> float:
+def roc_auc(clean: np.ndarray, degraded: np.ndarray) -> float:
     """ROC AUC of clean (positive) vs degraded (negative); ties count one half."""
     diff = clean[:, None] - degraded[None, :]
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
@@ -242,7 +242,7 @@ def evaluate_windows(train: Sequence, held_out: Sequence, length: int = 256, see
         row, mean_w = {}, {"clean": float(w_clean.mean())}
         for kind, (v, m, f) in degraded.items():
             w_bad = weights_of(v, m, priors, prior, distance, features=f)
-            row[kind] = round(_auc(w_clean, w_bad), 4)
+            row[kind] = round(roc_auc(w_clean, w_bad), 4)
             mean_w[kind] = float(w_bad.mean())
         row["min"] = min(row.values())
         out["variants"][name] = row

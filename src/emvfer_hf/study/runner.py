@@ -25,14 +25,14 @@ from typing import Optional
 import numpy as np
 
 from ..configuration_mert import MERTConfig
-from ..data.sample_data import CLASS_STYLES, FOLDER_NAMES, MANIFEST, load_sample_eye_series, make_sample_dataset
+from ..data.benchmarks import benchmark_names, get_benchmark, make_sample_dataset
+from ..data.sample_data import CLASS_STYLES, MANIFEST, WORLDS, load_sample_eye_series
 from ..metrics import classification_metrics, confusion_matrix
 from ..modeling_mert import MERTForVideoClassification
 from ..training.arguments import add_training_arguments
 from ..training.data import ClipDataset, preprocess_splits
 from ..training.loop import make_dataloader, predict, save_json, train
-from ..training.stages import align_labels, label_names_of, load_splits, metrics_for, run_pretrain
-from ..training.stages import _load_processor  # the checkpoint's processor, or one matching its config
+from ..training.stages import align_labels, label_names_of, load_processor, load_splits, metrics_for, run_pretrain
 from .variants import FIGURE_VARIANTS, Variant
 
 logger = logging.getLogger(__name__)
@@ -60,10 +60,15 @@ SAMPLE_SIZES = {"plain": (None, 16, None), "gap": (40, 4, 8)}
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Command-line flags
+def target_benchmarks() -> tuple:
+    """The benchmarks a study can target: every registered one without eye-tracker recordings (those serve stage 1)."""
+    return tuple(name for name in benchmark_names() if not get_benchmark(name).eye_tracking)
+
+
 def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of `examples/reproduce_study.py`."""
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="dfew", choices=("dfew", "mafw", "affwild2", "casme2", "casme3"),
+    data.add_argument("--dataset", default="dfew", choices=target_benchmarks(),
                       help="target benchmark (layout of --data_dir; default: DFEW)")
     data.add_argument("--data_dir", default=None,
                       help="target dataset root; without it a sample dataset of --dataset is generated")
@@ -132,13 +137,13 @@ def finalize_arguments(args: argparse.Namespace) -> argparse.Namespace:
     args.sample_emer_clips_per_class = args.sample_emer_clips_per_class or emer_cpc or args.sample_clips_per_class
     args.sample_test_clips_per_class = args.sample_test_clips_per_class or test_cpc
     if args.sample_world == "gap" and not args.real_data:
-        if args.dataset != "dfew":
+        if args.dataset not in WORLDS["gap"]:
             raise ValueError(f"the gap sample world has a DFEW target only, not {args.dataset!r}")
         args.config_overrides = args.config_overrides or GAP_OVERRIDES
     if args.real_data and not (args.emer_dir or args.pretrained_model):
         raise ValueError("a real --data_dir needs --emer_dir (EMER for stage 1) or --pretrained_model (a pre-trained "
                          "MERT); the sample EMER is a synthetic world that does not match a real target")  # fmt: skip
-    if args.dataset in ("casme2", "casme3") and args.data_dir and not args.test_subject:
+    if get_benchmark(args.dataset).evaluation == "loso" and args.data_dir and not args.test_subject:
         raise ValueError(f"{args.dataset} is evaluated leave-one-subject-out: pass --test_subject to hold one out")
     if args.max_train_steps < 1 or args.pretrain_steps < 1 or not args.seeds:
         raise ValueError("--max_train_steps and --pretrain_steps must be >= 1 and --seeds non-empty")
@@ -194,7 +199,7 @@ def prepare_data(args) -> tuple[Path, Optional[Path], bool]:
             folder = "c{clips_per_class}_f{num_frames}_r{resolution}".format(**options)
         else:
             folder = f"{args.sample_world}_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()))
-        root = args.work_dir / "sample_data" / folder / FOLDER_NAMES[name]
+        root = args.work_dir / "sample_data" / folder / get_benchmark(name).folder
         if not (root / MANIFEST).exists():
             logger.info("generating the %s sample data in %s", name, root)
             make_sample_dataset(name, root, world=args.sample_world, **options)
@@ -264,7 +269,7 @@ def make_context(args, target_root, emer_root, is_sample, pretrained_dir: Path) 
         raise ValueError(f"{args.dataset}: the study needs a held-out split; pass --test_subject for LOSO datasets")
     label_names = label_names_of(train_set)
     config = MERTConfig.from_pretrained(pretrained_dir)
-    processor = _load_processor(pretrained_dir, config, args.model_size == "small")
+    processor = load_processor(pretrained_dir, config, args.model_size == "small")
     accelerator = Accelerator()
     train_set, test_set = preprocess_splits([train_set, test_set], processor, True, args.cache_dir,
                                             args.preprocessing_num_workers, accelerator)  # fmt: skip
@@ -274,7 +279,9 @@ def make_context(args, target_root, emer_root, is_sample, pretrained_dir: Path) 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Stage 1
-def _stamp_matches(folder: Path, settings: dict) -> bool:
+def stamp_matches(folder: Path, settings: dict) -> bool:
+    """Whether the finished run in `folder` was made with `settings` (its `study_settings.json`): only then is it
+    reused."""
     stamp = folder / "study_settings.json"
     return stamp.exists() and json.loads(stamp.read_text()) == settings
 
@@ -292,7 +299,7 @@ def pretrain_for_seed(args, seed: int, emer_root: Optional[Path], extra_override
     settings = {**settings_of(args, PRETRAIN_SETTINGS), "config_overrides": str(overrides or None)}
     tag = extra_overrides.replace("=", "_").replace(",", "__")
     out = args.work_dir / f"seed{seed}" / ("pretrain" + (f"_{tag}" if tag else ""))
-    if not args.overwrite and (out / "model.safetensors").exists() and _stamp_matches(out, settings):
+    if not args.overwrite and (out / "model.safetensors").exists() and stamp_matches(out, settings):
         logger.info("seed %d: reusing the pre-trained model in %s", seed, out)
         return out
     if getattr(args, "cached_only", False):
@@ -372,7 +379,7 @@ def cached_record(variant: Variant, seed: int, ctx: StudyContext, keep_model: bo
     kept), or None."""
     run_dir = ctx.args.work_dir / f"seed{seed}" / variant.key
     record_path = run_dir / "record.json"
-    if not ctx.args.overwrite and record_path.exists() and _stamp_matches(run_dir, ctx.settings):
+    if not ctx.args.overwrite and record_path.exists() and stamp_matches(run_dir, ctx.settings):
         if not keep_model or (run_dir / "model" / "model.safetensors").exists():
             logger.info("seed %d, %s: reusing %s", seed, variant.key, record_path)
             return json.loads(record_path.read_text())

@@ -43,7 +43,7 @@ CHANNELS = EYE_MOVEMENT_CHANNELS
 def both_source_clips(root) -> list[dict]:
     """``{"clip_id", "video", "eye_tracking"}`` of every clip of an EMER-layout folder that has both a face video and
     an eye-tracker recording (all folds: the loader's train and test splits of fold 1)."""
-    from ..data.loaders import load_emer
+    from ..data.benchmarks import load_emer
 
     splits = load_emer(root, fold=1, missing="skip")
     rows = []

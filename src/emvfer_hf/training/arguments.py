@@ -7,7 +7,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-DATASET_CHOICES = ("emer", "dfew", "mafw", "affwild2", "casme2", "casme3")
+from ..data.benchmarks import benchmark_names
+
+DATASET_CHOICES = benchmark_names()  # the registered benchmarks (emvfer_hf.data.benchmarks)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.benchmarks import find_benchmark
+
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 
-DATASET_NAMES = {
-    "emer": "EMER", "dfew": "DFEW", "mafw": "MAFW", "affwild2": "Aff-Wild2", "casme2": "CASME II",
-    "casme3": "CAS(ME)^3",
-}  # fmt: skip
 METRIC_NAMES = {"war": "WAR (accuracy)", "uar": "UAR (mean class recall)", "uf1": "UF1 (macro F1)"}
-FRAME_METRIC_NAMES = {"acc": "Accuracy (per frame)", "macro_f1": "macro-F1 over all classes (per frame)"}  # Aff-Wild2
+# a benchmark scored per frame (Aff-Wild2)
+FRAME_METRIC_NAMES = {"acc": "Accuracy (per frame)", "macro_f1": "macro-F1 over all classes (per frame)"}
 
 
 def _metric_names(results: dict) -> dict:
-    return FRAME_METRIC_NAMES if results.get("dataset") == "affwild2" else METRIC_NAMES
+    benchmark = find_benchmark(results.get("dataset"))
+    return FRAME_METRIC_NAMES if benchmark is not None and benchmark.frame_scored else METRIC_NAMES
 
 
 def _dataset_name(results: dict) -> str:
-    name = DATASET_NAMES.get(results.get("dataset"), results.get("dataset", ""))
+    benchmark = find_benchmark(results.get("dataset"))
+    name = benchmark.title if benchmark is not None else results.get("dataset", "")
     return f"{name} sample data" if results.get("sample_data") else name
 
 
@@ -55,7 +56,8 @@ def model_card_data(model, results: dict):
 def _protocol(results: dict) -> str:
     if results.get("protocol") == "loso":
         return "leave-one-subject-out"
-    if results.get("dataset") == "affwild2":
+    benchmark = find_benchmark(results.get("dataset"))
+    if benchmark is not None and benchmark.evaluation == "split":
         return "train → validation"
     if results.get("test_subject"):
         return f"held-out subject {results['test_subject']}"

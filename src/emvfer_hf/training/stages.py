@@ -18,15 +18,14 @@ import numpy as np
 import torch
 
 from ..configuration_mert import MERTConfig
+from ..data.benchmarks import find_benchmark, get_benchmark
 from ..metrics import (
-    AFFWILD2_HEADLINE,
     affwild2_frame_metrics,
     classification_metrics,
     confusion_matrix,
     fold_summary,
     pool_frames,
     save_confusion_matrix,
-    windows_to_frames,
 )
 from ..modeling_mert import MERTForVideoClassification
 from ..video_processing_mert import MERTVideoProcessor
@@ -51,7 +50,6 @@ SAMPLE_MODEL_CONFIG = dict(
     num_prompt_tokens=4,
 )  # fmt: skip
 SAMPLE_PROCESSOR_OPTIONS = dict(eye_frames=16, face_detection_size=160)
-MICRO_EXPRESSION_DATASETS = ("casme2", "casme3")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -70,10 +68,12 @@ def _accelerator(args, output_dir: Path):
 
 
 def ensure_sample_data(name: str, root: Optional[Path] = None, main_process_first=None) -> Path:
-    """The bundled sample data of `name` under `sample_data/<name>` (generated once, on the main process first)."""
-    from ..data.sample_data import FOLDER_NAMES, MANIFEST, make_sample_dataset
+    """The bundled sample data of benchmark `name` under `sample_data/<its folder>` (generated once, on the main
+    process first)."""
+    from ..data.benchmarks import make_sample_dataset
+    from ..data.sample_data import MANIFEST
 
-    root = Path(root or SAMPLE_DATA_DIR / FOLDER_NAMES[name])
+    root = Path(root or SAMPLE_DATA_DIR / get_benchmark(name).folder)
     context = main_process_first() if main_process_first is not None else contextlib.nullcontext()
     with context:
         if not (root / MANIFEST).exists():
@@ -83,23 +83,11 @@ def ensure_sample_data(name: str, root: Optional[Path] = None, main_process_firs
 
 
 def load_splits(name: str, root: Path, args) -> tuple:
-    """`(train, test)` `datasets.Dataset`s of one fold of benchmark `name` (for LOSO: `(all, None)`)."""
-    from ..data import loaders
-
+    """`(train, test)` `datasets.Dataset`s of one fold of benchmark `name` (for LOSO: `(all, None)`), as the
+    benchmark splits itself (`Benchmark.load_splits`) for `--fold`, `--protocol` (the label protocol; "loso" names
+    the evaluation, not a label set) and `--test_subject`."""
     protocol = args.protocol if args.protocol not in (None, "loso") else None
-    if name in ("dfew", "mafw"):
-        splits = loaders.load_benchmark(name, root, fold=args.fold)
-    elif name == "emer":
-        splits = loaders.load_emer(root, fold=args.fold, **({"protocol": protocol} if protocol else {}))
-    elif name == "affwild2":
-        train = loaders.load_affwild2(root, split="train")
-        test = loaders.load_affwild2(root, split="validation")
-        return next(iter(train.values())), next(iter(test.values()))
-    else:
-        splits = loaders.load_benchmark(name, root, protocol=protocol or "3class", test_subject=args.test_subject)
-    if "all" in splits:
-        return splits["all"], None
-    return splits["train"], splits["test"]
+    return get_benchmark(name).load_splits(root, fold=args.fold, protocol=protocol, test_subject=args.test_subject)
 
 
 def is_sample_data(root: Path) -> bool:
@@ -143,6 +131,21 @@ def carve_validation(args, train_set) -> tuple:
     return split_validation(train_set, fraction, seed, label_names_of(train_set))
 
 
+def clip_datasets(args, processor, eye_source: str, accelerator, train_set, validation_set, test_set) -> tuple:
+    """`(train, validation, test)` `ClipDataset`s of the splits (None stays None) for `eye_source`, each split
+    preprocessed first (`preprocess_splits`: cached face boxes, and for the visual source the eye series); the
+    training split samples its frames at random, seeded by `--seed`."""
+    train_set, validation_set, test_set = preprocess_splits(
+        [train_set, validation_set, test_set], processor, eye_source == "visual", args.cache_dir,
+        args.preprocessing_num_workers, accelerator,
+    )  # fmt: skip
+    return (
+        ClipDataset(train_set, processor, eye_source, train=True, seed=args.seed),
+        None if validation_set is None else ClipDataset(validation_set, processor, eye_source),
+        None if test_set is None else ClipDataset(test_set, processor, eye_source),
+    )
+
+
 def _selection_results(history: dict, validation: dict) -> dict:
     """What the results JSON says about model selection: the validation split, the per-epoch validation metrics,
     the restored best epoch and where training stopped."""
@@ -175,7 +178,7 @@ def processor_for(config: MERTConfig, sample: bool, **overrides) -> MERTVideoPro
     )
 
 
-def _load_processor(path, config: MERTConfig, sample: bool) -> MERTVideoProcessor:
+def load_processor(path, config: MERTConfig, sample: bool) -> MERTVideoProcessor:
     """The checkpoint's own video processor; for a plain ViT checkpoint, a new one that keeps the ViT's pixel
     normalisation (its image processor's mean, std and rescale factor), so a frozen encoder sees what it learnt on."""
     from transformers import AutoImageProcessor, AutoVideoProcessor
@@ -263,21 +266,13 @@ def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
-def affwild2_frames(dataset, predictions: dict, annotations: dict) -> dict:
-    """Per-frame Aff-Wild2 predictions (`metrics.windows_to_frames`) of the windows of `dataset` (a `load_affwild2`
-    split) predicted in `predictions`; `annotations` are the split's frame labels (`affwild2_frame_labels`)."""
-    rows = predictions["indices"].tolist()
-    videos, numbers = dataset["subject"], dataset["frame_numbers"]
-    return windows_to_frames(annotations, [videos[i] for i in rows], [numbers[i] for i in rows], predictions["logits"])
-
-
 def write_results(
     output_dir: Path, predictions: dict, label_names: list[str], extra: dict, frames: Optional[dict] = None,
     pooled: bool = False,
 ) -> dict:  # fmt: skip
     """results.json (metrics, per-class confusion matrix) and confusion_matrix.png in `output_dir`.
 
-    `frames` (Aff-Wild2, from `affwild2_frames`): `metrics` and the confusion matrix are per frame (accuracy and
+    `frames` (a benchmark scored per frame, Aff-Wild2: `Benchmark.frame_predictions`): `metrics` and the confusion matrix are per frame (accuracy and
     macro-F1, with the frame counts), the metrics of the windows themselves go to `window_metrics`. `pooled`: the
     predictions are several folds' concatenated; their metrics are stored as `pooled_metrics`, not as `metrics`
     (the headline of a multi-fold evaluation is the mean ± std over folds, in `summary`)."""
@@ -324,14 +319,15 @@ def run_pretrain(args) -> dict:
     """EMER pre-training (CE [2]); stores the prior Ē of the training clips' recordings (their clip spans) in the
     model before training; with a validation split (by participant) selects the best epoch on it; scores the test
     fold once; saves model + processor. Returns the results dict (also written to `<output_dir>/results.json`)."""
-    args.dataset = args.dataset or "emer"
-    if args.dataset != "emer":
+    benchmark = find_benchmark(args.dataset or "emer")
+    if benchmark is None or not benchmark.eye_tracking:
         raise ValueError("pre-training needs eye-tracker recordings: --dataset emer (EMER layout)")
+    args.dataset = benchmark.name
     output_dir = resolve_output_dir(args)
     accelerator = _accelerator(args, output_dir)
     sample = is_small(args)
-    root = Path(args.data_dir) if args.data_dir else ensure_sample_data("emer", None, accelerator.main_process_first)
-    train_set, test_set = load_splits("emer", root, args)
+    root = Path(args.data_dir) if args.data_dir else ensure_sample_data(args.dataset, None, accelerator.main_process_first)
+    train_set, test_set = load_splits(args.dataset, root, args)
     train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
     label_names = label_names_of(train_set)
     train_set, validation_set, validation = carve_validation(args, train_set)  # by participant
@@ -344,17 +340,12 @@ def run_pretrain(args) -> dict:
         model.config.train_video_encoder = args.train_video_encoder
     model.set_training_stage("pretrain")
     processor = (
-        _load_processor(args.model_name_or_path, model.config, sample)
+        load_processor(args.model_name_or_path, model.config, sample)
         if args.model_name_or_path
         else processor_for(model.config, sample)
     )
-    train_set, validation_set, test_set = preprocess_splits(
-        [train_set, validation_set, test_set], processor, False, args.cache_dir, args.preprocessing_num_workers,
-        accelerator,
-    )  # fmt: skip
-    train_data = ClipDataset(train_set, processor, "tracker", train=True, seed=args.seed)
-    validation_data = ClipDataset(validation_set, processor, "tracker") if validation_set is not None else None
-    test_data = ClipDataset(test_set, processor, "tracker") if test_set is not None else None
+    train_data, validation_data, test_data = clip_datasets(args, processor, "tracker", accelerator, train_set,
+                                                           validation_set, test_set)  # fmt: skip
 
     # The prior Ē of the high-quality training recordings [9]-[11], stored in the model BEFORE training: fitted on
     # exactly the series stage 1 trains on (each training clip's span of its recording, `ClipDataset.eye_series`;
@@ -366,7 +357,7 @@ def run_pretrain(args) -> dict:
                                         accelerator, test_dataset=test_data)  # fmt: skip
     save_trained(accelerator, model, output_dir, processor)
 
-    results = {"stage": "pretrain", "dataset": "emer", "fold": args.fold, "train_loss": history["train_loss"],
+    results = {"stage": "pretrain", "dataset": args.dataset, "fold": args.fold, "train_loss": history["train_loss"],
                **_selection_results(history, validation),
                "eye_prior": {"fitted_on": "the training clips' spans of their recordings, before training",
                              "num_series": len(prior_series)},
@@ -411,7 +402,7 @@ def run_finetune(args) -> dict:
     label_names = label_names_of(train_set)
     # every check that can fail happens before training starts
     model = load_for_finetuning(args.model_name_or_path, label_names, args.ignore_mismatched_sizes)
-    processor = _load_processor(args.model_name_or_path, model.config, sample)
+    processor = load_processor(args.model_name_or_path, model.config, sample)
 
     train_set, test_set = _limit(train_set, args.max_train_samples), _limit(test_set, args.max_eval_samples)
     if test_set is None:  # LOSO: one fresh fine-tuning per held-out subject, metrics on the concatenation
@@ -420,13 +411,8 @@ def run_finetune(args) -> dict:
         raise ValueError(f"{args.dataset} fold {args.fold}: the evaluation split is empty (--max_eval_samples?)")
     model.set_training_stage("peml")
     train_set, validation_set, validation = carve_validation(args, train_set)  # by subject / video, else by label
-    train_set, validation_set, test_set = preprocess_splits(
-        [train_set, validation_set, test_set], processor, True, args.cache_dir, args.preprocessing_num_workers,
-        accelerator,
-    )  # fmt: skip
-    train_data = ClipDataset(train_set, processor, "visual", train=True, seed=args.seed)
-    validation_data = ClipDataset(validation_set, processor, "visual") if validation_set is not None else None
-    test_data = ClipDataset(test_set, processor, "visual")
+    train_data, validation_data, test_data = clip_datasets(args, processor, "visual", accelerator, train_set,
+                                                           validation_set, test_set)  # fmt: skip
     accelerator, model, history = train(args, model, train_data, validation_data, metrics_for(label_names),
                                         accelerator, test_dataset=test_data)  # fmt: skip
     predictions = history["predictions"]
@@ -436,18 +422,16 @@ def run_finetune(args) -> dict:
                "num_processes": accelerator.num_processes, "command": _command_line()}  # fmt: skip
     model = save_trained(accelerator, model, output_dir, processor)
     if accelerator.is_main_process:
-        frames = None
-        if args.dataset == "affwild2":
-            from ..data.loaders import affwild2_frame_labels
-
-            frames = affwild2_frames(test_set, predictions, affwild2_frame_labels(root, "validation"))
+        benchmark, frames = get_benchmark(args.dataset), None
+        if benchmark.frame_scored:
+            frames = benchmark.frame_predictions(test_data.dataset, predictions, benchmark.frame_truth(root))
         results = write_results(output_dir, predictions, label_names, results, frames=frames)
         _release(model, output_dir, args, results)
     return results
 
 
 def _run_loso(args, accelerator, all_set, label_names, processor, output_dir: Path, root: Path) -> dict:
-    from ..data.loaders import loso_splits
+    from ..data.benchmarks import loso_splits
 
     (all_set,) = preprocess_splits([all_set], processor, True, args.cache_dir, args.preprocessing_num_workers,
                                    accelerator)  # fmt: skip
@@ -489,7 +473,7 @@ def _release(model, output_dir: Path, args, results: dict) -> None:
     from .model_card import write_model_card
 
     write_model_card(output_dir, model, results)
-    shown = AFFWILD2_HEADLINE if results.get("dataset") == "affwild2" else ("war", "uar", "uf1")
+    shown = get_benchmark(results["dataset"]).headline_metrics
     print(f"fine-tuned MERT saved to {output_dir}: " + "  ".join(
         f"{k.upper()} {100 * v:.2f}" for k, v in results["metrics"].items() if k in shown
     ))  # fmt: skip
@@ -511,6 +495,7 @@ def run_evaluate(args) -> dict:
     import emvfer_hf  # noqa: F401
 
     args.dataset = args.dataset or "dfew"
+    benchmark = get_benchmark(args.dataset)
     args.model_name_or_path = args.model_name_or_path or f"emvfer-{args.dataset}"
     folds = args.folds or [args.fold]
     if args.output_dir is None:
@@ -520,7 +505,7 @@ def run_evaluate(args) -> dict:
     sample = is_small(args)
     root = Path(args.data_dir) if args.data_dir else ensure_sample_data(args.dataset, None, accelerator.main_process_first)
     rows, per_fold, gathered, frames_per_fold = [], [], [], []
-    label_names, annotations = None, None
+    label_names, truth = None, None
     for fold in folds:
         args.fold = fold
         path = args.model_name_or_path.format(fold=fold)
@@ -535,7 +520,7 @@ def run_evaluate(args) -> dict:
         label_names = label_names_of(evaluation_set)
         model = AutoModelForVideoClassification.from_pretrained(path)
         align_labels(model, label_names, ignore_mismatched_sizes=False)
-        processor = _load_processor(path, model.config, sample)
+        processor = load_processor(path, model.config, sample)
         eye_source = args.eye_source
         (evaluation_set,) = preprocess_splits([evaluation_set], processor, eye_source == "visual", args.cache_dir,
                                               args.preprocessing_num_workers, accelerator)  # fmt: skip
@@ -544,11 +529,9 @@ def run_evaluate(args) -> dict:
         loader = make_dataloader(data, args.per_device_eval_batch_size, False, args.seed, args.num_workers)
         predictions = predict(model, accelerator.prepare(loader), accelerator)
         metrics = metrics_for(label_names)(predictions)
-        if args.dataset == "affwild2":  # per frame; the window metrics are kept under "window"
-            from ..data.loaders import affwild2_frame_labels
-
-            annotations = annotations or affwild2_frame_labels(root, "validation")
-            frames_per_fold.append(affwild2_frames(evaluation_set, predictions, annotations))
+        if benchmark.frame_scored:  # per frame; the window metrics are kept under "window"
+            truth = truth or benchmark.frame_truth(root)
+            frames_per_fold.append(benchmark.frame_predictions(evaluation_set, predictions, truth))
             metrics = {**affwild2_frame_metrics(frames_per_fold[-1], len(label_names)), "window": metrics}
         rows.append((f"fold {fold}", metrics))
         per_fold.append(metrics)
@@ -558,7 +541,7 @@ def run_evaluate(args) -> dict:
     merged = {k: np.concatenate([p[k] for p in gathered]) for k in gathered[0]}
     extra = {"dataset": args.dataset, "folds": folds, "checkpoints": args.model_name_or_path,
              "eye_source": args.eye_source, "per_fold": per_fold}  # fmt: skip
-    keys = AFFWILD2_HEADLINE if args.dataset == "affwild2" else ("war", "uar", "uf1", "macro_f1")
+    keys = benchmark.table_metrics
     frames = pool_frames(frames_per_fold) if frames_per_fold else None
     pooled = len(folds) > 1
     if pooled:
