@@ -213,6 +213,15 @@ def probe_video(path, count_frames: bool = True) -> VideoInfo:
                          container.format.name, name)  # fmt: skip
 
 
+def probe_duration(path) -> Optional[float]:
+    """The duration in seconds a video file declares (:func:`probe_video` without counting frames); None when it
+    declares none, or is not a readable video file."""
+    try:
+        return probe_video(path, count_frames=False).duration_s
+    except (OSError, ValueError):
+        return None
+
+
 def decode_video(
     source,
     indices_fn=None,
@@ -810,5 +819,5 @@ def load_frames(frames_or_video, fps=None, default_fps: float = DEFAULT_FPS) -> 
 __all__ = [
     "DEFAULT_FPS", "MIN_FACE_FRAME_SIDE", "DecodedVideo", "VideoInfo", "VideoTruncatedWarning", "VideoWriter",
     "check_frame_size", "decode_video", "iter_frame_chunks", "iter_timed_chunks", "list_frame_files", "load_frames",
-    "natural_frame_key", "open_stream", "probe_video", "stream_rate", "upright",
+    "natural_frame_key", "open_stream", "probe_duration", "probe_video", "stream_rate", "upright",
 ]  # fmt: skip
