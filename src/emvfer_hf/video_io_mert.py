@@ -226,6 +226,9 @@ def decode_video(
     source,
     indices_fn=None,
     default_fps: float = DEFAULT_FPS,
+    *,
+    seek: bool = True,
+    stats: Optional[dict] = None,
 ) -> DecodedVideo:
     """Decode a video file (PyAV), a folder of frame images, an image file or an array (T, H, W[, C]).
 
@@ -238,6 +241,10 @@ def decode_video(
             keyframe before each, so sampling a long video costs in proportion to the frames used. The frames are
             exactly those of a full decode; `num_frames` is the count a full decode yields.
         default_fps: the rate assumed where the input has none (frame folders, arrays).
+        seek: a video file's sparse frames are reached by seeking (False: by decoding every frame; the frames are
+            the same, only the cost differs).
+        stats: a dict filled with what decoding a video file cost: frames decoded and converted, seeks, and `read`
+            ("seek" or "from start").
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: the input cannot be decoded, has no video stream (an audio file) or holds no frame; the message
@@ -260,7 +267,7 @@ def decode_video(
             return DecodedVideo({0: _read_image(path)}, 1, default_fps, name)
         if path.stat().st_size == 0:
             raise ValueError(f"{name}: the file is empty (0 bytes)")
-        return _decode_video_file(name, indices_fn, default_fps)
+        return _decode_video_file(name, indices_fn, default_fps, seek=seek, stats=stats)
 
     # arrays, tensors, lists of frames
     if hasattr(source, "detach"):
