@@ -8,7 +8,11 @@ the frames identified by their timestamps so that they are exactly those of a fu
 warns (:class:`VideoTruncatedWarning`) and keeps what decoded. Frames come upright: a phone video's rotation (its
 display matrix, or the older ``rotate`` tag) is applied, as is a frame image's EXIF orientation (OpenCV reads it).
 :func:`iter_timed_chunks` gives each frame its presentation time from the stream (variable frame rates are timed
-right). Used by the video processor, the visual eye-movement extractor and the face module alike.
+right). :func:`probe_video` reads a file's frame count, rate, size, rotation and duration from its container
+without decoding; :func:`open_stream` reads a file or a network stream frame by frame for live use; :class:`VideoWriter`
+encodes frames (H.264, else MPEG-4); :data:`DEFAULT_FPS` is the rate assumed where an input declares none. Used by
+the video processor, the visual eye-movement extractor, the face module, the analysis, ``emvfer live``, the demo and
+the training data alike: no other module opens a video with PyAV.
 
 Flat module (no sibling imports, heavy dependencies imported lazily) so that it ships as remote code.
 """
@@ -144,9 +148,10 @@ def _declared_duration(container, stream, only_stream: bool) -> Optional[float]:
 def _tag_rotation(stream) -> float:
     """A stream's legacy ``rotate`` tag (clockwise degrees) as degrees counterclockwise; 0 without one."""
     try:
-        return -float(stream.metadata.get("rotate", 0) or 0)
+        degrees = float(stream.metadata.get("rotate", 0) or 0)
     except ValueError:
         return 0.0
+    return -degrees if degrees else 0.0
 
 
 @dataclass
