@@ -12,7 +12,7 @@ right). :func:`probe_video` reads a file's frame count, rate, size, rotation and
 without decoding; :func:`open_stream` reads a file or a network stream frame by frame for live use; :class:`VideoWriter`
 encodes frames (H.264, else MPEG-4); :data:`DEFAULT_FPS` is the rate assumed where an input declares none. Used by
 the video processor, the visual eye-movement extractor, the face module, the analysis, ``emvfer live``, the demo and
-the training data alike: no other module opens a video with PyAV.
+the training data alike.
 
 Flat module (no sibling imports, heavy dependencies imported lazily) so that it ships as remote code.
 """
