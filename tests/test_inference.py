@@ -100,3 +100,8 @@ def test_classifier_is_the_models_softmax(tiny_checkpoint, tiny_processor, carph
 def test_prediction_top_k_orders_by_score():
     prediction = Prediction(["a", "b", "c"], np.array([[0.2, 0.5, 0.3]], np.float32), None, np.zeros((1, 3)))
     assert [label for label, _ in prediction.top_k(0, 3)] == ["b", "c", "a"] and prediction.weight(0) is None
+
+
+def test_the_inference_core_ships_with_the_processor(tiny_checkpoint):
+    """The processor imports the core, so `save_pretrained` copies it (and what it imports) next to the weights."""
+    assert (tiny_checkpoint / "inference.py").is_file() and (tiny_checkpoint / "precision.py").is_file()
