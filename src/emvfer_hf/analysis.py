@@ -28,7 +28,7 @@ import numpy as np
 
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
 from .faces_mert import FaceTrack, FaceTracker
-from .inference import Classifier, ClipOptions, clip_inputs
+from .inference import Classifier, ClipOptions, clip_inputs, face_tracker
 from .outputs import atomic_output, check_outputs, partial_path
 from .video_io_mert import VideoTruncatedWarning, VideoWriter, check_frame_size, iter_timed_chunks, probe_duration
 from .visualization import _runs
@@ -165,7 +165,7 @@ class TimelineAnalyzer:
         self.clip_options = ClipOptions.from_settings(processor, do_face_crop=True, device=None)
         self.labels = self.classifier.labels
         if tracker is None:
-            tracker = processor.face_tracker(max_faces=max_faces, fps=self.fps, identity=identity)
+            tracker = face_tracker(processor, max_faces=max_faces, fps=self.fps, identity=identity)
         self.tracker = tracker
         self.box_history = None if box_history_s is None else int(round(box_history_s * self.fps))
         self.extractor = VisualEyeMovementExtractor(backend=tracker.landmarks or tracker.detector)

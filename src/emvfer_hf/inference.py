@@ -4,8 +4,10 @@ Two stages, shared by every way the package runs the model (docs/design.md §Dat
 
 - :func:`clip_inputs`, pure: the T frames of one clip, the face track's boxes in them and the clip's eye-movement
   series → ``pixel_values`` (T, 3, H, W), ``eye_movement_values`` (L, 5), ``eye_movement_mask`` (L,) and
-  ``eye_quality_features`` (F,). :class:`~emvfer_hf.MERTVideoProcessor` calls it for each video it is given,
-  :class:`~emvfer_hf.analysis.TimelineAnalyzer` for each face track in each window of a long recording.
+  ``eye_quality_features`` (F,), with the processor's settings (:class:`ClipOptions`).
+  :class:`~emvfer_hf.MERTVideoProcessor` calls it for each video it is given,
+  :class:`~emvfer_hf.analysis.TimelineAnalyzer` for each face track in each window of a long recording (whose faces
+  it follows with :func:`face_tracker`, built from the same processor's settings).
 - :class:`Classifier`: a PyTorch model (in the precision asked for, :mod:`~emvfer_hf.precision`) or an ONNX Runtime
   session of an exported graph behind one call, returning a :class:`Prediction` (class probabilities, labels and the
   instruction weight W). ``emvfer predict``, ``emvfer analyze``, ``emvfer live`` and the demo use it.
@@ -26,6 +28,7 @@ from .eye_movement_mert import NUM_EYE_MOVEMENT_CHANNELS, EyeMovementSeries
 from .eye_prior_mert import NUM_FEATURES
 from .faces_mert import clip_face_boxes
 from .precision import autocast_dtype, inference_model, native_cpu_bf16, resolve_dtype
+from .video_io_mert import DEFAULT_FPS
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -137,6 +140,19 @@ class ClipOptions:
             elif hasattr(settings, f.name):
                 values[f.name] = getattr(settings, f.name)
         return cls(**{**values, **overrides})
+
+
+def face_tracker(settings, max_faces: Optional[int] = None, fps: float = DEFAULT_FPS, identity="auto"):
+    """The `FaceTracker` that follows every face of a long video with a processor's detector settings (its
+    `face_detection_size`; the face mesh where its `landmark_backend` is "mesh"): at most `max_faces` faces per frame,
+    at `fps` frames per second, re-identifying faces with `identity` (see `FaceTracker`). `settings`: a processor, or
+    a mapping of those two settings."""
+    from .faces_mert import FaceTracker, MTCNNBackend
+
+    get = settings.get if isinstance(settings, Mapping) else lambda key: getattr(settings, key)
+    detector = MTCNNBackend(detect_size=int(get("face_detection_size")), device="cpu")
+    landmarks = "default" if get("landmark_backend") == "mesh" else None
+    return FaceTracker(detector=detector, landmarks=landmarks, max_faces=max_faces, fps=fps, identity=identity)
 
 
 def clip_pixels(frames: Sequence[np.ndarray], boxes: Optional[np.ndarray], options: ClipOptions):
@@ -383,4 +399,4 @@ class Classifier:
 
 
 __all__ = ["Classifier", "ClipInputs", "ClipOptions", "MODEL_INPUT_NAMES", "ONNXVideoClassifier", "Prediction",
-           "clip_inputs", "clip_pixels", "crop_and_resize", "eye_inputs", "output_size"]  # fmt: skip
+           "clip_inputs", "clip_pixels", "crop_and_resize", "eye_inputs", "face_tracker", "output_size"]  # fmt: skip

@@ -248,16 +248,6 @@ class MERTVideoProcessor(BaseVideoProcessor):
         self._custom_face_backend = backend is not None  # part of the preprocessing cache key
         self._eye_extractor = None
 
-    def face_tracker(self, max_faces: Optional[int] = None, fps: float = DEFAULT_FPS, identity="auto"):
-        """A `FaceTracker` that follows every face of a long video with this processor's detector settings
-        (`face_detection_size`; the face mesh where `landmark_backend` is "mesh"): at most `max_faces` per frame,
-        at `fps` frames per second, re-identifying faces with `identity` (see `FaceTracker`)."""
-        from .faces_mert import FaceTracker, MTCNNBackend
-
-        detector = MTCNNBackend(detect_size=int(self.face_detection_size), device="cpu")
-        landmarks = "default" if self.landmark_backend == "mesh" else None
-        return FaceTracker(detector=detector, landmarks=landmarks, max_faces=max_faces, fps=fps, identity=identity)
-
     @property
     def eye_extractor(self):
         if self._eye_extractor is None:
