@@ -8,7 +8,7 @@ remuxed five times in a row (the same packets, shifted in time: no second encode
 
 Compared in the same run (interleaved rounds), on each video:
 - `before`: the decoder before issue 14: every frame decoded and converted to RGB, the 80 kept;
-- `convert_kept`: every frame decoded, only the 80 kept converted (`_decode_video_file(..., seek=False)`);
+- `convert_kept`: every frame decoded, only the 80 kept converted (`decode_video(..., seek=False)`);
 - `after`: the default now: only the 80 converted, and a seek to the keyframe before each wanted frame wherever
   that skips at least `SEEK_MIN_SKIP` frames, decoding stopping after the last one.
 The frames of `after` and `convert_kept` are checked to be identical to those of `before`.
@@ -147,7 +147,7 @@ def describe(path: Path) -> dict:
 
 
 def main(argv=None):
-    from emvfer_hf.video_io_mert import SEEK_MIN_SKIP, _decode_video_file
+    from emvfer_hf.video_io_mert import DEFAULT_FPS, SEEK_MIN_SKIP, decode_video
     from emvfer_hf.video_processing_mert import eye_frame_indices, sample_segment_indices
 
     ap = argparse.ArgumentParser()
@@ -166,7 +166,7 @@ def main(argv=None):
         costs = {}
         for variant, seek in (("convert_kept", False), ("after", True)):
             stats = {}
-            frames = _decode_video_file(str(path), indices_fn, 25.0, seek=seek, stats=stats).frames
+            frames = decode_video(str(path), indices_fn, DEFAULT_FPS, seek=seek, stats=stats).frames
             assert sorted(frames) == sorted(reference) and all(np.array_equal(frames[i], reference[i]) for i in frames)
             costs[variant] = {k: stats[k] for k in ("frames_decoded", "frames_converted", "seeks")}
         total = results["videos"][name]["frames"]
@@ -174,8 +174,8 @@ def main(argv=None):
         file = str(path)
         fns = {
             "before": lambda file=file: decode_before(file, indices_fn),
-            "convert_kept": lambda file=file: _decode_video_file(file, indices_fn, 25.0, seek=False),
-            "after": lambda file=file: _decode_video_file(file, indices_fn, 25.0),
+            "convert_kept": lambda file=file: decode_video(file, indices_fn, DEFAULT_FPS, seek=False),
+            "after": lambda file=file: decode_video(file, indices_fn, DEFAULT_FPS),
         }
         timings = time_wall_and_cpu(fns, warmup=args.warmup, reps=args.reps)
         run = {variant: {**costs[variant], **timings[variant]} for variant in fns}

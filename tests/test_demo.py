@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emvfer_hf.demo import DEFAULT_HOST, probe_video
+from emvfer_hf.demo import DEFAULT_HOST, check_upload
 
 from .registry_data import pyfeat_data
 
@@ -86,18 +86,18 @@ BAD_KINDS = ["image", "text-named-mp4", "audio-only", "too-long", "zero-bytes"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# probe_video: the checks made before analysis
-def test_probe_video_reads_a_real_clip(carphone):
-    probe = probe_video(carphone, max_duration_s=MAX_DURATION_S)
+# check_upload: the checks made before analysis
+def test_check_upload_reads_a_real_clip(carphone):
+    probe = check_upload(carphone, max_duration_s=MAX_DURATION_S)
     assert probe.duration_s == pytest.approx(4.0, abs=0.05)
     assert probe.fps == pytest.approx(29.97, abs=0.01) and (probe.width, probe.height) == (176, 144)
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
-def test_probe_video_rejects(kind, bad_uploads):
+def test_check_upload_rejects(kind, bad_uploads):
     path, message = bad_uploads[kind]
     with pytest.raises(ValueError) as error:
-        probe_video(path, max_duration_s=MAX_DURATION_S)
+        check_upload(path, max_duration_s=MAX_DURATION_S)
     assert str(error.value).startswith(message)
 
 

@@ -57,7 +57,7 @@ def tiny_model(tiny_checkpoint):
 @pytest.mark.parametrize("native", [True, False])
 def test_analyzer_warns_only_where_bf16_is_slow(monkeypatch, tiny_model, tiny_processor, native):
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"amx_bf16"} if native else {"avx2"})
-    monkeypatch.setattr("emvfer_hf.analysis.native_cpu_bf16", precision.native_cpu_bf16)
+    monkeypatch.setattr("emvfer_hf.inference.native_cpu_bf16", precision.native_cpu_bf16)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         auto = TimelineAnalyzer(tiny_model, tiny_processor, fps=30.0)

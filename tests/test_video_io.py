@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from emvfer_hf import MERTVideoProcessor
-from emvfer_hf.video_io_mert import VideoTruncatedWarning, _decode_video_file, decode_video, iter_frame_chunks
+from emvfer_hf.video_io_mert import VideoTruncatedWarning, decode_video, iter_frame_chunks
 from emvfer_hf.video_processing_mert import eye_frame_indices, sample_segment_indices
 from tests.conftest import carphone_video_path
 from tests.registry_data import pyfeat_data
@@ -90,7 +90,7 @@ def assert_sampled_like_full_decode(path, reference_count: int, reference: dict,
     """Decode `wanted` of `path` as the processor does; check the frames and count against the full decode, and
     that only the wanted frames were converted. Returns the decoder's cost counts."""
     stats = {}
-    decoded = _decode_video_file(str(path), lambda n: wanted, 25.0, stats=stats)
+    decoded = decode_video(str(path), lambda n: wanted, 25.0, stats=stats)
     assert decoded.num_frames == reference_count
     assert sorted(decoded.frames) == sorted({int(i) for i in wanted})
     for i, frame in decoded.frames.items():
@@ -150,7 +150,7 @@ def test_long_video_sampling_decodes_in_proportion(long_video):
     assert cost["middle"]["frames_decoded"] <= 50 and cost["last"]["frames_decoded"] <= 50
     # without seeking: every frame decoded up to the end, still only the wanted ones converted
     stats = {}
-    plain = _decode_video_file(str(long_video), lambda n: sets["sparse"], 25.0, seek=False, stats=stats)
+    plain = decode_video(str(long_video), lambda n: sets["sparse"], 25.0, seek=False, stats=stats)
     assert stats["frames_decoded"] == total and stats["frames_converted"] == 5 and stats["seeks"] == 0
     for i, frame in plain.frames.items():
         np.testing.assert_array_equal(frame, reference[i])

@@ -16,24 +16,21 @@ on a camera or stream.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
-from .faces_mert import FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
+from .faces_mert import FaceTrack, FaceTracker
+from .inference import Classifier, ClipOptions, clip_inputs, face_tracker
 from .outputs import atomic_output, check_outputs, partial_path
-from .precision import DTYPES, autocast_dtype, inference_model, native_cpu_bf16, resolve_dtype  # noqa: F401
-from .video_io_mert import VideoTruncatedWarning, check_frame_size, iter_timed_chunks
-from .video_processing_mert import sample_segment_indices
+from .video_io_mert import VideoTruncatedWarning, VideoWriter, check_frame_size, iter_timed_chunks, probe_duration
 from .visualization import _runs
 
 #: the columns of a timeline before the per-class ``p_<class>`` ones
@@ -153,32 +150,22 @@ class TimelineAnalyzer:
         identity="auto",
     ):
         check_window_arguments(window, stride, max_faces=max_faces, batch_size=batch_size)
-        dtype = resolve_dtype(dtype, device)  # ValueError for an unknown one
+        self.classifier = Classifier(model, device, dtype)  # ValueError for an unknown dtype
         if not fps or fps <= 0:
             raise ValueError(f"the frame rate must be positive, got {fps}")
-        import torch
-
-        self.dtype = dtype
-        self.model = inference_model(model, dtype, device)  # a bf16 / int8 copy where the dtype asks for one
+        self.dtype = self.classifier.dtype
         self.processor = processor
         self.fps = float(fps)
         self.window, self.stride, self.start_s = float(window), float(stride), float(start_s)
         self.batch_size = int(batch_size)
         self.device = device
-        self.autocast = autocast_dtype(dtype)
-        if dtype.startswith("bf16") and torch.device(device).type == "cpu" and not native_cpu_bf16():
-            warnings.warn("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 runs several times slower than "
-                          "fp32 here; use --dtype fp32 (or auto)", stacklevel=2)  # fmt: skip
         self.min_face_fraction = float(min_face_fraction)
         self.num_frames = int(processor.num_frames)
-        self.length = int(processor.eye_sequence_length)
-        config = model.config
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        # each track is cropped to its own face (whatever do_face_crop says), with numpy on the CPU
+        self.clip_options = ClipOptions.from_settings(processor, do_face_crop=True, device=None)
+        self.labels = self.classifier.labels
         if tracker is None:
-            detector = MTCNNBackend(detect_size=int(processor.face_detection_size), device="cpu")
-            landmarks = "default" if processor.landmark_backend == "mesh" else None
-            tracker = FaceTracker(detector=detector, landmarks=landmarks, max_faces=max_faces, fps=self.fps,
-                                  identity=identity)  # fmt: skip
+            tracker = face_tracker(processor, max_faces=max_faces, fps=self.fps, identity=identity)
         self.tracker = tracker
         self.box_history = None if box_history_s is None else int(round(box_history_s * self.fps))
         self.extractor = VisualEyeMovementExtractor(backend=tracker.landmarks or tracker.detector)
@@ -195,6 +182,11 @@ class TimelineAnalyzer:
         self._times: dict[int, float] = {}  # frame index → presentation time (s), for the pending windows
         self._last_time: Optional[float] = None
         self._last_step = 1.0 / self.fps
+
+    @property
+    def model(self):
+        """The model that runs (a bf16 or int8 copy where the dtype asks for one)."""
+        return self.classifier.model
 
     # -- windows
     def _window(self, k: int) -> _Window:
@@ -320,16 +312,11 @@ class TimelineAnalyzer:
             return
         for track_id, faces, raw, fraction in candidates:
             rows = window.model_frames - window.first
-            boxes = clip_face_boxes(faces.boxes[rows], float(self.processor.face_margin), self.processor.face_box_mode)
-            pixels = self.processor.pixel_values_from_frames([self._frames[int(i)] for i in window.model_frames], boxes)
             times = np.array([self._times[i] for i in range(window.first, window.stop)])
             series = self.extractor.series_from(raw, faces, times, fps=self.fps)
             stats = eye_window_statistics(series)
-            normalized = series.normalize()  # once: the L steps and the quality features both read it
-            resampled = normalized.resample(self.length)
-            inputs = {"pixel_values": pixels, "eye_movement_values": resampled.values,
-                      "eye_movement_mask": resampled.valid,
-                      "eye_quality_features": normalized.quality_features().numpy()}  # fmt: skip
+            frames = [self._frames[int(i)] for i in window.model_frames]
+            inputs = clip_inputs(frames, faces.boxes[rows], series, self.clip_options).model_inputs()
             found = faces.boxes[faces.found]
             x1, y1, x2, y2 = np.median(found, axis=0) if len(found) else (np.nan,) * 4
             row = {**stats, "face_fraction": round(fraction, 3), "reason": "", "face_x": round(float(x1), 1),
@@ -388,28 +375,18 @@ class TimelineAnalyzer:
         ready = [p for p in self._queue if p.inputs is not None]
         if not ready or (len(ready) < self.batch_size and not flush):
             return self._emit(flush)
-        import torch
-
         for start in range(0, len(ready), self.batch_size):
             batch = ready[start : start + self.batch_size]
             if len(batch) < self.batch_size and not flush:
                 break
-            tensors = {key: torch.from_numpy(np.stack([p.inputs[key] for p in batch])).to(self.device)
-                       for key in batch[0].inputs}  # fmt: skip
-            with torch.inference_mode(), torch.autocast(
-                device_type=torch.device(self.device).type, dtype=self.autocast or torch.float32,
-                enabled=self.autocast is not None,
-            ):
-                out = self.model(**tensors)
-            probs = out.logits.float().softmax(-1).cpu().numpy()
-            weights = getattr(out, "instruction_weights", None)
-            weights = None if weights is None else weights.float().cpu().numpy().reshape(-1)
+            prediction = self.classifier({key: np.stack([p.inputs[key] for p in batch]) for key in batch[0].inputs})
             done = time.perf_counter()
             for k, pending in enumerate(batch):
-                best = int(probs[k].argmax())
-                pending.row.update({"label": self.labels[best], "score": round(float(probs[k, best]), 4)})
-                pending.row.update({f"p_{name}": round(float(probs[k, c]), 4) for c, name in enumerate(self.labels)})
-                pending.row["instruction_weight"] = None if weights is None else round(float(weights[k]), 4)
+                label, score = prediction.best(k)
+                pending.row.update({"label": label, "score": round(score, 4)})
+                pending.row.update({f"p_{name}": round(p, 4) for name, p in prediction.probabilities(k).items()})
+                weight = prediction.weight(k)
+                pending.row["instruction_weight"] = None if weight is None else round(weight, 4)
                 pending.inputs, pending.done_at = None, done
         return self._emit(flush)
 
@@ -478,28 +455,15 @@ def load_or_explain(model_dir, load: Callable):
         raise ValueError(f"{model_dir}: cannot load the checkpoint ({type(error).__name__}: {detail})") from error
 
 
-def _load(model, processor):
-    """A model and processor from a checkpoint folder / Hub id, or as given."""
+def load_model_and_processor(model, processor=None):
+    """``(model, processor)``: loaded from a checkpoint folder / Hub id given as ``model`` (its own processor unless
+    one is given), or as given. A ValueError when either is missing."""
     if isinstance(model, (str, Path)):
         loaded, own = load_checkpoint(model)
         model, processor = loaded, processor or own
     if model is None or processor is None:
         raise ValueError("analyze_video needs a model and its processor (or a checkpoint folder as `model`)")
     return model, processor
-
-
-def probe_duration(video) -> Optional[float]:
-    """The duration in seconds a video file's container declares (None when it declares none)."""
-    import av
-
-    try:
-        with av.open(str(video)) as container:
-            if container.streams.video and container.streams.video[0].duration:
-                stream = container.streams.video[0]
-                return float(stream.duration * stream.time_base)
-            return container.duration / 1e6 if container.duration else None
-    except (OSError, av.error.FFmpegError, ValueError):
-        return None
 
 
 def _frames_between(chunks: Iterable, start_s: float, end_s: Optional[float], state: dict):
@@ -605,7 +569,7 @@ def analyze_video(
     check_window_arguments(window, stride, start, end, max_faces, batch_size, name=str(video))
     if annotated:
         check_outputs({"video": video}, {"annotated video": annotated})
-    model, processor = _load(model, processor)
+    model, processor = load_model_and_processor(model, processor)
     path = Path(video)
     if not path.exists():
         raise FileNotFoundError(f"{video}: no such file or folder")
@@ -760,14 +724,12 @@ def _label_at(rows_by_track: dict, track: int, t: float) -> Optional[tuple]:
 
 def write_annotated_video(video, timeline, track_boxes: dict, path, start_s: float = 0.0,
                           end_s: Optional[float] = None) -> Path:
-    """Write ``video`` again (H.264 via PyAV) with each track's face box, id and current label drawn on it, each frame
+    """Write ``video`` again (:class:`~emvfer_hf.video_io_mert.VideoWriter`: H.264, else MPEG-4) with each track's face box, id and current label drawn on it, each frame
     at its own presentation time (a variable frame rate stays variable).
 
     ``track_boxes`` is :meth:`TimelineAnalyzer.track_boxes` (frame 0 = the frame at ``start_s``). The video is written
     as ``NAME.partial.EXT`` and renamed to ``path`` when complete; cut short (an interrupt, an error), it is finalised
     so that it plays but keeps the partial name."""
-    import av
-
     path = Path(path)
     labels = list(timeline.attrs.get("labels") or [c[2:] for c in timeline.columns if c.startswith("p_")])
     named = timeline[(timeline.track_id >= 0) & (timeline.label != "")]
@@ -776,37 +738,21 @@ def write_annotated_video(video, timeline, track_boxes: dict, path, start_s: flo
         for t, g in named.groupby("track_id")
     }
     colors = [(230, 25, 75), (40, 150, 60), (0, 110, 200), (225, 110, 30), (145, 30, 180), (0, 150, 150)]
-    container, stream, index, last_pts = None, None, 0, -1
+    index = 0
     with atomic_output(path, keep_partial=True) as target:
+        writer = None
         try:
             for frames, times, fps in _frames_between(iter_timed_chunks(video, 32), start_s, end_s, {}):
+                writer = writer or VideoWriter(target, fps)
                 for frame, t in zip(frames, times):
-                    if container is None:
-                        h, w = frame.shape[:2]
-                        container = av.open(str(target), "w")
-                        rate = Fraction(float(fps)).limit_denominator(1001)
-                        try:
-                            stream = container.add_stream("libx264", rate=rate)
-                            time_base = Fraction(1, 90000)
-                        except (av.error.FFmpegError, ValueError):  # no H.264 encoder in this FFmpeg build
-                            stream = container.add_stream("mpeg4", rate=rate)
-                            time_base = Fraction(1, 1000)  # MPEG-4 part 2 takes 16-bit time bases
-                        stream.codec_context.time_base = time_base
-                        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-                    canvas = np.ascontiguousarray(frame[: stream.height, : stream.width].copy())
+                    canvas = np.ascontiguousarray(frame.copy())
                     _draw_tracks(canvas, track_boxes, index, rows_by_track, labels, float(t), colors)
-                    picture = av.VideoFrame.from_ndarray(canvas, format="rgb24")
-                    last_pts = max(int(round((float(t) - start_s) / time_base)), last_pts + 1)
-                    picture.pts, picture.time_base = last_pts, time_base
-                    for packet in stream.encode(picture):
-                        container.mux(packet)
+                    writer.write(canvas, float(t) - start_s)
                     index += 1
         finally:
-            if container is not None and stream is not None:
-                for packet in stream.encode():
-                    container.mux(packet)
-                container.close()
-        if container is None:
+            if writer is not None:
+                writer.close()  # finalised so that it plays, also when cut short
+        if writer is None or not writer.frames:
             raise ValueError(f"{video}: no frames to annotate")
     return path
 
@@ -835,4 +781,4 @@ def _draw_tracks(canvas: np.ndarray, track_boxes: dict, index: int, rows_by_trac
 
 
 __all__ = ["FACE_COLUMNS", "TimelineAnalyzer", "analyze_video", "check_window_arguments", "eye_window_statistics", "load_checkpoint",
-           "load_or_explain", "plot_timeline", "probe_duration", "timeline_columns", "write_annotated_video"]  # fmt: skip
+           "load_model_and_processor", "load_or_explain", "plot_timeline", "timeline_columns", "write_annotated_video"]  # fmt: skip

@@ -58,21 +58,16 @@ def _add_predict(subparsers) -> None:
     p.set_defaults(func=run_predict)
 
 
-def predict_videos(videos, model, processor, top_k: int = 3, batch_size: int = 1, device: str = "cpu", progress=True):
+def predict_videos(videos, classifier, processor, top_k: int = 3, batch_size: int = 1, progress=True):
     """Yield `{"video", "predictions": [{"label", "score"}...], "instruction_weight"}` for each video, or
-    `{"video", "error"}` for one that cannot be processed (the others still run)."""
+    `{"video", "error"}` for one that cannot be processed (the others still run). `classifier` is an
+    `emvfer_hf.inference.Classifier` (a PyTorch model or an ONNX graph)."""
     import torch
     from tqdm.auto import tqdm
 
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    config = getattr(model, "config", None)
-    has_prior = bool(getattr(model, "has_eye_prior", True))
-    if hasattr(model, "session"):  # ONNX: the config travels separately (set by run_predict)
-        config = model.config
-    else:
-        model = model.to(device).eval()
-    top_k = max(1, min(top_k, config.num_labels))
+    top_k = max(1, min(top_k, len(classifier.labels)))
     bar = tqdm(total=len(videos), desc="predicting", disable=not progress or len(videos) < 2, file=sys.stderr)
     for start in range(0, len(videos), batch_size):
         chunk = videos[start : start + batch_size]
@@ -84,24 +79,14 @@ def predict_videos(videos, model, processor, top_k: int = 3, batch_size: int = 1
                 errors[video] = str(error)
         results = {}
         if ready:
-            batch = {k: torch.cat([inputs[k] for _, inputs in ready]).to(device) for k in ready[0][1]}
-            if hasattr(model, "session"):  # an ONNXVideoClassifier
-                result = model(**batch)
-                probs = torch.from_numpy(result["logits"]).float().softmax(-1)
-                weights = result.get("instruction_weights") if has_prior else None
-            else:
-                with torch.inference_mode():
-                    out = model(**batch)
-                probs = out.logits.float().softmax(-1).cpu()
-                weights = out.instruction_weights
+            prediction = classifier({k: torch.cat([inputs[k] for _, inputs in ready]) for k in ready[0][1]})
             for row, (video, _) in enumerate(ready):
-                scores, ids = probs[row].topk(top_k)
+                weight = prediction.weight(row)
                 results[video] = {
                     "video": str(video),
-                    "predictions": [
-                        {"label": config.id2label[int(i)], "score": round(float(s), 4)} for s, i in zip(scores, ids)
-                    ],
-                    "instruction_weight": None if weights is None else round(float(weights[row]), 4),
+                    "predictions": [{"label": label, "score": round(score, 4)}
+                                    for label, score in prediction.top_k(row, top_k)],  # fmt: skip
+                    "instruction_weight": None if weight is None else round(weight, 4),
                 }
         for video in chunk:
             yield results.get(video) or {"video": str(video), "error": errors[video]}
@@ -111,23 +96,20 @@ def predict_videos(videos, model, processor, top_k: int = 3, batch_size: int = 1
 
 def run_predict(args) -> int:
     import emvfer_hf  # noqa: F401  (registers the Auto classes)
-    from transformers import AutoModelForVideoClassification, AutoVideoProcessor
+    from transformers import AutoConfig, AutoModelForVideoClassification, AutoVideoProcessor
 
     from .analysis import load_or_explain
+    from .inference import Classifier
 
     processor = load_or_explain(args.model, lambda: AutoVideoProcessor.from_pretrained(args.model))
     if args.runtime == "onnx":
-        from transformers import AutoConfig
-
-        from .export import ONNXVideoClassifier
-
-        model = ONNXVideoClassifier(args.onnx or Path(args.model) / "model.onnx")
-        model.config = load_or_explain(args.model, lambda: AutoConfig.from_pretrained(args.model))
-        model.has_eye_prior = True  # W as the graph computed it (0 for a checkpoint without prior)
+        config = load_or_explain(args.model, lambda: AutoConfig.from_pretrained(args.model))
+        classifier = Classifier.from_onnx(args.onnx or Path(args.model) / "model.onnx", config)
     else:
         model = load_or_explain(args.model, lambda: AutoModelForVideoClassification.from_pretrained(args.model))
+        classifier = Classifier(model, args.device)
     failed = 0
-    for result in predict_videos(args.videos, model, processor, args.top_k, args.batch_size, args.device):
+    for result in predict_videos(args.videos, classifier, processor, args.top_k, args.batch_size):
         failed += "error" in result
         if args.json:
             print(json.dumps(result), flush=True)

@@ -308,7 +308,7 @@ def analyze_corpus(
     """
     from tqdm.auto import tqdm
 
-    from .analysis import _load, check_window_arguments
+    from .analysis import check_window_arguments, load_model_and_processor
     from .face_identity_mert import default_identity_backend
     from .outputs import check_writable
 
@@ -346,7 +346,7 @@ def analyze_corpus(
     result = CorpusResult(merged=None)
     bar = None
     if main and progress:
-        from .analysis import probe_duration
+        from .video_io_mert import probe_duration
 
         durations = {v.name: probe_duration(v.path) or 0.0 for v in videos}
         bar = tqdm(total=round(sum(durations.values()), 1), unit="s", desc=f"analysing {len(videos)} videos",
@@ -365,7 +365,7 @@ def analyze_corpus(
             else:
                 todo.append(video)
         if todo:
-            loaded = _load(model, processor)
+            loaded = load_model_and_processor(model, processor)
             if videos_at_once <= 1:
                 for video in todo:
                     outcomes[video.name] = _analyze_one(video, out_dir, loaded, settings, backend, tracker, options)

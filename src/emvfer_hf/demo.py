@@ -24,7 +24,6 @@ optional extra `pip install "emvfer-hf[demo]"`.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
@@ -51,24 +50,14 @@ def _require_gradio():
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Checking an upload before analysis
-@dataclass
-class VideoProbe:
-    """What the container says about a video file, read without decoding a frame."""
-
-    duration_s: float
-    fps: float
-    width: int
-    height: int
-    format: str
-
-
 def _is_image_format(format_name: str) -> bool:
     """FFmpeg opens still images as one-frame videos (demuxers `image2`, `png_pipe`, `jpeg_pipe`, ...)."""
     return format_name == "image2" or format_name.endswith("_pipe")
 
 
-def probe_video(path, max_duration_s: float | None = None) -> VideoProbe:
-    """Check that `path` is a video with a moving-picture stream, and at most `max_duration_s` long.
+def check_upload(path, max_duration_s: float | None = None):
+    """Check that `path` is a video with a moving-picture stream, and at most `max_duration_s` long; returns its
+    `VideoInfo` (`emvfer_hf.video_io_mert.probe_video`: frame rate, size, duration, …).
 
     Only the container header is read (plus, for files that do not state their length, e.g. browser webcam
     recordings in WebM, a count of the video packets); nothing is decoded.
@@ -80,8 +69,7 @@ def probe_video(path, max_duration_s: float | None = None) -> VideoProbe:
     """
     import av
 
-    from .analysis import probe_duration
-    from .video_io_mert import _count_video_frames
+    from .video_io_mert import DEFAULT_FPS, probe_video
 
     path = Path(path)
     name = path.name
@@ -101,18 +89,16 @@ def probe_video(path, max_duration_s: float | None = None) -> VideoProbe:
         if not streams:
             kind = "audio only" if container.streams.audio else "no video stream"
             raise ValueError(f"{name}: the file has no video ({kind}); upload a video of a face")
-        stream = streams[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        width, height = stream.width, stream.height
-    duration = probe_duration(path)
-    if duration is None:  # no length in the header: count the packets (cheap, no decoding)
-        duration = _count_video_frames(str(path)) / (fps or 25.0)
-    if max_duration_s is not None and duration > max_duration_s:
+    info = probe_video(path, count_frames=False)
+    if info.duration_s is None:  # no length in the header: count the packets (cheap, no decoding)
+        info = probe_video(path)
+        info.duration_s = info.num_frames / (info.fps or DEFAULT_FPS)
+    if max_duration_s is not None and info.duration_s > max_duration_s:
         raise ValueError(
-            f"{name}: the video is {duration:.1f} s long; this demo accepts at most {max_duration_s:g} s "
+            f"{name}: the video is {info.duration_s:.1f} s long; this demo accepts at most {max_duration_s:g} s "
             "(use `emvfer analyze` for long recordings)"
         )
-    return VideoProbe(float(duration), fps, int(width), int(height), format_name)
+    return info
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -142,7 +128,10 @@ class MERTDemo:
     def __init__(self, model, processor, device: str = "cpu", top_k: int = 3,
                  max_duration_s: float = DEFAULT_MAX_DURATION_S, window: float = 2.0, stride: float = 1.0,
                  max_faces: int | None = None, batch_size: int = 8):  # fmt: skip
-        self.model = model.to(device).eval()
+        from .inference import Classifier
+
+        self.classifier = Classifier(model, device)
+        self.model = self.classifier.model
         self.processor = processor
         self.device = device
         self.top_k = max(1, min(top_k, model.config.num_labels))
@@ -157,17 +146,10 @@ class MERTDemo:
             `(probabilities, instruction_weight, eye_series)`: `{label: probability}` over all classes, W (None
             for a checkpoint without eye prior) and the per-frame `EyeMovementSeries` the processor extracted.
         """
-        import torch
-
         inputs = self.processor(str(video_path), return_tensors="pt", return_eye_series=True)
         series = inputs.pop("eye_series")[0]
-        with torch.inference_mode():
-            out = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
-        probs = out.logits.float().softmax(-1)[0].cpu()
-        id2label = self.model.config.id2label
-        probabilities = {id2label[i]: float(p) for i, p in enumerate(probs)}
-        weight = None if out.instruction_weights is None else float(out.instruction_weights[0])
-        return probabilities, weight, series
+        prediction = self.classifier(inputs)
+        return prediction.probabilities(0), prediction.weight(0), series
 
     def timeline(self, video_path, progress: bool = False):
         """The recording's expression timeline: `(DataFrame, PNG path)` from `emvfer_hf.analysis.analyze_video`
@@ -215,7 +197,7 @@ class MERTDemo:
         if not video_path:
             raise gr.Error("Upload or record a video first.")
         try:
-            probe_video(video_path, self.max_duration_s)
+            check_upload(video_path, self.max_duration_s)
             probabilities, weight, series = self.classify_clip(video_path)
             table, timeline_png = self.timeline(video_path, progress=progress)
         except (ValueError, FileNotFoundError) as error:

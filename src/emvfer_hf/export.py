@@ -1,5 +1,6 @@
 """Export of MERT: `torch.export` and ONNX (with a dynamic batch), an onnxruntime classifier and int8 dynamic
-quantisation. Used by `emvfer export` / `emvfer predict --runtime onnx` and benchmarks/bench_onnx.py.
+quantisation. Used by `emvfer export` and benchmarks/bench_onnx.py; the onnxruntime classifier lives in `inference.py`
+(`Classifier.from_onnx`, which `emvfer predict --runtime onnx` uses) and is importable from here.
 
 The ONNX graph takes `pixel_values` (B, T, C, H, W) float32, `eye_movement_values` (B, L, 5) float32,
 `eye_movement_mask` (B, L) bool and `eye_quality_features` (B, F) float32 (the processor's outputs), and returns
@@ -10,13 +11,14 @@ onnx / onnxruntime come with the `[onnx]` extra.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
 
-ONNX_INPUT_NAMES = ("pixel_values", "eye_movement_values", "eye_movement_mask", "eye_quality_features")
+from .inference import MODEL_INPUT_NAMES
+from .inference import ONNXVideoClassifier  # noqa: F401  (README: `from emvfer_hf.export import ONNXVideoClassifier`)
+
+ONNX_INPUT_NAMES = MODEL_INPUT_NAMES
 ONNX_OUTPUT_NAMES = ("logits", "instruction_weights")
 
 
@@ -95,37 +97,6 @@ def quantize_onnx(source, output) -> Path:
 
     quantize_dynamic(str(source), str(output), weight_type=QuantType.QInt8)
     return Path(output)
-
-
-class ONNXVideoClassifier:
-    """An onnxruntime session of an exported MERT graph, called like the PyTorch model on the processor's output:
-    `classifier(**inputs)` → `{"logits": (B, num_labels), "instruction_weights": (B,)}` numpy arrays."""
-
-    def __init__(self, path, num_threads: Optional[int] = None, providers=None):
-        try:
-            import onnxruntime as ort
-        except ImportError as error:  # pragma: no cover
-            raise ImportError("the ONNX runtime needs onnxruntime: pip install 'emvfer-hf[onnx]'") from error
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such ONNX file (write one with `emvfer export`)")
-        options = ort.SessionOptions()
-        if num_threads:
-            options.intra_op_num_threads = num_threads
-        self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, **inputs) -> dict:
-        feed = {}
-        for name in self.input_names:
-            if name not in inputs:
-                raise ValueError(f"the ONNX graph needs the input {name!r} (the processor returns it); got {sorted(inputs)}")
-            value = inputs[name]
-            if hasattr(value, "detach"):
-                value = value.detach().cpu().numpy()
-            feed[name] = np.asarray(value, dtype=bool if name == "eye_movement_mask" else np.float32)
-        outputs = self.session.run(None, feed)
-        return dict(zip([o.name for o in self.session.get_outputs()], outputs))
 
 
 __all__ = ["ONNX_INPUT_NAMES", "MERTExportWrapper", "ONNXVideoClassifier", "example_input_dict", "export_onnx",

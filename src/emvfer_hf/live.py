@@ -17,13 +17,14 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from .analysis import TimelineAnalyzer
-from .video_io_mert import check_frame_size, upright
+from .video_io_mert import DEFAULT_FPS, check_frame_size, open_stream
 
 
-def open_source(source: str, default_fps: float = 25.0) -> tuple[Iterator[np.ndarray], float, str]:
+def open_source(source: str, default_fps: float = DEFAULT_FPS) -> tuple[Iterator[np.ndarray], float, str]:
     """``(frames, fps, kind)`` of a live source: a camera index ("0"), a stream URL or a video file.
 
-    Frames are RGB uint8 (H, W, 3). ``kind`` is "camera", "stream" or "file".
+    Frames are RGB uint8 (H, W, 3), upright (a phone clip's rotation applied); files and streams are read by the
+    package's decoder (:func:`~emvfer_hf.video_io_mert.open_stream`). ``kind`` is "camera", "stream" or "file".
 
     Raises:
         FileNotFoundError / ValueError naming the source when it cannot be opened or has no video.
@@ -35,26 +36,8 @@ def open_source(source: str, default_fps: float = 25.0) -> tuple[Iterator[np.nda
         return _open_camera(int(source), default_fps)
     if "://" not in source and not Path(source).exists():
         raise FileNotFoundError(f"{source}: no such file (and not a camera index or a URL)")
-    import av
-
-    try:
-        container = av.open(source, timeout=10.0) if "://" in source else av.open(source)
-    except (av.error.FFmpegError, OSError) as error:
-        raise ValueError(f"{source}: cannot be opened as a video ({error})") from error
-    if not container.streams.video:
-        container.close()
-        raise ValueError(f"{source}: has no video stream")
-    stream = container.streams.video[0]
-    fps = float(stream.average_rate or stream.guessed_rate or default_fps)
-
-    def frames():
-        try:
-            for frame in container.decode(stream):  # upright: a phone clip's rotation applied
-                yield upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
-        finally:
-            container.close()
-
-    return frames(), fps, "stream" if "://" in source else "file"
+    frames, fps = open_stream(source, default_fps)
+    return frames, fps, "stream" if "://" in source else "file"
 
 
 def _open_camera(index: int, default_fps: float):

@@ -8,7 +8,11 @@ the frames identified by their timestamps so that they are exactly those of a fu
 warns (:class:`VideoTruncatedWarning`) and keeps what decoded. Frames come upright: a phone video's rotation (its
 display matrix, or the older ``rotate`` tag) is applied, as is a frame image's EXIF orientation (OpenCV reads it).
 :func:`iter_timed_chunks` gives each frame its presentation time from the stream (variable frame rates are timed
-right). Used by the video processor, the visual eye-movement extractor and the face module alike.
+right). :func:`probe_video` reads a file's frame count, rate, size, rotation and duration from its container
+without decoding; :func:`open_stream` reads a file or a network stream frame by frame for live use; :class:`VideoWriter`
+encodes frames (H.264, else MPEG-4); :data:`DEFAULT_FPS` is the rate assumed where an input declares none. Used by
+the video processor, the visual eye-movement extractor, the face module, the analysis, ``emvfer live``, the demo and
+the training data alike.
 
 Flat module (no sibling imports, heavy dependencies imported lazily) so that it ships as remote code.
 """
@@ -19,12 +23,17 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+#: The frame rate (frames per second) assumed where an input declares none: frame folders, arrays, a stream without a
+#: rate. 25 Hz is the frame rate of 625-line (PAL / SECAM) video, ITU-R BT.601 (and EBU Tech 3213).
+DEFAULT_FPS = 25.0
 
 
 @dataclass
@@ -118,21 +127,113 @@ def _video_stream(container, name: str):
     raise ValueError(f"{name}: the file has no video stream ({what})")
 
 
-def _count_video_frames(path: str) -> int:
-    """Frame count of a video file: the container's own number, else a count of the video packets (no decoding)."""
+def stream_rate(stream) -> Optional[float]:
+    """The frame rate a PyAV video stream declares (frames per second): its average rate, else the rate FFmpeg
+    guesses from its timestamps; None when it declares neither."""
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
+
+
+def _declared_duration(container, stream, only_stream: bool) -> Optional[float]:
+    """The video stream's duration in seconds as the header declares it: the stream's own, else the container's
+    (with ``only_stream``: only when the video is the container's only stream, since a container's duration also
+    covers its audio); None when neither is known."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and (not only_stream or len(container.streams) == 1):
+        return container.duration / 1e6
+    return None
+
+
+def _tag_rotation(stream) -> float:
+    """A stream's legacy ``rotate`` tag (clockwise degrees) as degrees counterclockwise; 0 without one."""
+    try:
+        degrees = float(stream.metadata.get("rotate", 0) or 0)
+    except ValueError:
+        return 0.0
+    return -degrees if degrees else 0.0
+
+
+@dataclass
+class VideoInfo:
+    """What a video file's container says about its video stream, read without decoding a frame.
+
+    Attributes:
+        num_frames: the frame count: the header's, else (with ``count_frames``) a count of the video packets; None
+            when the header gives none and the packets were not counted.
+        fps: the declared frame rate (frames per second; :func:`stream_rate`), None when there is none
+            (``fps or DEFAULT_FPS`` is the rate the decoder uses).
+        width, height: the coded frame size in pixels (before the display rotation).
+        rotation: the stream's display rotation in degrees counterclockwise from its legacy ``rotate`` tag (0 without
+            one; a display matrix on the frames is applied by the decoder, frame by frame).
+        duration_s: the duration the header declares (the stream's, else the container's), else ``num_frames / fps``
+            where the frames were counted; None when unknown.
+        format: the container format's name as FFmpeg gives it (``mov,mp4,m4a,3gp,3g2,mj2``, ``matroska,webm``, …).
+        name: the file, as given.
+    """
+
+    num_frames: Optional[int]
+    fps: Optional[float]
+    width: int
+    height: int
+    rotation: float
+    duration_s: Optional[float]
+    format: str
+    name: str
+
+
+def probe_video(path, count_frames: bool = True) -> VideoInfo:
+    """Frame count, frame rate, size, rotation and duration of a video file, from its container (no decoding).
+
+    Args:
+        path: a video file.
+        count_frames: where the header gives no frame count (WebM, MKV, MPEG-TS), count the video packets (cheap:
+            demuxing only, but it reads the whole file); False leaves ``num_frames`` None there.
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: naming the file: it is empty, FFmpeg cannot read it, or it has no video stream.
+    """
     import av
 
-    with av.open(path) as container:
-        stream = _video_stream(container, path)
-        if stream.frames:
-            return int(stream.frames)
-        return sum(1 for packet in container.demux(stream) if packet.size)
+    name = str(path)
+    if not Path(name).is_file():
+        raise FileNotFoundError(f"{name}: no such video file")
+    if Path(name).stat().st_size == 0:
+        raise ValueError(f"{name}: the file is empty (0 bytes)")
+    try:
+        container = av.open(name)
+    except av.error.FFmpegError as error:
+        raise ValueError(f"{name}: not a readable video file ({error})") from error
+    with container:
+        stream = _video_stream(container, name)
+        fps = stream_rate(stream)
+        duration = _declared_duration(container, stream, only_stream=False)
+        num_frames = int(stream.frames) if stream.frames else None
+        if num_frames is None and count_frames:
+            num_frames = sum(1 for packet in container.demux(stream) if packet.size)
+        rotation = _tag_rotation(stream)
+        if duration is None and num_frames:
+            duration = num_frames / (fps or DEFAULT_FPS)
+        return VideoInfo(num_frames, fps, int(stream.width), int(stream.height), rotation, duration,
+                         container.format.name, name)  # fmt: skip
+
+
+def probe_duration(path) -> Optional[float]:
+    """The duration in seconds a video file declares (:func:`probe_video` without counting frames); None when it
+    declares none, or is not a readable video file."""
+    try:
+        return probe_video(path, count_frames=False).duration_s
+    except (OSError, ValueError):
+        return None
 
 
 def decode_video(
     source,
     indices_fn=None,
-    default_fps: float = 25.0,
+    default_fps: float = DEFAULT_FPS,
+    *,
+    seek: bool = True,
+    stats: Optional[dict] = None,
 ) -> DecodedVideo:
     """Decode a video file (PyAV), a folder of frame images, an image file or an array (T, H, W[, C]).
 
@@ -145,6 +246,10 @@ def decode_video(
             keyframe before each, so sampling a long video costs in proportion to the frames used. The frames are
             exactly those of a full decode; `num_frames` is the count a full decode yields.
         default_fps: the rate assumed where the input has none (frame folders, arrays).
+        seek: a video file's sparse frames are reached by seeking (False: by decoding every frame; the frames are
+            the same, only the cost differs).
+        stats: a dict filled with what decoding a video file cost: frames decoded and converted, seeks, and `read`
+            ("seek" or "from start").
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: the input cannot be decoded, has no video stream (an audio file) or holds no frame; the message
@@ -167,7 +272,7 @@ def decode_video(
             return DecodedVideo({0: _read_image(path)}, 1, default_fps, name)
         if path.stat().st_size == 0:
             raise ValueError(f"{name}: the file is empty (0 bytes)")
-        return _decode_video_file(name, indices_fn, default_fps)
+        return _decode_video_file(name, indices_fn, default_fps, seek=seek, stats=stats)
 
     # arrays, tensors, lists of frames
     if hasattr(source, "detach"):
@@ -220,9 +325,10 @@ class _VideoFileReader:
 
     Raises a `ValueError` naming the file when it cannot be opened as a video or has no video stream."""
 
-    def __init__(self, name: str, default_fps: float):
+    def __init__(self, name: str, default_fps: float, timeout_s: Optional[float] = None):
         self.name = name
         self.default_fps = default_fps
+        self.timeout_s = timeout_s  # a network stream's open and read timeout (None: FFmpeg's default)
         self.decoded = self.converted = self.seeks = 0
         self._open()
 
@@ -230,7 +336,7 @@ class _VideoFileReader:
         import av
 
         try:
-            self.container = av.open(self.name)
+            self.container = av.open(self.name, timeout=self.timeout_s) if self.timeout_s else av.open(self.name)
         except av.error.FFmpegError as error:
             raise ValueError(f"{self.name}: not a readable video file ({error})") from error
         try:
@@ -239,25 +345,18 @@ class _VideoFileReader:
             self.container.close()
             raise
         self.stream.thread_type = "AUTO"
-        self.fps = float(self.stream.average_rate or self.stream.guessed_rate or self.default_fps)
+        self.fps = stream_rate(self.stream) or float(self.default_fps)
         self.declared_frames = int(self.stream.frames or 0)  # 0 where the container has no count (webm, mkv)
-        try:  # the legacy `rotate` tag: clockwise degrees (a display matrix on the frames takes precedence)
-            self.tag_rotation = -float(self.stream.metadata.get("rotate", 0) or 0)
-        except ValueError:
-            self.tag_rotation = 0.0
+        self.tag_rotation = _tag_rotation(self.stream)  # a display matrix on the frames takes precedence
         self.declared_s = self._declared_duration()
         self.packets = 0  # packets read since the file was opened
         self.reached_s = 0.0  # how far into the stream (seconds from its start) the packets read reach
         self.error = None  # the FFmpeg error that ended the last read, if any
 
     def _declared_duration(self) -> Optional[float]:
-        """The video stream's duration (s) as its header declares it: the stream's own, else the container's when
-        the video is its only stream (a container's duration also covers its audio); None when neither is known."""
-        if self.stream.duration and self.stream.time_base:
-            return float(self.stream.duration * self.stream.time_base)
-        if self.container.duration and len(self.container.streams) == 1:
-            return self.container.duration / 1e6
-        return None
+        """The video stream's duration (s) as its header declares it (:func:`_declared_duration`, the container's
+        only when the video is its only stream)."""
+        return _declared_duration(self.container, self.stream, only_stream=True)
 
     def _count_packet(self, packet) -> None:
         if packet.size:
@@ -473,14 +572,14 @@ def _decode_video_file(
     return DecodedVideo(frames, total, reader.fps, name)
 
 
-def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, prefetch: bool = True):
+def iter_frame_chunks(source, chunk_size: int = 256, default_fps: float = DEFAULT_FPS, prefetch: bool = True):
     """Yield `(frames, fps)` chunks of at most `chunk_size` RGB frames of a video, in order, so that a long video
     never sits in memory whole: :func:`iter_timed_chunks` without the frame times."""
     for frames, _, fps in iter_timed_chunks(source, chunk_size, default_fps, prefetch):
         yield frames, fps
 
 
-def iter_timed_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, prefetch: bool = True):
+def iter_timed_chunks(source, chunk_size: int = 256, default_fps: float = DEFAULT_FPS, prefetch: bool = True):
     """Yield `(frames, times_s, fps)` chunks of at most `chunk_size` RGB frames of a video, in order, so that a long
     video never sits in memory whole; `times_s` (float64) holds each frame's presentation time in seconds from the
     first frame, read from the stream's timestamps (a variable frame rate is timed right; frames without a timestamp,
@@ -538,6 +637,27 @@ def iter_timed_chunks(source, chunk_size: int = 256, default_fps: float = 25.0, 
     why = reader.early_end()
     if why:  # warned here, on the caller's thread, once every frame decoded has been yielded
         _warn_truncated(reader.name, why, count)
+
+
+def open_stream(source, default_fps: float = DEFAULT_FPS, timeout_s: float = 10.0):
+    """``(frames, fps)`` of a video file or a network stream (a URL FFmpeg reads: rtsp://, http://, …), read frame
+    by frame as it comes, for live use: ``frames`` yields RGB uint8 (H, W, 3) frames, upright, and closes the source
+    when it ends or is closed; ``fps`` is the declared rate (``default_fps`` where there is none).
+
+    Raises:
+        ValueError: naming the source when it cannot be opened or has no video stream (``timeout_s``: how long a
+            network stream may take to answer); the generator raises one when a read fails after the first frame.
+    """
+    reader = _VideoFileReader(str(source), default_fps, timeout_s=timeout_s if "://" in str(source) else None)
+
+    def frames():
+        with reader:
+            for frame in reader.frames():
+                yield reader.rgb(frame)
+            if reader.error is not None:
+                raise ValueError(f"{reader.name}: read error: {reader.error}")
+
+    return frames(), reader.fps
 
 
 class _FrameClock:
@@ -608,7 +728,94 @@ def _prefetched(generator):
         thread.join(timeout=5)
 
 
-def load_frames(frames_or_video, fps=None, default_fps: float = 25.0) -> tuple[list, float, str]:
+class VideoWriter:
+    """Writes RGB frames (H, W, 3) uint8 as a video file with PyAV: H.264 (``libx264``) where this FFmpeg has it,
+    else MPEG-4 part 2 (``mpeg4``), in yuv420p.
+
+    The stream is opened at the first frame, sized to it (cut to even width and height, as yuv420p needs; every
+    frame is cut the same way). Frames written with a time (``write(frame, time_s)``, seconds from the start) are
+    stamped with it, so a variable frame rate stays variable (a time not after the previous frame's is moved one tick
+    after it); frames written without one are spaced ``1 / fps`` by the encoder. Use it as a context manager or
+    call :meth:`close`: a writer closed early (an error, an interrupt) still finalises the file so that it plays.
+
+    Args:
+        path: the file to write (its suffix picks the container: .mp4, .mkv, …).
+        fps: the nominal frame rate (frames per second; a fraction such as 30000/1001 is kept as one).
+        pixel_format: the frames' layout, ``"rgb24"`` (default) or ``"bgr24"`` (OpenCV's).
+        x264_options: encoder options for H.264 (e.g. ``{"crf": "17", "preset": "ultrafast"}``).
+        fallback_bit_rate: the MPEG-4 fallback's bit rate (bits per second; None: FFmpeg's default).
+    """
+
+    #: time bases of timed frames: 90 kHz (the MPEG system clock, ISO/IEC 13818-1) for H.264; MPEG-4 part 2 takes
+    #: time bases of at most 16 bits (ISO/IEC 14496-2, vop_time_increment_resolution), so milliseconds there
+    TIME_BASES = {"libx264": Fraction(1, 90000), "mpeg4": Fraction(1, 1000)}
+
+    def __init__(self, path, fps: float, pixel_format: str = "rgb24", x264_options: Optional[dict] = None,
+                 fallback_bit_rate: Optional[int] = None):  # fmt: skip
+        self.path = Path(path)
+        self.rate = Fraction(float(fps)).limit_denominator(1001)
+        self.pixel_format = pixel_format
+        self.x264_options = dict(x264_options or {})
+        self.fallback_bit_rate = fallback_bit_rate
+        self.container = self.stream = self.codec = None
+        self.timed = False
+        self.frames = 0
+        self._last_pts = -1
+
+    def _open(self, frame: np.ndarray, timed: bool) -> None:
+        import av
+
+        self.container = av.open(str(self.path), "w")
+        try:
+            self.stream, self.codec = self.container.add_stream("libx264", rate=self.rate), "libx264"
+            if self.x264_options:
+                self.stream.options = dict(self.x264_options)
+        except (av.error.FFmpegError, ValueError):  # no H.264 encoder in this FFmpeg build
+            self.stream, self.codec = self.container.add_stream("mpeg4", rate=self.rate), "mpeg4"
+            if self.fallback_bit_rate:
+                self.stream.bit_rate = int(self.fallback_bit_rate)
+        self.timed = timed
+        if timed:
+            self.stream.codec_context.time_base = self.TIME_BASES[self.codec]
+        h, w = frame.shape[:2]
+        self.stream.width, self.stream.height, self.stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+
+    def write(self, frame: np.ndarray, time_s: Optional[float] = None) -> None:
+        """Encode one frame (H, W, 3) uint8, at ``time_s`` seconds from the start when given (give a time for every
+        frame or for none)."""
+        import av
+
+        if self.container is None:
+            self._open(frame, time_s is not None)
+        frame = np.ascontiguousarray(frame[: self.stream.height, : self.stream.width])
+        picture = av.VideoFrame.from_ndarray(frame, format=self.pixel_format)
+        if self.timed:
+            base = self.TIME_BASES[self.codec]
+            self._last_pts = max(int(round(float(time_s) / base)), self._last_pts + 1)
+            picture.pts, picture.time_base = self._last_pts, base
+        for packet in self.stream.encode(picture):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and close the file (nothing to do when no frame was written)."""
+        if self.container is None:
+            return
+        try:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+            self.container = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def load_frames(frames_or_video, fps=None, default_fps: float = DEFAULT_FPS) -> tuple[list, float, str]:
     """``(frames, fps, name)``: every RGB frame of a video path (decoded with :func:`decode_video`) or of frames given
     as an array, tensor or list; ``fps`` overrides the stream's rate (``default_fps`` for frames)."""
     if isinstance(frames_or_video, (str, os.PathLike)):
@@ -622,6 +829,7 @@ def load_frames(frames_or_video, fps=None, default_fps: float = 25.0) -> tuple[l
 
 
 __all__ = [
-    "MIN_FACE_FRAME_SIDE", "DecodedVideo", "VideoTruncatedWarning", "check_frame_size", "decode_video",
-    "iter_frame_chunks", "iter_timed_chunks", "list_frame_files", "load_frames", "natural_frame_key", "upright",
+    "DEFAULT_FPS", "MIN_FACE_FRAME_SIDE", "DecodedVideo", "VideoInfo", "VideoTruncatedWarning", "VideoWriter",
+    "check_frame_size", "decode_video", "iter_frame_chunks", "iter_timed_chunks", "list_frame_files", "load_frames",
+    "natural_frame_key", "open_stream", "probe_duration", "probe_video", "stream_rate", "upright",
 ]  # fmt: skip

@@ -27,23 +27,9 @@ from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from .eye_movement_mert import NUM_EYE_MOVEMENT_CHANNELS, EyeMovementSeries
-from .eye_prior_mert import NUM_FEATURES
-from .faces_mert import (  # noqa: F401  (re-exported)
-    FACE_BACKENDS,
-    FACE_BOX_MODES,
-    clip_face_boxes,
-    run_face_backend,
-    square_box,
-)
-from .video_io_mert import (  # noqa: F401  (re-exported: the processor's decoder is the package's one decoder)
-    IMAGE_EXTENSIONS,
-    DecodedVideo,
-    check_frame_size,
-    decode_video,
-    iter_frame_chunks,
-    list_frame_files,
-    natural_frame_key,
-)
+from .faces_mert import FACE_BACKENDS, FACE_BOX_MODES, run_face_backend
+from .inference import ClipOptions, clip_inputs
+from .video_io_mert import DEFAULT_FPS, check_frame_size, decode_video
 
 CALL_TIME_KWARGS = (
     "eye_movements", "face_box", "sampling_seed", "return_face_boxes", "return_frame_indices", "return_eye_series",
@@ -70,9 +56,6 @@ class MERTVideoProcessorKwargs(VideosKwargs, total=False):
     return_face_boxes: Optional[bool]
     return_frame_indices: Optional[bool]
     return_eye_series: Optional[bool]
-
-
-MERTVideosKwargs = MERTVideoProcessorKwargs  # the earlier name
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -123,89 +106,6 @@ def eye_frame_indices(num_available: int, eye_frames: Optional[int]) -> np.ndarr
     if eye_frames is None or eye_frames >= num_available:
         return np.arange(num_available)
     return np.unique(np.round(np.linspace(0, num_available - 1, eye_frames)).astype(int))
-
-
-def crop_and_resize(
-    frame: np.ndarray, box: Optional[np.ndarray], height: int, width: int, resize: bool = True
-) -> np.ndarray:
-    """Crop `box` (x0, y0, x1, y1; may reach outside the frame, which is padded with black) and resize to
-    (height, width) (`resize=False`: the crop as it is). `box=None` takes the central square."""
-    import cv2
-
-    h, w = frame.shape[:2]
-    if box is None:
-        side = min(h, w)
-        box = np.array([(w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2])
-    x0, y0, x1, y1 = [int(round(v)) for v in box]
-    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-    pad = max(0, -x0, -y0, x1 - w, y1 - h)
-    if pad:
-        frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
-    crop = frame[y0:y1, x0:x1]
-    if not resize:
-        return np.ascontiguousarray(crop)
-    interpolation = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
-    return cv2.resize(crop, (width, height), interpolation=interpolation)
-
-
-def _output_size(size) -> tuple[int, int]:
-    """(height, width) of a transformers size: an int, `{"height", "width"}` or `{"shortest_edge"}` (a face crop is
-    square, so its shortest edge is its side)."""
-    if isinstance(size, (int, float)):
-        return int(size), int(size)
-    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
-    if get("height") and get("width"):
-        return int(get("height")), int(get("width"))
-    if get("shortest_edge"):
-        return int(get("shortest_edge")), int(get("shortest_edge"))
-    raise ValueError(f"size must have 'height' and 'width' or 'shortest_edge', got {size!r}")
-
-
-def _center_crop(pixels, height: int, width: int):
-    """Centre crop of (T, C, H, W) frames (numpy or torch) to (height, width); a smaller input is padded with 0."""
-    h, w = pixels.shape[-2:]
-    if h < height or w < width:
-        pad_h, pad_w = max(0, height - h), max(0, width - w)
-        if isinstance(pixels, np.ndarray):
-            pixels = np.pad(pixels, ((0, 0), (0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)))
-        else:
-            import torch
-
-            pixels = torch.nn.functional.pad(pixels, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-        h, w = pixels.shape[-2:]
-    top, left = (h - height) // 2, (w - width) // 2
-    return pixels[..., top : top + height, left : left + width]
-
-
-def _resize_on_device(crops: list, height: int, width: int, device):
-    """Face crops (uint8 (h, w, 3), any sizes) → (T, 3, height, width) float32 on `device`, resized there with
-    antialiased bilinear interpolation (the `device=` path of the processor)."""
-    import torch
-
-    out = []
-    for crop in crops:
-        tensor = torch.from_numpy(np.ascontiguousarray(crop)).to(device).permute(2, 0, 1)[None].float()
-        out.append(torch.nn.functional.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True,
-                                                   align_corners=False)[0])  # fmt: skip
-    return torch.stack(out)
-
-
-def _finish_pixels(pixels, options: dict):
-    """Centre crop (with `do_center_crop`), rescale and normalise (T, 3, H, W) crops, a numpy array or a tensor."""
-    if options["do_center_crop"] and options["crop_size"] is not None:
-        pixels = _center_crop(pixels, *_output_size(options["crop_size"]))
-    if options["do_rescale"]:
-        pixels = pixels * float(options["rescale_factor"])
-    if options["do_normalize"]:
-        mean = np.asarray(options["image_mean"], np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(options["image_std"], np.float32).reshape(1, -1, 1, 1)
-        if not isinstance(pixels, np.ndarray):
-            import torch
-
-            mean, std = torch.as_tensor(mean, device=pixels.device), torch.as_tensor(std, device=pixels.device)
-        pixels = (pixels - mean) / std
-    return pixels
 
 
 def _as_metadata_list(video_metadata, num_videos: int) -> list:
@@ -307,7 +207,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     eye_sequence_length = 256
     do_train_sampling = False
     allow_no_face = False
-    default_fps = 25.0
+    default_fps = DEFAULT_FPS
 
     def __init__(self, **kwargs):
         for key in CALL_TIME_KWARGS:
@@ -469,18 +369,6 @@ class MERTVideoProcessor(BaseVideoProcessor):
         num_frames = int(num_frames if num_frames is not None else self.num_frames)
         return sample_segment_indices(total, num_frames, train=train, rng=rng)
 
-    def pixel_values_from_frames(self, frames: list, boxes: Optional[np.ndarray]) -> np.ndarray:
-        """`pixel_values` (T, 3, H, W) float32 of frames already chosen by the caller (e.g. one face track's frames of
-        a window of a long video): each frame cropped to its square box (`boxes` (T, 4) or None for the central
-        square), resized to `size`, then rescaled and normalised as in `preprocess`."""
-        height, width = _output_size(self.size)
-        crops = [crop_and_resize(f, None if boxes is None else boxes[k], height, width) for k, f in enumerate(frames)]
-        pixels = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2)
-        options = {key: getattr(self, key, None) for key in
-                   ("do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize", "image_mean",
-                    "image_std")}  # fmt: skip
-        return np.asarray(_finish_pixels(pixels, options), dtype=np.float32)
-
     def _process_one(self, video, options: dict, eye_movements=None, face_box=None, metadata=None) -> dict:
         from transformers.video_utils import VideoMetadata
 
@@ -516,7 +404,6 @@ class MERTVideoProcessor(BaseVideoProcessor):
                 decoded = decode_video(video, indices_fn=lambda total: sorted(keep),
                                        default_fps=float(options["default_fps"]))  # fmt: skip
         model_idx, eye_idx = plan["model"], plan["eyes"]
-        num_frames = len(model_idx)
         if given_fps:
             decoded.fps = given_fps
         video_metadata = VideoMetadata(
@@ -538,30 +425,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
                 "pass allow_no_face=True to process it anyway (central crops, no eye-movement signal)"
             )
 
-        # Pixel values
-        crop_boxes = None
-        if options["do_face_crop"] and face_box is not None:
-            crop_boxes = np.repeat(face_box[None], num_frames, axis=0)
-        elif options["do_face_crop"] and any_face:
-            crop_boxes = clip_face_boxes(
-                track.boxes[[row[int(i)] for i in model_idx]], float(options["face_margin"]),
-                options["face_box_mode"],
-            )  # fmt: skip
-        height, width = _output_size(options["size"])
-        device = options["device"]
-        frames = [
-            crop_and_resize(decoded.frames[int(i)], None if crop_boxes is None else crop_boxes[k],
-                            height, width, resize=device is None)
-            for k, i in enumerate(model_idx)
-        ]  # fmt: skip
-        if device is None:
-            pixels = np.stack(frames).astype(np.float32).transpose(0, 3, 1, 2)  # (T, 3, H, W)
-        else:
-            pixels = _resize_on_device(frames, height, width, device)
-        pixels = _finish_pixels(pixels, options)
-
-        # Eye movements
-        length = int(options["eye_sequence_length"])
+        # The model inputs (inference.clip_inputs): crops of the model frames, the eye series in L steps
         series = None
         if eye_movements is not None:
             series = self._series_from_user(eye_movements)
@@ -574,24 +438,18 @@ class MERTVideoProcessor(BaseVideoProcessor):
             series = self.eye_extractor(
                 eye_frames, fps=eye_fps, faces=faces, source=decoded.name, allow_no_face=True
             )  # a face seen only in the model frames: an all-invalid series, not an error
-        if series is not None and len(series):
-            normalized = series.normalize()
-            resampled = normalized.resample(length)
-            values, mask = resampled.values, resampled.valid
-            features = normalized.quality_features().numpy()
+        if face_box is not None:
+            boxes = face_box  # known: cropped as it is
+        elif any_face:
+            boxes = track.boxes[[row[int(i)] for i in model_idx]]
         else:
-            values = np.zeros((length, NUM_EYE_MOVEMENT_CHANNELS), np.float32)
-            mask = np.zeros(length, bool)
-            features = np.zeros(NUM_FEATURES, np.float32)  # no valid step: W = 0 whatever the features
-
-        face_boxes = np.full((num_frames, 4), np.nan, np.float32) if crop_boxes is None else crop_boxes
+            boxes = None
+        inputs = clip_inputs([decoded.frames[int(i)] for i in model_idx], boxes, series,
+                             ClipOptions.from_settings(options))  # fmt: skip
         return {
-            "pixel_values": pixels.astype(np.float32) if device is None else pixels.float(),
+            **inputs.model_inputs(),
             "video_metadata": video_metadata,
-            "eye_movement_values": values.astype(np.float32),
-            "eye_movement_mask": mask.astype(bool),
-            "eye_quality_features": features.astype(np.float32),
-            "face_boxes": face_boxes,
+            "face_boxes": inputs.face_boxes,
             "frame_indices": np.asarray(model_idx, dtype=np.int64),
             "eye_series": series,
         }
@@ -611,4 +469,4 @@ class MERTVideoProcessor(BaseVideoProcessor):
         return EyeMovementSeries(values, np.ones(len(values), bool), np.arange(len(values), dtype=np.float64))
 
 
-__all__ = ["MERTVideoProcessor", "decode_video", "is_variable_rate", "sample_segment_indices", "sample_segment_times"]
+__all__ = ["MERTVideoProcessor", "eye_frame_indices", "is_variable_rate", "sample_segment_indices", "sample_segment_times"]

@@ -57,19 +57,15 @@ def _raw_tracker_series(path: str):
 def video_timeline(video: str, default_fps: float = 25.0):
     """``(num_frames, fps)`` of a video file or frame folder without decoding it (the container's frame count, else
     a count of its packets; a frame folder has ``default_fps``). None for anything else (arrays)."""
-    from ..video_io_mert import _count_video_frames, list_frame_files
+    from ..video_io_mert import list_frame_files, probe_video
 
     path = Path(video)
     if path.is_dir():
         return len(list_frame_files(path)), float(default_fps)
     if not path.is_file():
         return None
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or default_fps)
-    return _count_video_frames(str(path)), fps
+    info = probe_video(path)
+    return info.num_frames, info.fps or float(default_fps)
 
 
 @functools.lru_cache(maxsize=4096)
