@@ -12,14 +12,13 @@ from emvfer_hf.eye_movement_mert import (
     EyeMovementSeries,
     FaceLandmarkBackend,
     FaceTrack,
-    MTCNNBackend,
     VisualEyeMovementExtractor,
-    detect_faces,
     extract_eye_movements,
     eye_movement_prior,
     measure_pupil,
 )
 from emvfer_hf.eyetracking import read_tobii_tsv
+from emvfer_hf.face_backends_mert import MTCNNBackend, detect_faces
 
 from .conftest import carphone_video_path
 

@@ -29,7 +29,9 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
-from .faces_mert import FaceTrack, FaceTracker, MTCNNBackend, clip_face_boxes
+from .face_backends_mert import MTCNNBackend
+from .face_tracking_mert import FaceTracker
+from .faces_mert import FaceTrack, clip_face_boxes
 from .outputs import atomic_output, check_outputs, partial_path
 from .precision import DTYPES, autocast_dtype, inference_model, native_cpu_bf16, resolve_dtype  # noqa: F401
 from .video_io_mert import VideoTruncatedWarning, check_frame_size, iter_timed_chunks

@@ -28,13 +28,8 @@ from transformers.video_processing_utils import BaseVideoProcessor
 
 from .eye_movement_mert import NUM_EYE_MOVEMENT_CHANNELS, EyeMovementSeries
 from .eye_prior_mert import NUM_FEATURES
-from .faces_mert import (  # noqa: F401  (re-exported)
-    FACE_BACKENDS,
-    FACE_BOX_MODES,
-    clip_face_boxes,
-    run_face_backend,
-    square_box,
-)
+from .face_backends_mert import FACE_BACKENDS
+from .faces_mert import FACE_BOX_MODES, clip_face_boxes, run_face_backend
 from .video_io_mert import (  # noqa: F401  (re-exported: the processor's decoder is the package's one decoder)
     IMAGE_EXTENSIONS,
     DecodedVideo,
@@ -337,7 +332,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     @property
     def face_backend(self):
         if self._face_backend is None:
-            from .faces_mert import default_face_backend
+            from .face_backends_mert import default_face_backend
 
             self._face_backend = default_face_backend(self.landmark_backend, self.face_detection_size)
         return self._face_backend
