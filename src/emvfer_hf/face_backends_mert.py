@@ -484,8 +484,8 @@ class FaceMeshBackend(FaceLandmarkBackend):
     def _detect_segment(self, frames: list) -> FaceTrack:
         """One face through consecutive ``frames``: the detector's face on key frames and on retries, the mesh
         followed in between; a key frame where the detector misses the face keeps following it."""
-        follower = FaceFollower(self, find=lambda some: run_face_backend(self.detector, some),
-                                detect_every=self.detect_every, retry_every=self.retry_every, keep_missed=True)  # fmt: skip
+        follower = FaceFollower(self, find=lambda some: run_face_backend(self.detector, some), keep_missed=True,
+                                detect_every=self.detect_every, retry_every=self.retry_every)  # fmt: skip
         return follower.track_one(frames)
 
 
