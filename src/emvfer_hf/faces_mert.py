@@ -266,10 +266,11 @@ class FaceFollower:
     Per frame:
 
     1. on a key frame (every ``detect_every`` frames, and where :meth:`is_cut` says a new shot starts) the detector's
-       faces (:meth:`detect_keys`) are assigned to the followed faces (:meth:`assign`); the backend
-       :meth:`~FaceLandmarkBackend.locate`\\ s each assigned face at its detection;
-    2. every other followed face is :meth:`~FaceLandmarkBackend.follow`\\ ed from the previous frame; a face that the
-       backend does not find (or that a key frame's detector missed, unless ``keep_missed``) is lost;
+       faces (:meth:`detect_keys`) are assigned to the followed faces (:meth:`assign`), and the backend's
+       :meth:`~FaceLandmarkBackend.locate` finds each assigned face at its detection;
+    2. the backend's :meth:`~FaceLandmarkBackend.follow` carries every other followed face over from the previous
+       frame; a face that the backend does not find (or that a key frame's detector missed, unless ``keep_missed``)
+       is lost;
     3. with ``retry_every`` (one face): on a frame that is not a key frame and has no face, the detector looks again
        right after the face was lost and then every ``retry_every`` frames (1: on every such frame).
 
