@@ -74,7 +74,7 @@ def main():
     import cv2
 
     from emvfer_hf.eye_movement_mert import VisualEyeMovementExtractor, extract_eye_movements
-    from emvfer_hf.faces_mert import FaceMeshBackend, MTCNNBackend
+    from emvfer_hf.face_backends_mert import FaceMeshBackend, MTCNNBackend
     from emvfer_hf.video_io_mert import decode_video
     from tests.registry_data import pyfeat_data
 

@@ -51,7 +51,7 @@ def two_faces_timeline(two_faces, model_and_processor, tmp_path_factory):
 
 
 def test_tracker_links_two_real_faces_and_keeps_the_one_that_comes_back(two_faces):
-    from emvfer_hf.faces_mert import FaceTracker
+    from emvfer_hf.face_tracking_mert import FaceTracker
     from emvfer_hf.video_io_mert import iter_frame_chunks
 
     tracker = FaceTracker(fps=24)
@@ -72,7 +72,7 @@ def test_tracker_links_two_real_faces_and_keeps_the_one_that_comes_back(two_face
 
 
 def test_tracker_max_faces_keeps_the_largest(two_faces):
-    from emvfer_hf.faces_mert import FaceTracker
+    from emvfer_hf.face_tracking_mert import FaceTracker
 
     frames = _decode(two_faces, 10)
     tracker = FaceTracker(fps=24, max_faces=1)

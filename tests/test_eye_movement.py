@@ -10,16 +10,14 @@ from emvfer_hf.video_processing_mert import decode_video
 from emvfer_hf import eye_movement_mert as em
 from emvfer_hf.eye_movement_mert import (
     EyeMovementSeries,
-    FaceLandmarkBackend,
-    FaceTrack,
-    MTCNNBackend,
     VisualEyeMovementExtractor,
-    detect_faces,
     extract_eye_movements,
     eye_movement_prior,
     measure_pupil,
 )
 from emvfer_hf.eyetracking import read_tobii_tsv
+from emvfer_hf.face_backends_mert import MTCNNBackend, detect_faces
+from emvfer_hf.faces_mert import FaceLandmarkBackend, FaceTrack
 
 from .conftest import carphone_video_path
 

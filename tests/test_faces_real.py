@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from emvfer_hf.eye_movement_mert import BEHAVIOUR_CHANNEL, VisualEyeMovementExtractor, extract_eye_movements
-from emvfer_hf.faces_mert import EYE_POINT_NAMES, FaceMeshBackend, FaceTrack, MTCNNBackend, default_face_backend
+from emvfer_hf.face_backends_mert import FaceMeshBackend, MTCNNBackend, default_face_backend
+from emvfer_hf.faces_mert import EYE_POINT_NAMES, FaceTrack
 from emvfer_hf.video_io_mert import decode_video
 
 from .conftest import carphone_video_path

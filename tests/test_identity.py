@@ -25,7 +25,7 @@ def videos(tmp_path_factory):
 def _who_is_where(video, identity, swap_at=None, **options):
     """Run the tracker; ``({track_id: {person: frames}}, tracker)`` where the person is "A" (WolfgangLanger, on the
     left until a swap) or "B" (single_face, on the right until a swap)."""
-    from emvfer_hf.faces_mert import FaceTracker
+    from emvfer_hf.face_tracking_mert import FaceTracker
     from emvfer_hf.video_io_mert import iter_frame_chunks
 
     tracker = FaceTracker(fps=24, identity=identity, **options)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 from tests.registry_data import pyfeat_data  # noqa: E402
 
 from emvfer_hf.eye_movement_mert import VisualEyeMovementExtractor, extract_eye_movements  # noqa: E402
-from emvfer_hf.faces_mert import FaceMeshBackend  # noqa: E402
+from emvfer_hf.face_backends_mert import FaceMeshBackend  # noqa: E402
 from emvfer_hf.video_io_mert import decode_video  # noqa: E402
 
 NAME, FRAME = "WolfgangLanger_Pexels.mp4", 230

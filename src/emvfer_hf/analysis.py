@@ -1,7 +1,7 @@
 """Expression timelines of recordings: every face of a long video, window by window.
 
 ``analyze_video`` streams a video (decoded in small chunks, so memory stays bounded whatever its length), links the
-faces into tracks (:class:`~emvfer_hf.faces_mert.FaceTracker`), reads each track's own eye-movement signal, and
+faces into tracks (:class:`~emvfer_hf.face_tracking_mert.FaceTracker`), reads each track's own eye-movement signal, and
 runs MERT on each track's face crops and eye signal in sliding windows. The result is a pandas DataFrame with one
 row per track and window, in the spirit of py-feat's ``Fex``: ready to filter, group and plot.
 
@@ -27,7 +27,8 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
-from .faces_mert import FaceTrack, FaceTracker
+from .face_tracking_mert import FaceTracker
+from .faces_mert import FaceTrack
 from .inference import Classifier, ClipOptions, clip_inputs, face_tracker
 from .outputs import atomic_output, check_outputs, partial_path
 from .video_io_mert import VideoTruncatedWarning, VideoWriter, check_frame_size, iter_timed_chunks, probe_duration
@@ -124,7 +125,7 @@ class TimelineAnalyzer:
             bf16 natively, else fp32), "fp32", "bf16" (bf16 weights), "bf16-autocast", "fp16" (autocast) or "int8"
             (CPU, dynamic quantisation). ``self.dtype`` is the choice made.
         min_face_fraction: a track takes part in a window when its face is in at least this share of the frames.
-        tracker: a configured :class:`~emvfer_hf.faces_mert.FaceTracker` (default: built from the processor).
+        tracker: a configured :class:`~emvfer_hf.face_tracking_mert.FaceTracker` (default: built from the processor).
         box_history_s: keep the face boxes of only the last this many seconds (live use); default all of them (for
             the annotated video).
         identity: the face tracker's identity backend (re-identification after a gap or a cut): "auto" (dlib's

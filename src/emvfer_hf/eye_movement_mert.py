@@ -33,16 +33,9 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from .faces_mert import (  # noqa: F401  (detect_faces and the backends are re-exported for existing callers)
-    _FACE_TEMPLATE,
-    FaceLandmarkBackend,
-    FaceTrack,
-    MTCNNBackend,
-    _similarity_transform,
-    default_face_backend,
-    detect_faces,
-    run_face_backend,
-)
+from .face_backends_mert import default_face_backend
+from .faces_mert import FACE_TEMPLATE as _FACE_TEMPLATE, FaceLandmarkBackend, FaceTrack, run_face_backend
+from .faces_mert import similarity_transform as _similarity_transform
 from .video_io_mert import check_frame_size, iter_timed_chunks, load_frames
 
 EYE_MOVEMENT_CHANNELS = ("pupil_left", "pupil_right", "gaze_x", "gaze_y", "behaviour")

@@ -1,7 +1,7 @@
 """Who a face is: the descriptors that re-identify a face after a gap or a cut, and group tracks into persons.
 
 A :class:`FaceIdentityBackend` turns the face in a box of a frame into a descriptor and measures how far two
-descriptors are apart; the :class:`~.faces_mert.FaceTracker` uses it to take up a lost track again when its face comes
+descriptors are apart; the :class:`~.face_tracking_mert.FaceTracker` uses it to take up a lost track again when its face comes
 back, and to match faces after a cut (where positions mean nothing); :func:`cluster_descriptors` groups the tracks of
 many videos into persons. Two backends:
 

@@ -147,7 +147,8 @@ def face_tracker(settings, max_faces: Optional[int] = None, fps: float = DEFAULT
     `face_detection_size`; the face mesh where its `landmark_backend` is "mesh"): at most `max_faces` faces per frame,
     at `fps` frames per second, re-identifying faces with `identity` (see `FaceTracker`). `settings`: a processor, or
     a mapping of those two settings."""
-    from .faces_mert import FaceTracker, MTCNNBackend
+    from .face_backends_mert import MTCNNBackend
+    from .face_tracking_mert import FaceTracker
 
     get = settings.get if isinstance(settings, Mapping) else lambda key: getattr(settings, key)
     detector = MTCNNBackend(detect_size=int(get("face_detection_size")), device="cpu")

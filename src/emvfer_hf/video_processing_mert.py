@@ -27,7 +27,8 @@ from transformers.processing_utils import VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 
 from .eye_movement_mert import NUM_EYE_MOVEMENT_CHANNELS, EyeMovementSeries
-from .faces_mert import FACE_BACKENDS, FACE_BOX_MODES, run_face_backend
+from .face_backends_mert import FACE_BACKENDS
+from .faces_mert import FACE_BOX_MODES, run_face_backend
 from .inference import ClipOptions, clip_inputs
 from .video_io_mert import DEFAULT_FPS, check_frame_size, decode_video
 
@@ -237,7 +238,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     @property
     def face_backend(self):
         if self._face_backend is None:
-            from .faces_mert import default_face_backend
+            from .face_backends_mert import default_face_backend
 
             self._face_backend = default_face_backend(self.landmark_backend, self.face_detection_size)
         return self._face_backend
