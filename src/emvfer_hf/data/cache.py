@@ -77,17 +77,14 @@ def _frame_count(folder: str) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def video_file_fps(path: str) -> float | None:
-    """The frame rate of a video file's first video stream (PyAV, no decoding); None when it has none or the file
-    cannot be opened. Memoised per process."""
-    import av
+    """The frame rate of a video file's first video stream (:func:`~emvfer_hf.video_io_mert.probe_video`, no
+    decoding); None when it declares none or the file cannot be read. Memoised per process."""
+    from ..video_io_mert import probe_video
 
     try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-    except (av.error.FFmpegError, IndexError, OSError):
+        return probe_video(path, count_frames=False).fps
+    except (OSError, ValueError):
         return None
-    return float(rate) if rate else None
 
 
 def clip_source(row: dict, video_column: str = "video") -> tuple[Media, float | None]:
