@@ -43,12 +43,14 @@ PUPIL_CHANNELS = (0, 1)
 GAZE_CHANNELS = (2, 3)
 BEHAVIOUR_CHANNEL = 4
 
-# Behaviour codes before normalisation: the paper's behaviour set {gaze, saccade, blink} (paper §III-A; ARCHITECTURE
-# §4: "fixation 0, saccade 1, blink 2 (divided by 2 into [0,1])"). The normalised channel holds code / BLINK.
+# Behaviour codes before normalisation: the paper's behaviour set {gaze, saccade, blink}, coded as the project's
+# design fixes it (docs/design.md §Eye-movement format: fixation 0, saccade 1, blink 2, divided by 2 into [0, 1]).
+# The normalised channel holds code / BLINK (:func:`encode_behaviour`, :func:`decode_behaviour`).
 FIXATION, SACCADE, BLINK = 0, 1, 2
 BEHAVIOUR_NAMES = {FIXATION: "fixation", SACCADE: "saccade", BLINK: "blink"}
 
-#: the paper's number of eye steps L (paper §III: N_e = 257 tokens = 256 steps + CLS; `MERTConfig` default)
+#: the paper's number of eye steps L (the paper configuration: N_e = 257 eye tokens = 256 steps + CLS; the
+#: `MERTConfig` default)
 PAPER_EYE_SEQUENCE_LENGTH = 256
 #: a pupil channel whose SD over the valid rows is below this is only centred, not scaled (our numerical floor: far
 #: below any real variation in mm or in pixel ratios, above float rounding)
