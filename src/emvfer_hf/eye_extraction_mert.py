@@ -39,6 +39,8 @@ from .eye_movement_mert import (
     robust_sd,
 )
 from .faces_mert import FaceLandmarkBackend, FaceTrack, default_face_backend, run_face_backend
+# the 5-point face template and the alignment to it: public names of faces_mert once the faces split lands
+from .faces_mert import _FACE_TEMPLATE as FACE_TEMPLATE, _similarity_transform as similarity_transform
 from .video_io_mert import check_frame_size, iter_timed_chunks, load_frames
 
 #: the frame rate assumed for bare frames given without one (25 fps: the PAL / SECAM video rate)
@@ -430,40 +432,6 @@ class DenseLandmarkStrategy(EyeExtractionStrategy):
         values[:, 0], values[:, 1] = raw.pupil[:, 0], raw.pupil[:, 1]
         values[:, 2:4] = angles / self.gaze_range_deg
         return values, valid, blink
-
-
-#: 5-point face template (ArcFace 112x112 layout: the reference points of insightface's face alignment, Deng et al.
-#: 2019, CVPR) in units of the inter-ocular distance (35.2372 px there), centred between the eyes (55.9132, 51.5989):
-#: image-left eye, image-right eye, nose tip, image-left and image-right mouth corners (MTCNN's landmark order).
-FACE_TEMPLATE = (
-    np.array(
-        [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-        dtype=np.float64,
-    )
-    - np.array([55.9132, 51.5989])
-) / 35.2372
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` (K, 2) onto ``dst`` (K, 2).
-
-    Returns the (2, 3) matrix ``M`` with ``dst ≈ src @ M[:, :2].T + M[:, 2]`` (Umeyama 1991, IEEE TPAMI 13, 376–380,
-    without reflection).
-    """
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    s, d = src - src_mean, dst - dst_mean
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    rot = u @ np.diag(sign) @ vt
-    var = (s**2).sum() / len(src)
-    scale = (sig * sign).sum() / var if var > 0 else 1.0
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = dst_mean - m[:, :2] @ src_mean
-    return m
 
 
 class FivePointStrategy(EyeExtractionStrategy):

@@ -26,6 +26,38 @@ from .video_io_mert import load_frames
 
 FACE_BOX_MODES = ("union", "smooth")
 
+#: 5-point face template (ArcFace 112x112 layout) in units of the inter-ocular distance, centred between the eyes:
+#: image-left eye, image-right eye, nose tip, image-left and image-right mouth corners (MTCNN's landmark order).
+_FACE_TEMPLATE = (
+    np.array(
+        [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+        dtype=np.float64,
+    )
+    - np.array([55.9132, 51.5989])
+) / 35.2372
+
+
+def _similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` (K, 2) onto ``dst`` (K, 2).
+
+    Returns the (2, 3) matrix ``M`` with ``dst ≈ src @ M[:, :2].T + M[:, 2]`` (Umeyama without reflection).
+    """
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    s, d = src - src_mean, dst - dst_mean
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rot = u @ np.diag(sign) @ vt
+    var = (s**2).sum() / len(src)
+    scale = (sig * sign).sum() / var if var > 0 else 1.0
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = dst_mean - m[:, :2] @ src_mean
+    return m
+
+
 #: The eye points of :attr:`FaceTrack.eyes`, per eye: the two corners, three points on each lid (outer to inner) and
 #: the iris centre (NaN where the backend has no iris model). The eye aspect ratio uses the lid pairs.
 EYE_POINT_NAMES = (
