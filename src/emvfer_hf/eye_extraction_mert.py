@@ -546,14 +546,19 @@ class VisualEyeMovementExtractor:
         backend: a :class:`~.faces_mert.FaceLandmarkBackend` (default: :func:`~.faces_mert.default_face_backend`).
         eye_crop: (width, height) of a landmark eye crop in corner distances.
         eye_patch: (width, height) in pixels of an eye patch.
-        blink_ratio, blink_release, blink_baseline_s, min_blink_ms: blink detection from the EAR.
-        eyeball_ratio: the eyeball radius over half the corner distance (eye-in-head angle from the iris offset).
+        blink_ratio, blink_release, blink_baseline_s, min_blink_ms: blink detection from the EAR (the ratios are our
+            choice, checked against the hand-annotated blinks of ``tests/fixtures/faces``; 50 ms: the shortest blink,
+            the lower end of the 50-500 ms range that trackers' parsers count as a blink, as in ``eyetracking.events``).
+        eyeball_ratio: the eyeball radius over half the corner distance (eye-in-head angle from the iris offset; an
+            adult eyeball is about 24 mm across and the eye opening about 30 mm wide: 12 / 15 = 0.8).
         iris_rest: where the iris centre sits for a straight look, in half corner distances from the corners'
             midpoint (above the corner line: the median over the annotated real videos of ``tests/fixtures/faces``).
         gaze_source: "iris" (the iris model's centre) or "pupil" (the pupil chain's blob) for the gaze.
         gaze_range_deg: the gaze angle mapped to ±1 (25°: about the half-width of a desktop screen, the tracker's ±1).
         mirrored: the video is mirrored (a selfie view); default False, a camera facing the subject.
-        saccade_lambda, min_saccade_speed: saccade detection on the dense path (λ median-based SDs; deg/s).
+        saccade_lambda, min_saccade_speed: saccade detection on the dense path (λ median-based SDs: 6, Engbert &
+            Kliegl 2003; the floor in deg/s: 40, our choice, twice the tracker's 20 deg/s floor of
+            ``eyetracking.events`` because the visual gaze is noisier).
         eye_box, blob_blink_ratio: the 5-point path's eye box (inter-ocular distances) and blink ratio.
         normalize: apply :func:`~.eye_movement_mert.normalize_eye_movements` (default) or return raw values.
     """
