@@ -61,7 +61,7 @@ def peak_rss_of_reading(path: Path) -> float:
     """Peak RSS (MiB) of a fresh process that reads the whole video with `extract_eye_movements`: its VmHWM
     (ru_maxrss of a child carries the parent's high-water mark across exec on Linux)."""
     code = (
-        "from emvfer_hf.eye_movement_mert import extract_eye_movements; "
+        "from emvfer_hf.eye_extraction_mert import extract_eye_movements; "
         f"s = extract_eye_movements({str(path)!r}); "
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
         "print(len(s), int(hwm) / 1024)"
@@ -73,7 +73,7 @@ def peak_rss_of_reading(path: Path) -> float:
 def main():
     import cv2
 
-    from emvfer_hf.eye_movement_mert import VisualEyeMovementExtractor, extract_eye_movements
+    from emvfer_hf.eye_extraction_mert import VisualEyeMovementExtractor, extract_eye_movements
     from emvfer_hf.face_backends_mert import FaceMeshBackend, MTCNNBackend
     from emvfer_hf.video_io_mert import decode_video
     from tests.registry_data import pyfeat_data

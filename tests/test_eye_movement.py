@@ -7,14 +7,15 @@ import pytest
 
 from emvfer_hf.video_processing_mert import decode_video
 
-from emvfer_hf import eye_movement_mert as em
-from emvfer_hf.eye_movement_mert import (
+from emvfer_hf import eye_extraction_mert, eye_movement_mert
+from emvfer_hf.eye_movement_mert import (  # the extraction's names, as the README names them: moved, still importable
     EyeMovementSeries,
     VisualEyeMovementExtractor,
     extract_eye_movements,
     eye_movement_prior,
     measure_pupil,
 )
+from emvfer_hf.faces_mert import FaceLandmarkBackend, FaceTrack, MTCNNBackend, detect_faces
 from emvfer_hf.eyetracking import read_tobii_tsv
 from emvfer_hf.face_backends_mert import MTCNNBackend, detect_faces
 from emvfer_hf.faces_mert import FaceLandmarkBackend, FaceTrack
@@ -39,8 +40,9 @@ def carphone(backend):
 
 
 # ------------------------------------------------------------------------------------------- canonical series
-def test_flat_module_imports_no_heavy_deps():
-    src = Path(em.__file__).read_text(encoding="utf-8")
+@pytest.mark.parametrize("module", [eye_movement_mert, eye_extraction_mert])
+def test_flat_module_imports_no_heavy_deps(module):
+    src = Path(module.__file__).read_text(encoding="utf-8")
     top = [ln for ln in src.splitlines() if ln.startswith(("import ", "from "))]
     assert all(not ln.startswith("from ..") for ln in top)
     assert not any(mod in ln for ln in top for mod in ("cv2", "facenet_pytorch", "av", "torch"))
@@ -232,3 +234,51 @@ def test_video_files_are_read_in_chunks(carphone):
     assert chunked.valid.all() and len(chunked.metadata["faces"]) == 120
     for channel in (2, 3):  # gaze: the same measurements; only the blink/saccade thresholds are per chunk
         assert np.corrcoef(chunked.values[:, channel], whole.values[:, channel])[0, 1] > 0.9
+
+
+# ------------------------------------------------------------------------------------------- shared pieces
+def test_behaviour_encoding_round_trips():
+    codes = np.array([0, 1, 2, 1, 0])
+    np.testing.assert_array_equal(eye_movement_mert.encode_behaviour(codes), [0.0, 0.5, 1.0, 0.5, 0.0])
+    np.testing.assert_array_equal(eye_movement_mert.decode_behaviour(eye_movement_mert.encode_behaviour(codes)), codes)
+    raw = np.zeros((5, 5))
+    raw[:, 4] = codes
+    series = EyeMovementSeries(raw, np.ones(5, bool), np.arange(5) / 10, normalized=False)
+    np.testing.assert_array_equal(series.behaviour_codes(), codes)  # raw: read as codes
+    np.testing.assert_array_equal(series.normalize().behaviour_codes(), codes)  # normalised: decoded
+
+
+def test_runs_and_robust_sd():
+    assert eye_movement_mert.runs(np.array([1, 1, 0, 0, 1, 0, 1], bool)) == [(0, 1), (4, 4), (6, 6)]
+    assert eye_movement_mert.runs(np.zeros(3, bool)) == []
+    assert eye_movement_mert.label_runs(["a", "a", "b", "a"]) == [("a", 0, 1), ("b", 2, 2), ("a", 3, 3)]
+    assert eye_movement_mert.label_runs([]) == []
+    x = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0, np.nan])  # NaN left out
+    assert eye_movement_mert.robust_sd(x) == pytest.approx(1.0) and eye_movement_mert.robust_sd(np.array([])) == 0.0
+    assert eye_movement_mert.robust_sd(np.append(x, [1e6, -1e6])) == pytest.approx(1.0)  # outliers do not inflate it
+
+
+def test_raw_measurements_slice_join_and_fill():
+    m = eye_extraction_mert.EyeMeasurements(pupil=np.arange(8.0).reshape(4, 2), gaze=np.zeros((4, 2, 2)),
+                                            eye_aspect_ratio=np.ones((4, 2)))  # fmt: skip
+    assert m.dense and len(m) == 4 and m.blob_area is None
+    parts = [m.select(np.arange(2)), m.missing(3), m.select(np.array([False, False, True, True]))]
+    joined = eye_extraction_mert.EyeMeasurements.concatenate(parts)
+    assert len(joined) == 7 and joined.blob_area is None and np.isnan(joined.pupil[2:5]).all()
+    np.testing.assert_array_equal(joined.pupil[5:], m.pupil[2:])
+
+
+def test_one_behaviour_classifier_for_both_strategies():
+    times = np.arange(60) / 30.0
+    gaze = np.zeros((60, 2))
+    gaze[30:, 0] = 10.0  # a 10-unit jump between frames 29 and 30
+    gaze += np.random.default_rng(0).normal(0, 0.01, gaze.shape)
+    seen, blink = np.ones(60, bool), np.zeros(60, bool)
+    blink[50:53] = True
+    for classifier in (eye_extraction_mert.BehaviourClassifier(6.0, 40.0),
+                       eye_extraction_mert.BehaviourClassifier(6.0, 2.0, isotropic=False)):  # fmt: skip
+        codes = classifier.classify(gaze, seen & ~blink, blink, times)
+        assert set(np.flatnonzero(codes == eye_movement_mert.SACCADE)) == {29, 30}
+        assert (codes[50:53] == eye_movement_mert.BLINK).all() and (codes[:29] == eye_movement_mert.FIXATION).all()
+    extractor = VisualEyeMovementExtractor(backend=MTCNNBackend())
+    assert extractor.dense.classifier.isotropic and not extractor.five_point.classifier.isotropic

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emvfer_hf.eye_movement_mert import BEHAVIOUR_CHANNEL, VisualEyeMovementExtractor, extract_eye_movements
+from emvfer_hf.eye_extraction_mert import VisualEyeMovementExtractor, extract_eye_movements
+from emvfer_hf.eye_movement_mert import BEHAVIOUR_CHANNEL, runs
 from emvfer_hf.face_backends_mert import FaceMeshBackend, MTCNNBackend, default_face_backend
 from emvfer_hf.faces_mert import EYE_POINT_NAMES, FaceTrack
 from emvfer_hf.video_io_mert import decode_video
@@ -46,12 +47,6 @@ def series(backend):
         return cache[name]
 
     return get
-
-
-def runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) frame of each run of True."""
-    edges = np.diff(np.concatenate([[0], mask.astype(int), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1))
 
 
 def overlaps(a: tuple, b: tuple, slack: int = 0) -> bool:

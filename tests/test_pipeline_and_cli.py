@@ -17,7 +17,7 @@ def test_checkpoint_is_complete(tiny_checkpoint):
     names = {p.name for p in tiny_checkpoint.iterdir()}
     assert {"config.json", "model.safetensors", "video_preprocessor_config.json"} <= names
     remote_code = {"configuration_mert.py", "modeling_mert.py", "video_processing_mert.py", "eye_movement_mert.py",
-                   "faces_mert.py", "face_backends_mert.py", "video_io_mert.py"}  # fmt: skip
+                   "eye_extraction_mert.py", "faces_mert.py", "face_backends_mert.py", "video_io_mert.py"}  # fmt: skip
     assert remote_code <= names
 
 

@@ -248,7 +248,7 @@ def test_an_annotated_video_cut_short_is_named_partial(carphone, model_and_proce
 
 
 def test_predict_json_and_eyes_interrupted(carphone, tiny_checkpoint, tmp_path, capsys, monkeypatch):
-    import emvfer_hf.eye_movement_mert
+    import emvfer_hf.eye_extraction_mert
     from emvfer_hf.video_processing_mert import MERTVideoProcessor
 
     real_call = MERTVideoProcessor.__call__
@@ -269,7 +269,7 @@ def test_predict_json_and_eyes_interrupted(carphone, tiny_checkpoint, tmp_path, 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(emvfer_hf.eye_movement_mert, "extract_eye_movements", interrupted)
+    monkeypatch.setattr(emvfer_hf.eye_extraction_mert, "extract_eye_movements", interrupted)
     assert main(["eyes", str(carphone), "--out", str(tmp_path / "eyes.csv")]) == 130
     assert not list(tmp_path.iterdir())  # nothing half-written
 

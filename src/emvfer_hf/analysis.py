@@ -26,13 +26,13 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .eye_movement_mert import BEHAVIOUR_CHANNEL, BLINK, SACCADE, VisualEyeMovementExtractor, join_measurements
+from .eye_extraction_mert import EyeMeasurements, VisualEyeMovementExtractor
+from .eye_movement_mert import BLINK, SACCADE, runs
 from .face_tracking_mert import FaceTracker
 from .faces_mert import FaceTrack
 from .inference import Classifier, ClipOptions, clip_inputs, face_tracker
 from .outputs import atomic_output, check_outputs, partial_path
 from .video_io_mert import VideoTruncatedWarning, VideoWriter, check_frame_size, iter_timed_chunks, probe_duration
-from .visualization import _runs
 
 #: the columns of a timeline before the per-class ``p_<class>`` ones
 TIMELINE_COLUMNS = ("track_id", "start_s", "end_s", "label", "score")
@@ -49,9 +49,9 @@ def eye_window_statistics(series) -> dict:
     eye-movement series (normalised behaviour channel: fixation 0, saccade 0.5, blink 1)."""
     if len(series) == 0:
         return {"blinks": 0, "saccade_rate": 0.0, "valid_fraction": 0.0, "blink_times_s": ""}
-    behaviour = np.round(series.values[:, BEHAVIOUR_CHANNEL] * 2).astype(int)
-    blinks = [start for start, _ in _runs((behaviour == BLINK) & series.valid)]
-    saccades = [start for start, _ in _runs((behaviour == SACCADE) & series.valid)]
+    behaviour = series.behaviour_codes()
+    blinks = [start for start, _ in runs((behaviour == BLINK) & series.valid)]
+    saccades = [start for start, _ in runs((behaviour == SACCADE) & series.valid)]
     span = max(series.duration_s, 1e-9)
     return {
         "blinks": int(len(blinks)),
@@ -88,7 +88,7 @@ class _TrackPiece:
 
     first: int
     faces: FaceTrack
-    raw: object
+    raw: EyeMeasurements
 
 
 @dataclass
@@ -338,7 +338,7 @@ class TimelineAnalyzer:
                 parts_raw.append(None)
             rows = np.arange(a - piece.first, b - piece.first)
             parts_faces.append(piece.faces.select(rows))
-            parts_raw.append(_slice_raw(piece.raw, rows))
+            parts_raw.append(piece.raw.select(rows))
             position = b
         if not parts_faces:
             return None, None
@@ -349,8 +349,8 @@ class TimelineAnalyzer:
         if not faces.found.any():
             return None, None
         template = next(r for r in parts_raw if r is not None)
-        raws = [r if r is not None else _empty_raw(template, len(f)) for r, f in zip(parts_raw, parts_faces)]
-        return faces, join_measurements(raws)
+        raws = [r if r is not None else template.missing(len(f)) for r, f in zip(parts_raw, parts_faces)]
+        return faces, EyeMeasurements.concatenate(raws)
 
     def _prune(self) -> None:
         """Drop what no pending window needs any more (memory stays bounded)."""
@@ -414,19 +414,6 @@ class TimelineAnalyzer:
         """Every box of every track so far: ``{track_id: {frame index: (x1, y1, x2, y2)}}`` (frame 0 = the first
         frame fed)."""
         return self._boxes
-
-
-def _slice_raw(raw, rows: np.ndarray):
-    if isinstance(raw, dict):
-        return {key: value[rows] for key, value in raw.items()}
-    return raw[rows]
-
-
-def _empty_raw(template, n: int):
-    """Raw measurements of ``n`` frames without a face (NaN), shaped like ``template``'s."""
-    if isinstance(template, dict):
-        return {key: np.full((n, *value.shape[1:]), np.nan) for key, value in template.items()}
-    return np.full((n, *template.shape[1:]), np.nan)
 
 
 # ---------------------------------------------------------------------------------------------------- whole videos

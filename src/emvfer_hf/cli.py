@@ -382,7 +382,7 @@ def _add_eyes(subparsers) -> None:
 def run_eyes(args) -> int:
     """``emvfer eyes``: the series is normalised over the whole video, so the CSV is written once it is done (under a
     partial name, then renamed); an interrupt leaves no file and exits 130."""
-    from .eye_movement_mert import extract_eye_movements
+    from .eye_extraction_mert import extract_eye_movements
     from .outputs import check_outputs
     from .visualization import plot_eye_movements, write_eye_movements_csv
 

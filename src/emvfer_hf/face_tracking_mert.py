@@ -17,6 +17,7 @@ import numpy as np
 from .face_backends_mert import FaceMeshBackend, MTCNNBackend, face_mesh_or_none
 from .face_identity_mert import FaceIdentityBackend, default_identity_backend
 from .faces_mert import FaceFollower, FaceTrack, FollowedFace, box_iou
+from .video_io_mert import DEFAULT_FPS
 
 #: the grey thumbnail (width, height) whose change between two frames tells a cut (a 16:9 picture, tiny: a cut changes
 #: the whole picture, a moving face a few of its pixels)
@@ -81,7 +82,7 @@ class FaceTracker(FaceFollower):
         iou_threshold: float = 0.3,
         reid_threshold: Optional[float] = None,
         max_lost_s: Optional[float] = None,
-        fps: float = 25.0,
+        fps: float = DEFAULT_FPS,
         identity="auto",
         cut_threshold: Optional[float] = 0.2,
         describe_every_s: float = 1.0,

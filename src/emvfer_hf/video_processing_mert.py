@@ -252,7 +252,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     @property
     def eye_extractor(self):
         if self._eye_extractor is None:
-            from .eye_movement_mert import VisualEyeMovementExtractor
+            from .eye_extraction_mert import VisualEyeMovementExtractor
 
             self._eye_extractor = VisualEyeMovementExtractor(backend=self.face_backend)
         return self._eye_extractor

@@ -7,17 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .eye_movement_mert import BEHAVIOUR_CHANNEL, EYE_MOVEMENT_CHANNELS, EyeMovementSeries
+from .eye_movement_mert import BLINK, EYE_MOVEMENT_CHANNELS, SACCADE, EyeMovementSeries, runs
 from .outputs import atomic_output
-
-# normalised behaviour values (code / 2): fixation 0, saccade 0.5, blink 1
-_SACCADE, _BLINK = 0.5, 1.0
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) index pairs of the True runs of a bool array."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
 
 def write_eye_movements_csv(series: EyeMovementSeries, path) -> Path:
@@ -41,10 +32,10 @@ def plot_eye_movements(series: EyeMovementSeries, path, title: str | None = None
 
     path = Path(path)
     t = series.times_s
-    behaviour = series.values[:, BEHAVIOUR_CHANNEL]
+    behaviour = series.behaviour_codes()
     shades = [
-        (np.isclose(behaviour, _BLINK), "tab:red", "blink"),
-        (np.isclose(behaviour, _SACCADE), "tab:orange", "saccade"),
+        (behaviour == BLINK, "tab:red", "blink"),
+        (behaviour == SACCADE, "tab:orange", "saccade"),
         (~series.valid, "0.6", "no face / invalid"),
     ]
     step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
@@ -53,8 +44,8 @@ def plot_eye_movements(series: EyeMovementSeries, path, title: str | None = None
         ax.plot(t, series.values[:, channel], lw=1.0, color="tab:blue")
         ax.set_ylabel(EYE_MOVEMENT_CHANNELS[channel], rotation=0, ha="right", fontsize=9)
         for mask, color, label in shades:
-            for k, (a, b) in enumerate(_runs(mask)):
-                ax.axvspan(t[a] - step / 2, t[b - 1] + step / 2, color=color, alpha=0.25, lw=0,
+            for k, (a, b) in enumerate(runs(mask)):
+                ax.axvspan(t[a] - step / 2, t[b] + step / 2, color=color, alpha=0.25, lw=0,
                            label=label if channel == 0 and k == 0 else None)  # fmt: skip
     axes[-1].set_xlabel("time (s)")
     handles, labels = axes[0].get_legend_handles_labels()

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..eye_movement_mert import label_runs
+
 UNDEFINED = "undefined"
 
 
@@ -43,13 +45,9 @@ def labels_from_events(timestamps_ms: np.ndarray, events: pd.DataFrame, order: S
 def events_from_sample_labels(timestamps_ms: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
     """The runs of equal per-sample labels as an event table (``undefined`` runs left out)."""
     t = np.asarray(timestamps_ms, dtype=np.float64)
-    lab = np.asarray(labels, dtype=object)
-    if len(lab) == 0:
+    if len(labels) == 0:
         return pd.DataFrame({"event": [], "onset_ms": [], "offset_ms": []})
-    change = np.flatnonzero(lab[1:] != lab[:-1]) + 1
-    starts = np.concatenate([[0], change])
-    ends = np.concatenate([change, [len(lab)]]) - 1
-    rows = [(lab[a], t[a], t[b]) for a, b in zip(starts, ends) if lab[a] != UNDEFINED]
+    rows = [(label, t[a], t[b]) for label, a, b in label_runs(labels) if label != UNDEFINED]
     return pd.DataFrame(rows, columns=["event", "onset_ms", "offset_ms"])
 
 

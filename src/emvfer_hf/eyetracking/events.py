@@ -63,6 +63,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from ..eye_movement_mert import robust_sd, runs
+
 EVENT_COLUMNS = ("event", "onset_ms", "offset_ms")
 EVENT_NAMES = ("fixation", "saccade", "pso", "pursuit", "blink")
 
@@ -71,19 +73,6 @@ def empty_events() -> pd.DataFrame:
     """An empty event table with the columns ``event``, ``onset_ms``, ``offset_ms``."""
     return pd.DataFrame({"event": pd.Series(dtype=str), "onset_ms": pd.Series(dtype=float),
                          "offset_ms": pd.Series(dtype=float)})
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Inclusive (start, end) index pairs of the runs of True in a bool array."""
-    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
-    d = np.diff(m.astype(np.int8))
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1))
-
-
-def _median_sd(x: np.ndarray) -> float:
-    """Median-based SD of the finite entries, sqrt(median(x²) - median(x)²) (Engbert & Kliegl 2003)."""
-    x = x[np.isfinite(x)]
-    return float(np.sqrt(max(np.median(x**2) - np.median(x) ** 2, 0.0))) if len(x) else 0.0
 
 
 def _window(ms: float, step_ms: float) -> int:
@@ -101,7 +90,7 @@ def savgol_velocity(x: np.ndarray, ok: np.ndarray, window: int, rate_hz: float) 
     k = np.arange(-half, half + 1, dtype=np.float64)
     kernel = (k / np.sum(k**2))[::-1] * rate_hz
     v = np.full(len(x), np.nan)
-    for a, b in _runs(ok):
+    for a, b in runs(ok):
         if b - a + 1 >= window:
             v[a + half : b + 1 - half] = np.convolve(x[a : b + 1], kernel, mode="valid")
     return v
@@ -115,7 +104,7 @@ def threshold_level(vx: np.ndarray, vy: np.ndarray, lam: float, floor_deg_s: flo
     A noise-free component (synthetic data) has SD 0: then the floor alone decides.
     """
     tiny = np.finfo(np.float64).tiny
-    sx, sy = max(_median_sd(vx), tiny), max(_median_sd(vy), tiny)
+    sx, sy = max(robust_sd(vx), tiny), max(robust_sd(vy), tiny)
     with np.errstate(over="ignore", invalid="ignore"):
         ellipse = np.hypot(vx / (lam * sx), vy / (lam * sy))
     return np.minimum(ellipse, np.hypot(vx, vy) / float(floor_deg_s))
@@ -214,20 +203,19 @@ def smooth_pursuit(
     x = filtfilt(bb, aa, gx_deg[a : b + 1], padtype="odd", padlen=pad)
     y = filtfilt(bb, aa, gy_deg[a : b + 1], padtype="odd", padlen=pad)
     speed = np.hypot(np.gradient(x), np.gradient(y)) * rate_hz
-    runs: list[list[int]] = []
-    for s, e in _runs(speed > velocity_deg_s):
-        if runs and s - runs[-1][1] - 1 < min_gap:  # too short a pause to be a fixation: one pursuit
-            runs[-1][1] = e
+    pursuits: list[list[int]] = []
+    for s, e in runs(speed > velocity_deg_s):
+        if pursuits and s - pursuits[-1][1] - 1 < min_gap:  # too short a pause to be a fixation: one pursuit
+            pursuits[-1][1] = e
         else:
-            runs.append([s, e])
-    return [(a + s, a + e) for s, e in runs if e - s + 1 >= min_samples]
+            pursuits.append([s, e])
+    return [(a + s, a + e) for s, e in pursuits if e - s + 1 >= min_samples]
 
 
 def detect_events(
     recording,
     velocity_threshold_deg_s: float = 20.0,
     pixels_per_degree: Optional[float] = None,
-    smoothing_ms: Optional[float] = None,
     velocity_window_ms: float = 20.0,
     min_fixation_ms: float = 40.0,
     merge_gap_ms: float = 75.0,
@@ -260,7 +248,6 @@ def detect_events(
             recording's adaptive noise threshold.
         pixels_per_degree: gaze units per visual degree; default ``recording.metadata["pixels_per_degree"]``, else
             ``max(recording.resolution) / gaze_plane_deg``.
-        smoothing_ms: deprecated alias of ``velocity_window_ms`` (the old running-median window); used if given.
         velocity_window_ms: Savitzky–Golay window of the velocity that finds saccades.
         min_fixation_ms, merge_gap_ms, merge_angle_deg: fixation post-processing.
         blink_min_ms, blink_max_ms: duration range of a run of lost samples that counts as a blink.
@@ -298,12 +285,12 @@ def detect_events(
     ok = np.asarray(recording.valid, bool) & np.isfinite(gx) & np.isfinite(gy)
     ppd = pixels_per_degree or recording.metadata.get("pixels_per_degree") or (
         max(recording.resolution) / float(gaze_plane_deg))
-    window = _window(velocity_window_ms if smoothing_ms is None else smoothing_ms, step)
+    window = _window(velocity_window_ms, step)
     half = window // 2
 
     # blinks: runs of lost samples, joined across short valid gaps, of plausible length
     joined: list[list[int]] = []
-    for a, b in _runs(~ok):
+    for a, b in runs(~ok):
         if joined and t[a] - t[joined[-1][1]] <= blink_gap_ms + step:
             joined[-1][1] = b
         else:
@@ -327,7 +314,7 @@ def detect_events(
         high = np.nan_to_num(threshold_level(bx, by, adaptive_lambda, velocity_threshold_deg_s))
         low = np.nan_to_num(threshold_level(bx, by, adaptive_lambda * onset_fraction,
                                             velocity_threshold_deg_s * onset_fraction))
-        peaks = _runs(fin & (level > 1.0))
+        peaks = runs(fin & (level > 1.0))
         max_pso = max(1, int(round(max_pso_ms / step)))
         for k, (a, b) in enumerate(peaks):
             lower = saccades[-1][1] + 1 if saccades else 0
@@ -370,7 +357,7 @@ def detect_events(
     merge_dist = merge_angle_deg * ppd if merge_fraction is None else merge_fraction * float(max(recording.resolution))
     stretches: list[tuple[int, int]] = []
     dropped = set()
-    for a, b in _runs(~busy):
+    for a, b in runs(~busy):
         if stretches and merge_dist > 0:
             pa, pb = stretches[-1]
             if t[a] - t[pb] <= merge_gap_ms and ok[pb : a + 1].all():

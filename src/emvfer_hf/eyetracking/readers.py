@@ -23,7 +23,8 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from .events import EVENT_COLUMNS, _runs, empty_events
+from ..eye_movement_mert import label_runs, runs
+from .events import EVENT_COLUMNS, empty_events
 from .recording import EyeTrackingRecording
 
 PathLike = Union[str, os.PathLike]
@@ -187,7 +188,7 @@ def repair_timestamps(t: np.ndarray, column: str, source: str) -> tuple[np.ndarr
         steps = np.diff(t[fin])
         step = float(np.median(steps[steps > 0])) if (steps > 0).any() else np.nan
         repaired, dropped = [], []
-        for a, b in _runs(~fin):
+        for a, b in runs(~fin):
             k = b - a + 1
             if 0 < a and b < n - 1 and np.isfinite(step):
                 gap = (t[b + 1] - t[a - 1]) / (k + 1)
@@ -238,13 +239,9 @@ def events_from_labels(timestamps_ms: np.ndarray, labels: Sequence[str]) -> pd.D
     t = np.asarray(timestamps_ms, dtype=np.float64)
     if len(t) == 0:
         return empty_events()
-    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
-    starts = np.concatenate([[0], change])
-    ends = np.concatenate([change, [len(t)]]) - 1
     rows = []
     step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-    for a, b in zip(starts, ends):
-        lab = labels[a]
+    for lab, a, b in label_runs(labels):
         if lab in ("fixation", "saccade"):
             rows.append((lab, t[a], t[b]))
         elif lab == "eyesnotfound" and BLINK_MIN_MS <= t[b] - t[a] + step <= BLINK_MAX_MS:

@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from ..eye_movement_mert import BEHAVIOUR_NAMES
+from ..eye_movement_mert import BEHAVIOUR_NAMES, label_runs
 
 _LABELS = {"fixation": "Fixation", "saccade": "Saccade", "blink": "EyesNotFound",
            "eyesnotfound": "EyesNotFound", "unclassified": "Unclassified"}
@@ -125,17 +125,12 @@ def write_tobii_tsv(
     if eye_movement_type is not None:
         counters: dict[str, int] = {}
         step = float(np.median(np.diff(t))) if n > 1 else 0.0
-        a = 0
-        while a < n:
-            b = a
-            while b + 1 < n and labels[b + 1] == labels[a]:
-                b += 1
-            if labels[a]:
-                counters[labels[a]] = counters.get(labels[a], 0) + 1
+        for label, a, b in label_runs(labels):
+            if label:
+                counters[label] = counters.get(label, 0) + 1
                 dur = str(int(round(t[b] - t[a] + step)))
                 for i in range(a, b + 1):
-                    durations[i], indices[i] = dur, str(counters[labels[a]])
-            a = b + 1
+                    durations[i], indices[i] = dur, str(counters[label])
     cols[TSV_COLUMNS[13]] = labels
     cols[TSV_COLUMNS[14]] = durations
     cols[TSV_COLUMNS[15]] = indices

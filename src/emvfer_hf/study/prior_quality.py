@@ -174,10 +174,10 @@ def to_model_input(windows: Sequence, length: int) -> tuple[np.ndarray, np.ndarr
 
 def _denormalized(series):
     """A normalised series as raw values (behaviour back to codes 0/1/2), so that the window is normalised again."""
-    from ..eye_movement_mert import EyeMovementSeries
+    from ..eye_movement_mert import BEHAVIOUR_CHANNEL, EyeMovementSeries
 
     values = np.array(series.values, dtype=np.float32)
-    values[:, 4] = values[:, 4] * 2.0
+    values[:, BEHAVIOUR_CHANNEL] = series.behaviour_codes()
     return EyeMovementSeries(values, series.valid, series.times_s, normalized=False, metadata=dict(series.metadata))
 
 
@@ -290,7 +290,7 @@ def visual_series(video, extract: Optional[Callable] = None):
     Default: the dense-landmark extractor (`VisualEyeMovementExtractor` with its default backend, ``normalize=False``
     — each window is normalised on its own later, as a clip is). ``extract(path)`` may replace it; a normalised
     result is turned back into raw values (its pupils stay z-scored per video)."""
-    from ..eye_movement_mert import VisualEyeMovementExtractor, extract_eye_movements
+    from ..eye_extraction_mert import VisualEyeMovementExtractor, extract_eye_movements
 
     if extract is None:
         series = extract_eye_movements(str(video), extractor=VisualEyeMovementExtractor(normalize=False),

@@ -57,7 +57,7 @@ def both_source_clips(root) -> list[dict]:
 def clip_sources(video: str, eye_tracking: str, extract: Optional[Callable] = None):
     """``(tracker, visual)`` normalised series of one clip, both on the video's timeline (see the module docstring).
     ``extract(video) -> EyeMovementSeries`` replaces the default visual extractor."""
-    from ..eye_movement_mert import extract_eye_movements
+    from ..eye_extraction_mert import extract_eye_movements
     from ..training.data import tracker_clip_series, video_timeline
 
     visual = (extract or (lambda v: extract_eye_movements(v, allow_no_face=True)))(str(video)).normalize()

@@ -30,6 +30,7 @@ from ..data.cache import (
     preprocess_dataset,
     preprocess_shard,
     processor_video,
+from ..video_io_mert import DEFAULT_FPS
 )
 
 EYE_SOURCES = ("tracker", "visual", "none")
@@ -54,7 +55,7 @@ def _raw_tracker_series(path: str):
 
 
 @functools.lru_cache(maxsize=4096)
-def video_timeline(video: str, default_fps: float = 25.0):
+def video_timeline(video: str, default_fps: float = DEFAULT_FPS):
     """``(num_frames, fps)`` of a video file or frame folder without decoding it (the container's frame count, else
     a count of its packets; a frame folder has ``default_fps``). None for anything else (arrays)."""
     from ..video_io_mert import list_frame_files, probe_video
@@ -133,7 +134,7 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.eye_source == "tracker":
             if not row.get("eye_tracking"):
                 raise ValueError(f"clip {row.get('clip_id')!r} has no eye-tracker recording")
-            video, fps = row.get("video"), float(getattr(self.processor, "default_fps", None) or 25.0)
+            video, fps = row.get("video"), float(getattr(self.processor, "default_fps", None) or DEFAULT_FPS)
             timeline = video_timeline(str(video), fps) if isinstance(video, (str, os.PathLike)) else None
             if timeline is None or timeline[0] < 2:
                 return tracker_series(row["eye_tracking"])
