@@ -30,8 +30,8 @@ from ..data.cache import (
     preprocess_dataset,
     preprocess_shard,
     processor_video,
-from ..video_io_mert import DEFAULT_FPS
 )
+from ..video_io_mert import DEFAULT_FPS
 
 EYE_SOURCES = ("tracker", "visual", "none")
 
