@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emvfer_hf.video_processing_mert import decode_video
+from emvfer_hf.video_io_mert import decode_video
 
 from emvfer_hf import eye_extraction_mert, eye_movement_mert
 from emvfer_hf.eye_movement_mert import (  # the extraction's names, as the README names them: moved, still importable
@@ -15,7 +15,6 @@ from emvfer_hf.eye_movement_mert import (  # the extraction's names, as the READ
     eye_movement_prior,
     measure_pupil,
 )
-from emvfer_hf.faces_mert import FaceLandmarkBackend, FaceTrack, MTCNNBackend, detect_faces
 from emvfer_hf.eyetracking import read_tobii_tsv
 from emvfer_hf.face_backends_mert import MTCNNBackend, detect_faces
 from emvfer_hf.faces_mert import FaceLandmarkBackend, FaceTrack
