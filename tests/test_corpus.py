@@ -259,6 +259,22 @@ def test_shared_batches_pool_the_windows_of_several_threads(tiny_checkpoint):
             torch.testing.assert_close(outputs[k].logits, alone.logits, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_videos_at_once_run_a_converted_model(corpus, tiny_checkpoint, tmp_path, dtype):
+    """bf16 weights and int8: one converted copy serves every video and thread (the shared batches hold a lock and
+    cannot be copied per video); the seals record the precision."""
+    from emvfer_hf.corpus import analyze_corpus
+
+    videos = [corpus / "single_face.mp4", corpus / "sub" / "carphone.mp4"]
+    result = analyze_corpus(videos, tmp_path / "out", str(tiny_checkpoint), progress=False, videos_at_once=2,
+                            batch_size=2, dtype=dtype)  # fmt: skip
+    assert len(result.analysed) == 2 and not result.failed
+    merged = pd.read_parquet(result.merged)
+    assert len(merged) and merged.score.between(0, 1).all()
+    seals = [json.loads(p.read_text()) for p in (tmp_path / "out" / "timelines").glob("*.done.json")]
+    assert len(seals) == 2 and all(seal["settings"]["dtype"] == dtype for seal in seals)
+
+
 def test_a_manifest_carries_its_columns_into_the_merged_dataset(single, corpus, tiny_checkpoint, tmp_path):
     from emvfer_hf.corpus import analyze_corpus
 

@@ -311,6 +311,7 @@ def analyze_corpus(
     from .analysis import check_window_arguments, load_model_and_processor
     from .face_identity_mert import default_identity_backend
     from .outputs import check_writable
+    from .precision import inference_model, resolve_dtype
 
     check_window_arguments(window, stride, start, end, max_faces, batch_size)
     out_dir = Path(out_dir)
@@ -326,6 +327,7 @@ def analyze_corpus(
     rank, processes, main = state.process_index, state.num_processes, state.is_main_process
     if device is None:
         device = str(state.device)
+    dtype = resolve_dtype(dtype, device)  # "auto" → the precision it picks on this device, recorded in the seals
     model_name = model_name or (str(model) if isinstance(model, (str, Path)) else type(model).__name__)
     backend = default_identity_backend(identity)
     settings = {"model": model_name, "window": window, "stride": stride, "start": start, "end": end,
@@ -365,7 +367,12 @@ def analyze_corpus(
             else:
                 todo.append(video)
         if todo:
-            loaded = load_model_and_processor(model, processor)
+            loaded_model, loaded_processor = load_model_and_processor(model, processor)
+            # one bf16 / int8 copy for the whole corpus (and the threads of videos_at_once), not one per video
+            if dtype in ("bf16", "int8"):
+                loaded_model = inference_model(loaded_model, dtype, device)
+                options["dtype"] = "bf16" if dtype == "bf16" else "fp32"  # run as it is: it is converted already
+            loaded = (loaded_model, loaded_processor)
             if videos_at_once <= 1:
                 for video in todo:
                     outcomes[video.name] = _analyze_one(video, out_dir, loaded, settings, backend, tracker, options)
