@@ -30,7 +30,7 @@ from .eye_extraction_mert import EyeMeasurements, VisualEyeMovementExtractor
 from .eye_movement_mert import BLINK, SACCADE, runs
 from .face_tracking_mert import FaceTracker
 from .faces_mert import FaceTrack
-from .inference import Classifier, ClipOptions, clip_inputs, face_tracker
+from .inference import Classifier, ClipOptions, clip_inputs, default_batch_size, face_tracker
 from .outputs import atomic_output, check_outputs, partial_path
 from .video_io_mert import VideoTruncatedWarning, VideoWriter, check_frame_size, iter_timed_chunks, probe_duration
 
@@ -119,7 +119,8 @@ class TimelineAnalyzer:
         window, stride: window length and step in seconds (positive).
         start_s: the time the first window starts (``--start``; frames fed without times start there).
         max_faces: at most this many faces per frame (the largest; at least 1).
-        batch_size: windows per model call (at least 1).
+        batch_size: windows per model call (at least 1; default :func:`~.inference.default_batch_size`: 1 on a CPU,
+            8 on a GPU).
         device: the model's device.
         dtype: the model's precision (:mod:`~emvfer_hf.precision`): "auto" (bf16 weights where the device computes
             bf16 natively, else fp32), "fp32", "bf16" (bf16 weights), "bf16-autocast", "fp16" (autocast) or "int8"
@@ -142,7 +143,7 @@ class TimelineAnalyzer:
         stride: float = 1.0,
         start_s: float = 0.0,
         max_faces: Optional[int] = None,
-        batch_size: int = 8,
+        batch_size: Optional[int] = None,
         device: str = "cpu",
         dtype: str = "auto",
         min_face_fraction: float = 0.5,
@@ -158,7 +159,7 @@ class TimelineAnalyzer:
         self.processor = processor
         self.fps = float(fps)
         self.window, self.stride, self.start_s = float(window), float(stride), float(start_s)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size) if batch_size is not None else default_batch_size(device)
         self.device = device
         self.min_face_fraction = float(min_face_fraction)
         self.num_frames = int(processor.num_frames)
@@ -476,8 +477,8 @@ def timeline_columns(labels: Sequence[str]) -> list[str]:
 
 
 def check_window_arguments(window: float = 2.0, stride: float = 1.0, start: Optional[float] = None,
-                           end: Optional[float] = None, max_faces: Optional[int] = None, batch_size: int = 1,
-                           name: str = "") -> None:  # fmt: skip
+                           end: Optional[float] = None, max_faces: Optional[int] = None,
+                           batch_size: Optional[int] = None, name: str = "") -> None:  # fmt: skip
     """A ``ValueError`` for an argument out of range (rather than a silent change): ``window`` and ``stride`` must be
     positive, ``start`` at least 0, ``end`` after ``start``, ``max_faces`` and ``batch_size`` at least 1."""
     prefix = f"{name}: " if name else ""
@@ -489,7 +490,7 @@ def check_window_arguments(window: float = 2.0, stride: float = 1.0, start: Opti
         raise ValueError(f"{prefix}--end ({end}) must be after --start ({float(start or 0.0)})")
     if max_faces is not None and int(max_faces) < 1:
         raise ValueError(f"{prefix}--max-faces must be at least 1, got {max_faces}")
-    if int(batch_size) < 1:
+    if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"{prefix}--batch-size must be at least 1, got {batch_size}")
 
 
@@ -503,7 +504,7 @@ def analyze_video(
     start: Optional[float] = None,
     end: Optional[float] = None,
     max_faces: Optional[int] = None,
-    batch_size: int = 8,
+    batch_size: Optional[int] = None,
     device: str = "cpu",
     dtype: str = "auto",
     min_face_fraction: float = 0.5,
@@ -524,7 +525,8 @@ def analyze_video(
         window, stride: window length and step in seconds (default 2 s every 1 s).
         start, end: analyse only this part of the video (seconds; ``start >= 0``).
         max_faces: at most this many faces per frame (the largest; at least 1).
-        batch_size: windows per model call (at least 1).
+        batch_size: windows per model call (at least 1; default :func:`~.inference.default_batch_size`: 1 on a CPU,
+            8 on a GPU).
         device, dtype: where and how the model runs; dtype "auto" (default: bf16 weights where the device computes
             bf16 natively, else fp32), "fp32", "bf16", "bf16-autocast", "fp16" or "int8" (see :class:`TimelineAnalyzer`).
         min_face_fraction: a track enters a window when its face is in at least this share of its frames.

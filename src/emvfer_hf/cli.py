@@ -150,7 +150,8 @@ def _add_analyze(subparsers) -> None:
     _add_window_arguments(p)
     p.add_argument("--start", type=_START, default=None, help="analyse from this time (s)")
     p.add_argument("--end", type=_SECONDS, default=None, help="analyse until this time (s)")
-    p.add_argument("--batch-size", type=_COUNT, default=8, help="windows per model call")
+    p.add_argument("--batch-size", type=_COUNT, default=None,
+                   help="windows per model call (default: 1 on a CPU, where one at a time runs fastest; 8 on a GPU)")
     p.add_argument("--out", default=None,
                    help="CSV file of the timeline, or Parquet if it ends in .parquet (rows written as they come)")
     p.add_argument("--out-dir", default=None, help="corpus mode: the folder of the timelines, merged dataset and "

@@ -263,7 +263,7 @@ def analyze_corpus(
     start: Optional[float] = None,
     end: Optional[float] = None,
     max_faces: Optional[int] = None,
-    batch_size: int = 8,
+    batch_size: Optional[int] = None,
     device: Optional[str] = None,
     dtype: str = "auto",
     min_face_fraction: float = 0.5,
@@ -576,9 +576,11 @@ def _analyze_at_once(videos: list, out_dir: Path, model_and_processor, settings:
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from .face_identity_mert import default_identity_backend
+    from .inference import default_batch_size
 
     model, processor = model_and_processor
-    shared = SharedBatches(model, int(options["batch_size"]) * at_once, max_wait_s=1.0)
+    batch_size = options["batch_size"] or default_batch_size(options["device"])
+    shared = SharedBatches(model, int(batch_size) * at_once, max_wait_s=1.0)
     stop, local = threading.Event(), threading.local()
 
     def work(video):

@@ -122,12 +122,12 @@ class MERTDemo:
         max_duration_s (`float`): longest clip accepted (seconds).
         window, stride (`float`): the timeline's window and stride (seconds), as in `emvfer analyze`.
         max_faces (`int`, *optional*): the faces tracked in the timeline (None: all).
-        batch_size (`int`): timeline windows per model call.
+        batch_size (`int`, optional): timeline windows per model call (default: 1 on a CPU, 8 on a GPU).
     """
 
     def __init__(self, model, processor, device: str = "cpu", top_k: int = 3,
                  max_duration_s: float = DEFAULT_MAX_DURATION_S, window: float = 2.0, stride: float = 1.0,
-                 max_faces: int | None = None, batch_size: int = 8):  # fmt: skip
+                 max_faces: int | None = None, batch_size: int | None = None):  # fmt: skip
         from .inference import Classifier
 
         self.classifier = Classifier(model, device)
