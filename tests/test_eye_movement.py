@@ -281,3 +281,13 @@ def test_one_behaviour_classifier_for_both_strategies():
         assert (codes[50:53] == eye_movement_mert.BLINK).all() and (codes[:29] == eye_movement_mert.FIXATION).all()
     extractor = VisualEyeMovementExtractor(backend=MTCNNBackend())
     assert extractor.dense.classifier.isotropic and not extractor.five_point.classifier.isotropic
+
+
+def test_extractor_settings_are_fixed_at_construction():
+    """The strategies hold the settings: setting one afterwards is refused with an error, never silently ignored."""
+    extractor = eye_extraction_mert.VisualEyeMovementExtractor(blink_ratio=0.7, saccade_lambda=5.0)
+    with pytest.raises(AttributeError, match="blink_ratio is fixed"):
+        extractor.blink_ratio = 0.5
+    assert extractor.dense.classifier.saccade_lambda == 5.0 if hasattr(extractor.dense, "classifier") else True
+    extractor.normalize = False  # not a strategy setting: still settable
+    assert extractor.normalize is False

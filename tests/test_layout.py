@@ -1,9 +1,10 @@
-"""The house rules of the package's layout (docs/design.md, *Rules*), checked on the source itself:
+"""The house rules of the package's layout (docs/design.md, §Layout), checked on the source itself:
 
 - the remote-code modules (the flat modules that ``save_pretrained`` copies next to the weights) import their
   siblings with a single dot only, import nothing else of the package, and form no import circle;
 - no module imports another module's private (underscore) name;
-- the lower floors never climb back into the floors above them (analysis, corpus, the CLI, live, the demo).
+- no module imports a module on a floor above its own (the floors of docs/design.md §Layout), and nothing but the
+  commands imports the floors of long recordings and commands.
 """
 
 import ast
@@ -17,6 +18,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "emvfer_hf"
 REMOTE_CODE_ROOTS = ("configuration_mert", "modeling_mert", "video_processing_mert")
 #: the floors that use the model and the processor; nothing below them may import them
 UPPER_FLOORS = ("analysis", "corpus", "cli", "live", "demo", "__main__")
+#: docs/design.md §Layout: 0 the model and the eye-movement format, 1 the rooms that read media, 2 one clip → result,
+#: 3 long recordings, 4 the commands
+FLOORS = {
+    "configuration_mert": 0, "modeling_mert": 0, "eye_prior_mert": 0, "eye_movement_mert": 0,
+    "faces_mert": 1, "face_backends_mert": 1, "face_tracking_mert": 1, "face_identity_mert": 1,
+    "eye_extraction_mert": 1, "video_io_mert": 1,
+    "inference": 2, "precision": 2, "video_processing_mert": 2,
+    "analysis": 3, "corpus": 3,
+    "cli": 4, "__main__": 4, "demo": 4, "live": 4,
+}  # fmt: skip
+#: imports against the floors that keep a name importable where the README names it (a module ``__getattr__``
+#: that imports on first use, never at load): (importer, imported)
+COMPATIBILITY_SHIMS = {("eye_movement_mert", "eye_extraction_mert")}
 
 
 def _module_name(path: Path) -> str:
@@ -116,3 +130,15 @@ def test_lower_floors_never_import_the_upper_floors():
             target = _resolve(path, level, module)
             climbed = {target, *(f"{target}.{n}" if target else n for n in names)} & set(UPPER_FLOORS)
             assert not climbed, f"{name} imports {sorted(climbed)}, a floor above it"
+
+
+def test_no_module_imports_a_floor_above_its_own():
+    assert set(FLOORS) == {_module_name(p) for p in PACKAGE.glob("*.py") if _module_name(p) in FLOORS}
+    for name, floor in FLOORS.items():
+        path = PACKAGE / f"{name}.py" if name else PACKAGE / "__init__.py"
+        for level, module, names, _ in _imports(path):
+            target = _resolve(path, level, module)
+            for imported in {target, *(f"{target}.{n}" if target else n for n in names)}:
+                if imported in FLOORS and FLOORS[imported] > floor:
+                    assert (name, imported) in COMPATIBILITY_SHIMS, (
+                        f"{name} (floor {floor}) imports {imported} (floor {FLOORS[imported]})")

@@ -12,7 +12,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification,
 
 from emvfer_hf import MERTConfig, MERTForVideoClassification, MERTModel
 from emvfer_hf import modeling_mert
-from emvfer_hf.modeling_mert import MERTCrossModalGate, MERTFusionLayer, MERTLayer, instruction_weight
+from emvfer_hf.eye_prior_mert import instruction_weight
+from emvfer_hf.modeling_mert import MERTCrossModalGate, MERTFusionLayer, MERTLayer
 
 from .conftest import TINY_MERT
 

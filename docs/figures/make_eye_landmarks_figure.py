@@ -32,7 +32,7 @@ def main():
     series = extract_eye_movements(str(path), extractor=VisualEyeMovementExtractor(backend=backend, normalize=False))
     faces = series.metadata["faces"]
     frame = decode_video(str(path), indices_fn=lambda n: [FRAME]).frames[FRAME]
-    raw = VisualEyeMovementExtractor(backend=backend).measure_landmarks([frame], faces.select([FRAME]))
+    raw = VisualEyeMovementExtractor(backend=backend).dense.measure([frame], faces.select([FRAME]))
 
     fig = plt.figure(figsize=(13, 5.2))
     grid = fig.add_gridspec(3, 2, width_ratios=[1, 2.2], hspace=0.35, wspace=0.18)
@@ -45,14 +45,14 @@ def main():
     ax.plot(*eyes[:, 8].T, "+", ms=12, mew=2, color="red", label="iris centre")
     ax.set_xlim(cx - half, cx + half)
     ax.set_ylim(cy + 0.6 * half, cy - 0.6 * half)
-    ax.set_title(f"frame {FRAME} (annotated: looking right)\nEAR {np.nanmean(raw['ear']):.2f}, head yaw "
+    ax.set_title(f"frame {FRAME} (annotated: looking right)\nEAR {np.nanmean(raw.eye_aspect_ratio):.2f}, head yaw "
                  f"{faces.head_pose[FRAME, 0]:+.0f}°", fontsize=10)  # fmt: skip
     ax.legend(loc="lower left", fontsize=8)
     ax.axis("off")
 
     t = np.arange(len(series))
-    ear = np.nanmean(VisualEyeMovementExtractor(backend=backend).measure_landmarks(
-        [f for f in decode_video(str(path)).frames.values()], faces)["ear"], axis=1)  # fmt: skip
+    ear = np.nanmean(VisualEyeMovementExtractor(backend=backend).dense.measure(
+        [f for f in decode_video(str(path)).frames.values()], faces).eye_aspect_ratio, axis=1)  # fmt: skip
     panels = [("EAR", ear), ("gaze x\n(+ image right)", -series.values[:, 2]), ("gaze y\n(+ down)", series.values[:, 3])]
     for k, (label, values) in enumerate(panels):
         axk = fig.add_subplot(grid[k, 1])

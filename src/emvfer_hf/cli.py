@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .precision import DTYPES
+from .video_io_mert import DEFAULT_FPS
 
 #: the exit status of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT), as shells report it
 EXIT_INTERRUPTED = 130
@@ -338,7 +339,8 @@ def run_export(args) -> int:
     import torch
     from transformers import AutoModelForVideoClassification
 
-    from .export import ONNX_INPUT_NAMES, ONNXVideoClassifier, example_input_dict, export_onnx, quantize_onnx
+    from .export import ONNX_INPUT_NAMES, example_input_dict, export_onnx, quantize_onnx
+    from .inference import ONNXVideoClassifier
 
     from .analysis import load_or_explain
     from .outputs import check_outputs
@@ -376,7 +378,7 @@ def _add_eyes(subparsers) -> None:
     p.add_argument("video", help="video file or frame folder")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--plot", default=None, help="PNG file of the five channels over time")
-    p.add_argument("--fps", type=_SECONDS, default=None, help="frame rate of a frame folder (default 25)")
+    p.add_argument("--fps", type=_SECONDS, default=None, help=f"frame rate of a frame folder (default {DEFAULT_FPS:g})")
     p.set_defaults(func=run_eyes)
 
 

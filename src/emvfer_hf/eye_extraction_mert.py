@@ -557,7 +557,21 @@ class VisualEyeMovementExtractor:
             ``eyetracking.events`` because the visual gaze is noisier).
         eye_box, blob_blink_ratio: the 5-point path's eye box (inter-ocular distances) and blink ratio.
         normalize: apply :func:`~.eye_movement_mert.normalize_eye_movements` (default) or return raw values.
+
+    The measuring settings are handed to the two strategies (``dense``, ``five_point``) when the extractor is built;
+    to change one, build another extractor (setting it afterwards is refused with an error, never ignored).
     """
+
+    #: the settings the strategies hold (fixed at construction)
+    STRATEGY_SETTINGS = ("eye_crop", "eye_patch", "blink_ratio", "blink_release", "blink_baseline_s", "min_blink_ms",
+                         "eyeball_ratio", "iris_rest", "gaze_source", "gaze_range_deg", "saccade_lambda",
+                         "min_saccade_speed", "eye_box", "blob_blink_ratio")  # fmt: skip
+
+    def __setattr__(self, name, value):
+        if name in self.STRATEGY_SETTINGS:
+            raise AttributeError(f"{name} is fixed when the extractor is built: use VisualEyeMovementExtractor({name}="
+                                 f"{value!r}, ...)")  # fmt: skip
+        super().__setattr__(name, value)
 
     def __init__(
         self,

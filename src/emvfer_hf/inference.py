@@ -197,7 +197,6 @@ def eye_inputs(series: Optional[EyeMovementSeries], length: int) -> tuple[np.nda
             np.asarray(features, dtype=np.float32))  # fmt: skip
 
 
-#: the names of the model inputs of a clip, in the order of the model's signature
 #: windows (clips) per model call where none is given: one on a CPU, where a clip at a time runs fastest per clip (paper
 #: size, bf16 weights, 2-core AMD EPYC: 1.01 s per clip at batch 1, 1.16 s at 3, 1.20 s at 8; benchmarks/README.md),
 #: eight on a GPU, which needs batches to fill its cores
@@ -212,6 +211,7 @@ def default_batch_size(device: str = "cpu") -> int:
     return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else ACCELERATOR_BATCH_SIZE
 
 
+#: the names of the model inputs of a clip, in the order of the model's signature
 MODEL_INPUT_NAMES = ("pixel_values", "eye_movement_values", "eye_movement_mask", "eye_quality_features")
 
 
@@ -413,5 +413,20 @@ class Classifier:
         return Prediction(list(self.labels), scores, weights, logits.numpy())
 
 
-__all__ = ["CPU_BATCH_SIZE", "ACCELERATOR_BATCH_SIZE", "Classifier", "ClipInputs", "ClipOptions", "MODEL_INPUT_NAMES", "ONNXVideoClassifier", "Prediction",
-           "clip_inputs", "clip_pixels", "crop_and_resize", "eye_inputs", "face_tracker", "output_size"]  # fmt: skip
+__all__ = [
+    "ACCELERATOR_BATCH_SIZE",
+    "CPU_BATCH_SIZE",
+    "MODEL_INPUT_NAMES",
+    "Classifier",
+    "ClipInputs",
+    "ClipOptions",
+    "ONNXVideoClassifier",
+    "Prediction",
+    "clip_inputs",
+    "clip_pixels",
+    "crop_and_resize",
+    "default_batch_size",
+    "eye_inputs",
+    "face_tracker",
+    "output_size",
+]

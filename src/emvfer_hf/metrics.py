@@ -126,7 +126,7 @@ def windows_to_frames(
 
     Args:
         annotations: ``{video: labels}``, the labels of frames 1..n of each annotated video in the order of its
-            annotation file (``-1`` kept), e.g. from :func:`emvfer_hf.data.loaders.affwild2_frame_labels`. Every
+            annotation file (``-1`` kept), e.g. from :func:`emvfer_hf.data.affwild2_frame_labels`. Every
             annotated frame of these videos is accounted for: evaluated, ``-1`` or uncovered.
         videos: (N,) the annotated video of each window (the loader's ``subject`` column).
         frame_numbers: N lists of the 1-based frame numbers each window covers (the loader's ``frame_numbers``).

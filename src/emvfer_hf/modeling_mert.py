@@ -37,7 +37,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.vit.modeling_vit import ViTEmbeddings, ViTLayer
 
 from .configuration_mert import TRAINING_STAGES, MERTConfig
-from .eye_prior_mert import NUM_FEATURES, MERTEyePrior, fit_feature_prior, instruction_weight  # noqa: F401
+from .eye_prior_mert import NUM_FEATURES, MERTEyePrior, fit_feature_prior
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -1135,5 +1135,4 @@ __all__ = [
     "MERTModelOutput",
     "MERTPreTrainedModel",
     "MERTVideoClassifierOutput",
-    "instruction_weight",
 ]

@@ -250,6 +250,12 @@ class MERTVideoProcessor(BaseVideoProcessor):
         self._eye_extractor = None
 
     @property
+    def custom_face_backend(self):
+        """The face backend a caller set on this processor (``processor.face_backend = ...``), None for the
+        default one (which its settings describe)."""
+        return self._face_backend if getattr(self, "_custom_face_backend", False) else None
+
+    @property
     def eye_extractor(self):
         if self._eye_extractor is None:
             from .eye_extraction_mert import VisualEyeMovementExtractor

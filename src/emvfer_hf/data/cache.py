@@ -306,7 +306,7 @@ def make_compute_fn(processor, extract_eyes: bool = True) -> ComputeFn:
 def compute_fn_version(processor, extract_eyes: bool = True) -> str:
     """A ``version`` tag that changes whenever the processor's settings do (so the cache is recomputed), including a
     custom face backend set on it (its class and public settings)."""
-    backend = getattr(processor, "_face_backend", None) if getattr(processor, "_custom_face_backend", False) else None
+    backend = getattr(processor, "custom_face_backend", None)
     custom = "" if backend is None else type(backend).__name__ + repr(sorted(
         (k, v) for k, v in vars(backend).items() if not k.startswith("_") and isinstance(v, (int, float, str, bool))))
     text = processor.to_json_string() + str(bool(extract_eyes)) + custom

@@ -203,7 +203,7 @@ def weights_of(values: np.ndarray, mask: np.ndarray, priors: dict, prior: str, d
     `eye_quality_features`)."""
     import torch
 
-    from ..modeling_mert import instruction_weight
+    from ..eye_prior_mert import instruction_weight
 
     f = priors["feature"]
     w = instruction_weight(
