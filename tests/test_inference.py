@@ -105,3 +105,11 @@ def test_prediction_top_k_orders_by_score():
 def test_the_inference_core_ships_with_the_processor(tiny_checkpoint):
     """The processor imports the core, so `save_pretrained` copies it (and what it imports) next to the weights."""
     assert (tiny_checkpoint / "inference.py").is_file() and (tiny_checkpoint / "precision.py").is_file()
+
+
+def test_open_stream_names_an_unreachable_network_source():
+    """A URL that does not answer is named as a stream that cannot be opened, not as a bad file."""
+    from emvfer_hf.video_io_mert import open_stream
+
+    with pytest.raises(ValueError, match=r"rtsp://127\.0\.0\.1:1/none: cannot be opened as a video stream"):
+        open_stream("rtsp://127.0.0.1:1/none", timeout_s=2)

@@ -338,7 +338,8 @@ class _VideoFileReader:
         try:
             self.container = av.open(self.name, timeout=self.timeout_s) if self.timeout_s else av.open(self.name)
         except av.error.FFmpegError as error:
-            raise ValueError(f"{self.name}: not a readable video file ({error})") from error
+            what = "cannot be opened as a video stream" if "://" in self.name else "not a readable video file"
+            raise ValueError(f"{self.name}: {what} ({error})") from error
         try:
             self.stream = _video_stream(self.container, self.name)
         except ValueError:
