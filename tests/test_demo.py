@@ -74,8 +74,8 @@ def bad_uploads(tmp_path_factory):
     (folder / "empty.mp4").touch()
     return {
         "image": (pyfeat_data("single_face.jpg"), "single_face.jpg: this is a still image"),
-        "text-named-mp4": (folder / "notes.mp4", "notes.mp4: not a video file"),
-        "audio-only": (_audio_only(folder / "tone.mp4"), "tone.mp4: the file has no video (audio only)"),
+        "text-named-mp4": (folder / "notes.mp4", "notes.mp4: not a readable video file"),
+        "audio-only": (_audio_only(folder / "tone.mp4"), "tone.mp4: the file has no video stream (its streams: audio"),
         "too-long": (pyfeat_data("WolfgangLanger_Pexels.mp4"),
                      "WolfgangLanger_Pexels.mp4: the video is 19.7 s long; this demo accepts at most 10 s"),
         "zero-bytes": (folder / "empty.mp4", "empty.mp4: the file is empty"),
