@@ -84,16 +84,22 @@ def literal_fusion():
 
 
 @contextlib.contextmanager
-def layer_chunk_bytes(limit: int):
-    """Set MERTLayer's CPU chunk limit (`CPU_LAYER_CHUNK_BYTES`) for the duration of the block."""
+def modeling_switch(name: str, value):
+    """Set one of `modeling_mert`'s module-level switches (`CPU_LAYER_CHUNK_BYTES`, `FUSED_QKV`) for the duration of
+    the block."""
     from emvfer_hf import modeling_mert
 
-    saved = modeling_mert.CPU_LAYER_CHUNK_BYTES
-    modeling_mert.CPU_LAYER_CHUNK_BYTES = limit
+    saved = getattr(modeling_mert, name)
+    setattr(modeling_mert, name, value)
     try:
         yield
     finally:
-        modeling_mert.CPU_LAYER_CHUNK_BYTES = saved
+        setattr(modeling_mert, name, saved)
+
+
+def layer_chunk_bytes(limit: int):
+    """Set MERTLayer's CPU chunk limit (`CPU_LAYER_CHUNK_BYTES`) for the duration of the block."""
+    return modeling_switch("CPU_LAYER_CHUNK_BYTES", limit)
 
 
 def whole_layers():
@@ -231,20 +237,13 @@ def run(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
                      "bf16_weights")  # fmt: skip
     }
     stats = common.time_interleaved(variants, warmup, reps, device)
-    compiled = None if quick else _compiled(model, inputs, reference, warmup, reps, device, stats)
+    compiled = None if quick else _compiled(model, inputs, reference, warmup, reps, device)
     del bf16_model, channels_last
     layer_chunks = chunked_vs_whole(size, 4, warmup, reps, device) if device == "cpu" else None
     allocator = allocator_comparison(size, warmup, reps) if device == "cpu" and not quick else None
     base = stats["baseline"]["median_ms"]
     return {
-        "benchmark": "levers",
-        "size": size,
-        "device": device,
-        "quick": quick,
-        "batch_size": 1,
-        "warmup_rounds": warmup,
-        "timed_rounds": reps,
-        "variants": stats,
+        **_header("levers", size, device, quick, warmup, reps, stats),
         "speedup_over_baseline": {
             name: round(base / s["median_ms"], 3) for name, s in stats.items() if not name.startswith("frame_vit")
         },
@@ -259,17 +258,9 @@ def run(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
     }
 
 
-@contextlib.contextmanager
 def fused_qkv(enabled: bool):
     """Set MERTLayer's `FUSED_QKV` for the duration of the block."""
-    from emvfer_hf import modeling_mert
-
-    saved = modeling_mert.FUSED_QKV
-    modeling_mert.FUSED_QKV = enabled
-    try:
-        yield
-    finally:
-        modeling_mert.FUSED_QKV = saved
+    return modeling_switch("FUSED_QKV", enabled)
 
 
 @contextlib.contextmanager
@@ -298,6 +289,12 @@ def previous_layer():
         yield
     finally:
         modeling_mert.MERTLayer.forward = saved
+
+
+def _header(benchmark: str, size: str, device: str, quick: bool, warmup: int, reps: int, stats: dict) -> dict:
+    """The fields every levers result starts with (batch 1, interleaved rounds)."""
+    return {"benchmark": benchmark, "size": size, "device": device, "quick": quick, "batch_size": 1,
+            "warmup_rounds": warmup, "timed_rounds": reps, "variants": stats}  # fmt: skip
 
 
 def run_bf16(size: str = "paper", quick: bool = False, device: str = "cpu") -> dict:
@@ -338,15 +335,8 @@ def run_bf16(size: str = "paper", quick: bool = False, device: str = "cpu") -> d
     base = stats["bf16_weights"]["median_ms"]
     compiled = None if quick else _compiled_frozen(bf16, inputs, reference, warmup, reps, device)
     return {
-        "benchmark": "levers_bf16",
+        **_header("levers_bf16", size, device, quick, warmup, reps, stats),
         "torch_compile_freezing": compiled,
-        "size": size,
-        "device": device,
-        "quick": quick,
-        "batch_size": 1,
-        "warmup_rounds": warmup,
-        "timed_rounds": reps,
-        "variants": stats,
         "speedup_over_bf16_weights": {name: round(base / s["median_ms"], 3) for name, s in stats.items()},
         "max_abs_logit_diff_vs_fp32": deviation,
         "logit_std_fp32": float(reference.std()),
@@ -356,37 +346,13 @@ def run_bf16(size: str = "paper", quick: bool = False, device: str = "cpu") -> d
 
 def _compiled_frozen(model, inputs, reference, warmup, reps, device) -> dict:
     """`torch.compile` of the bf16 model with inductor's `freezing` (weights folded in as constants and prepacked for
-    oneDNN, element-wise epilogues fused): compilation time, then eager and compiled in their own interleaved rounds."""
+    oneDNN, element-wise epilogues fused), against fp32 logits: see `_compiled`."""
     import torch._inductor.config as inductor_config
 
     saved = inductor_config.freezing
     inductor_config.freezing = True
     try:
-        compiled = torch.compile(model)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            logits = compiled(**inputs).logits
-        compile_s = time.perf_counter() - start
-
-        def run(m):
-            def call():
-                with torch.inference_mode():
-                    return m(**inputs).logits
-
-            return call
-
-        timed = common.time_interleaved({"eager": run(model), "compiled": run(compiled)}, warmup, reps, device)
-        return {
-            "ok": True,
-            "compile_and_first_call_s": round(compile_s, 1),
-            "max_abs_logit_diff_vs_fp32": float((logits.float() - reference).abs().max()),
-            "eager": timed["eager"],
-            "compiled": timed["compiled"],
-            "speedup": round(timed["eager"]["median_ms"] / timed["compiled"]["median_ms"], 3),
-            "speedup_of_min": round(timed["eager"]["min_ms"] / timed["compiled"]["min_ms"], 3),
-        }
-    except Exception as error:  # a compiler toolchain problem is a result too
-        return {"ok": False, "error": f"{type(error).__name__}: {str(error)[:300]}"}
+        return _compiled(model, inputs, reference, warmup, reps, device, reference_name="fp32")
     finally:
         inductor_config.freezing = saved
 
@@ -417,8 +383,9 @@ def markdown_bf16(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _compiled(model, inputs, reference, warmup, reps, device, stats) -> dict:
-    """torch.compile(model): compilation time, then baseline and compiled timed in interleaved rounds."""
+def _compiled(model, inputs, reference, warmup, reps, device, reference_name: str = "baseline") -> dict:
+    """torch.compile(model): compilation time, then eager and compiled timed in their own interleaved rounds; the
+    compiled logits' largest difference from `reference` (`max_abs_logit_diff_vs_<reference_name>`)."""
     try:
         compiled = torch.compile(model)
         start = time.perf_counter()
@@ -426,22 +393,22 @@ def _compiled(model, inputs, reference, warmup, reps, device, stats) -> dict:
             logits = compiled(**inputs).logits
         compile_s = time.perf_counter() - start
 
-        def run_compiled():
-            with torch.inference_mode():
-                return compiled(**inputs).logits
+        def run(m):
+            def call():
+                with torch.inference_mode():
+                    return m(**inputs).logits
 
-        def run_eager():
-            with torch.inference_mode():
-                return model(**inputs).logits
+            return call
 
-        timed = common.time_interleaved({"eager": run_eager, "compiled": run_compiled}, warmup, reps, device)
+        timed = common.time_interleaved({"eager": run(model), "compiled": run(compiled)}, warmup, reps, device)
         return {
             "ok": True,
             "compile_and_first_call_s": round(compile_s, 1),
-            "max_abs_logit_diff_vs_baseline": float((logits.float() - reference).abs().max()),
+            f"max_abs_logit_diff_vs_{reference_name}": float((logits.float() - reference).abs().max()),
             "eager": timed["eager"],
             "compiled": timed["compiled"],
             "speedup": round(timed["eager"]["median_ms"] / timed["compiled"]["median_ms"], 3),
+            "speedup_of_min": round(timed["eager"]["min_ms"] / timed["compiled"]["min_ms"], 3),
         }
     except Exception as error:  # a compiler toolchain problem is a result too
         return {"ok": False, "error": f"{type(error).__name__}: {str(error)[:300]}"}
