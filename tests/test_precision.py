@@ -97,3 +97,11 @@ def test_bf16_weights_and_int8_agree_with_fp32_on_real_clips(tiny_model, tiny_pr
         assert torch.equal(out.logits.float().argmax(-1), reference.logits.argmax(-1))
         assert (out.logits.float() - reference.logits).abs().max() < tolerance
         assert torch.allclose(out.instruction_weights.float(), reference.instruction_weights)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_a_model_already_in_the_precision_is_not_copied_again(tiny_model, dtype):
+    """One converted copy serves many callers (a corpus's videos and threads): converting it again returns it."""
+    converted = precision.inference_model(tiny_model, dtype)
+    assert converted is not tiny_model
+    assert precision.inference_model(converted, dtype) is converted

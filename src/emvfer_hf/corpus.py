@@ -369,9 +369,7 @@ def analyze_corpus(
         if todo:
             loaded_model, loaded_processor = load_model_and_processor(model, processor)
             # one bf16 / int8 copy for the whole corpus (and the threads of videos_at_once), not one per video
-            if dtype in ("bf16", "int8"):
-                loaded_model = inference_model(loaded_model, dtype, device)
-                options["dtype"] = "bf16" if dtype == "bf16" else "fp32"  # run as it is: it is converted already
+            loaded_model = inference_model(loaded_model, dtype, device)
             loaded = (loaded_model, loaded_processor)
             if videos_at_once <= 1:
                 for video in todo:

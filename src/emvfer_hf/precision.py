@@ -92,8 +92,9 @@ def autocast_dtype(dtype: str):
 def inference_model(model, dtype: str, device: str = "cpu"):
     """``model`` on ``device`` in eval mode, in the precision of the resolved ``dtype``: for ``"bf16"`` a copy with
     bfloat16 weights (its eye prior kept in fp32), for ``"int8"`` a copy with the encoders' linear layers dynamically
-    quantised; otherwise the model itself (moved to ``device``, as before). The caller's model keeps its weights'
-    dtype. Inputs stay fp32: the model casts them to its weights' dtype."""
+    quantised; otherwise the model itself (moved to ``device``, as before). A model already in that precision is
+    returned as it is (no second copy). The caller's model keeps its weights' dtype. Inputs stay fp32: the model casts
+    them to its weights' dtype."""
     import torch
 
     model = model.to(device).eval()
@@ -110,7 +111,11 @@ def inference_model(model, dtype: str, device: str = "cpu"):
                 tensor.data = originals[name].detach().clone()
         return converted
     if dtype == "int8":
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
         from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+        if any(isinstance(module, DynamicInt8Linear) for module in model.modules()):
+            return model
 
         base = getattr(model, "mert", model)
         names = [f"{prefix}.{name}" for prefix in ("video_encoder", "eye_encoder")
