@@ -255,3 +255,27 @@ def test_live_command_runs_as_a_console_script(tiny_checkpoint):
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "face 0:" in result.stdout
+
+
+def test_on_the_cpu_each_window_is_its_own_model_call_by_default(model_and_processor):
+    """The CPU default (`inference.default_batch_size`): one window per forward pass, where a clip at a time runs
+    fastest; a batch size given is kept (fewer, larger calls). The probabilities do not depend on it."""
+    from emvfer_hf.analysis import analyze_video
+    from emvfer_hf.inference import ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE, default_batch_size
+
+    assert (default_batch_size("cpu"), default_batch_size("cuda")) == (CPU_BATCH_SIZE, ACCELERATOR_BATCH_SIZE) == (1, 8)
+    model, processor = model_and_processor
+    calls = []
+    hook = model.register_forward_hook(lambda module, args, output: calls.append(len(output.logits)))
+    try:
+        default = analyze_video(carphone_video_path(), model, processor, stride=0.5, dtype="fp32", progress=False)
+        per_default = list(calls)
+        calls.clear()
+        batched = analyze_video(carphone_video_path(), model, processor, stride=0.5, dtype="fp32", batch_size=4,
+                                progress=False)  # fmt: skip
+    finally:
+        hook.remove()
+    windows = int((default.track_id >= 0).sum())
+    assert windows >= 4 and per_default == [1] * windows
+    assert len(calls) < windows and max(calls) == 4
+    np.testing.assert_allclose(default.score, batched.score, atol=2e-4)
