@@ -152,9 +152,9 @@ class TimelineAnalyzer:
         identity="auto",
     ):
         check_window_arguments(window, stride, max_faces=max_faces, batch_size=batch_size)
-        self.classifier = Classifier(model, device, dtype)  # ValueError for an unknown dtype
         if not fps or fps <= 0:
             raise ValueError(f"the frame rate must be positive, got {fps}")
+        self.classifier = Classifier(model, device, dtype)  # ValueError for an unknown dtype
         self.dtype = self.classifier.dtype
         self.processor = processor
         self.fps = float(fps)
@@ -178,7 +178,6 @@ class TimelineAnalyzer:
         self._pieces: dict[int, list[_TrackPiece]] = {}
         self._boxes: dict[int, dict[int, np.ndarray]] = {}  # track → frame → box (for the annotated video)
         self._queue: list[_Pending] = []
-        self._emitted_window = -1
         self._prepared_any = False
         self._arrival: dict[int, float] = {}  # window index → wall time its last frame arrived
         self._times: dict[int, float] = {}  # frame index → presentation time (s), for the pending windows
@@ -312,12 +311,13 @@ class TimelineAnalyzer:
         if not candidates:
             self._queue.append(_Pending(window, None, row={"reason": "no face"}))
             return
+        # the window's frames and times, the same for every track
+        rows = window.model_frames - window.first
+        times = np.array([self._times[i] for i in range(window.first, window.stop)])
+        frames = [self._frames[int(i)] for i in window.model_frames]
         for track_id, faces, raw, fraction in candidates:
-            rows = window.model_frames - window.first
-            times = np.array([self._times[i] for i in range(window.first, window.stop)])
             series = self.extractor.series_from(raw, faces, times, fps=self.fps)
             stats = eye_window_statistics(series)
-            frames = [self._frames[int(i)] for i in window.model_frames]
             inputs = clip_inputs(frames, faces.boxes[rows], series, self.clip_options).model_inputs()
             found = faces.boxes[faces.found]
             x1, y1, x2, y2 = np.median(found, axis=0) if len(found) else (np.nan,) * 4
@@ -407,7 +407,6 @@ class TimelineAnalyzer:
             row.update({k: v for k, v in pending.row.items() if v is not None})
             row["latency_s"] = round(max(0.0, (pending.done_at or time.perf_counter())
                                          - self._arrival.get(window.index, time.perf_counter())), 3)  # fmt: skip
-            self._emitted_window = max(self._emitted_window, window.index)
             rows.append(row)
         return rows
 
@@ -457,9 +456,8 @@ def load_model_and_processor(model, processor=None):
 
 def _frames_between(chunks: Iterable, start_s: float, end_s: Optional[float], state: dict):
     """The frames of ``(frames, times_s, fps)`` chunks with ``start_s <= t < end_s`` (t: the frame's presentation
-    time), as chunks; ``state`` gets the rate, the frames read and the time reached."""
+    time), as chunks; ``state`` counts the frames read."""
     for frames, times, fps in chunks:
-        state["fps"] = fps
         state["read"] = state.get("read", 0) + len(frames)
         keep = times >= start_s - _EPS
         if end_s is not None:
@@ -706,7 +704,7 @@ def _label_at(rows_by_track: dict, track: int, t: float) -> Optional[tuple]:
     rows = rows_by_track.get(track)
     if rows is None or not len(rows):
         return None
-    inside = rows[(rows[:, 0] <= t) & (rows[:, 1] >= t)] if len(rows) else rows
+    inside = rows[(rows[:, 0] <= t) & (rows[:, 1] >= t)]
     pick = inside if len(inside) else rows
     k = int(np.argmin(np.abs((pick[:, 0] + pick[:, 1]) / 2 - t)))
     return int(pick[k, 2]), float(pick[k, 3])

@@ -381,9 +381,10 @@ def analyze_corpus(
         _write_json(_rank_file(out_dir, rank), {"rank": rank, "processes": processes, "videos": len(mine)})
         if main:
             tracker.wait_for_ranks(poll_s)
-            result.merged = write_merged(out_dir, videos, settings, persons=persons)
-            result.complete = sum(read_seal(out_dir, v, settings) is not None for v in videos)
-            write_failures(out_dir, videos, settings)
+            seals = read_seals(out_dir, videos, settings)  # each timeline's checksum computed once
+            result.merged = write_merged(out_dir, videos, settings, persons=persons, seals=seals)
+            result.complete = sum(record is not None for record in seals.values())
+            write_failures(out_dir, videos, settings, seals=seals)
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
@@ -663,10 +664,17 @@ def _analyze_one(video: CorpusVideo, out_dir: Path, model_and_processor, setting
     return float(timeline.attrs["analysed_s"])
 
 
-def write_merged(out_dir, videos: list[CorpusVideo], settings: Optional[dict] = None, persons: bool = False) -> Path:
+def read_seals(out_dir, videos: list[CorpusVideo], settings: Optional[dict] = None) -> dict:
+    """``{video name: its seal record, or None}`` (:func:`read_seal`) for every video."""
+    return {v.name: read_seal(Path(out_dir), v, settings) for v in videos}
+
+
+def write_merged(out_dir, videos: list[CorpusVideo], settings: Optional[dict] = None, persons: bool = False,
+                 seals: Optional[dict] = None) -> Path:  # fmt: skip
     """Merge the complete timelines of ``videos`` (in their order) into ``out_dir/timeline.parquet``, with the
     manifest columns after ``video`` and, with ``persons``, ``person_id`` after ``track_id`` (tracks grouped by face
-    identity over the whole corpus; -1 on rows without a face). Written under a partial name, then renamed."""
+    identity over the whole corpus; -1 on rows without a face). Written under a partial name, then renamed.
+    ``seals``: :func:`read_seals` of the videos where the caller has it (else read here)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -674,7 +682,8 @@ def write_merged(out_dir, videos: list[CorpusVideo], settings: Optional[dict] = 
     from .outputs import atomic_output
 
     out_dir = Path(out_dir)
-    complete = [(v, r) for v in videos if (r := read_seal(out_dir, v, settings)) is not None]
+    seals = read_seals(out_dir, videos, settings) if seals is None else seals
+    complete = [(v, seals[v.name]) for v in videos if seals[v.name] is not None]
     person_of: dict = {}
     if persons and complete:
         names = {r.get("identity") for _, r in complete}
@@ -716,17 +725,20 @@ def write_merged(out_dir, videos: list[CorpusVideo], settings: Optional[dict] = 
     return target_path
 
 
-def write_failures(out_dir, videos: list[CorpusVideo], settings: Optional[dict] = None) -> Optional[Path]:
+def write_failures(out_dir, videos: list[CorpusVideo], settings: Optional[dict] = None,
+                   seals: Optional[dict] = None) -> Optional[Path]:  # fmt: skip
     """``out_dir/failures.csv``: each video of the corpus without a complete timeline that failed (``video``,
-    ``error``, ``reason``); removed when there is none. Returns its path, or None."""
+    ``error``, ``reason``); removed when there is none. Returns its path, or None. ``seals``: as
+    :func:`write_merged`."""
     import pandas as pd
 
     from .outputs import atomic_output
 
     out_dir = Path(out_dir)
+    seals = read_seals(out_dir, videos, settings) if seals is None else seals
     rows = []
     for video in videos:
-        if read_seal(out_dir, video, settings) is not None:
+        if seals[video.name] is not None:
             continue
         try:
             record = json.loads((out_dir / TIMELINES / f"{video.name}.failed.json").read_text(encoding="utf-8"))

@@ -117,9 +117,12 @@ class MERTDemo:
                  max_duration_s: float = DEFAULT_MAX_DURATION_S, window: float = 2.0, stride: float = 1.0,
                  max_faces: int | None = None, batch_size: int | None = None):  # fmt: skip
         from .inference import Classifier
+        from .precision import inference_model, resolve_dtype
 
         self.classifier = Classifier(model, device)
         self.model = self.classifier.model
+        # the timeline's model in `analyze`'s precision ("auto"), converted once for every request
+        self.timeline_model = inference_model(self.model, resolve_dtype("auto", device), device)
         self.processor = processor
         self.device = device
         self.top_k = max(1, min(top_k, model.config.num_labels))
@@ -144,8 +147,8 @@ class MERTDemo:
         (`progress`: its tqdm bar, which the page shows)."""
         from .analysis import analyze_video, plot_timeline
 
-        table = analyze_video(str(video_path), self.model, self.processor, window=self.window, stride=self.stride,
-                              max_faces=self.max_faces, batch_size=self.batch_size, device=self.device,
+        table = analyze_video(str(video_path), self.timeline_model, self.processor, window=self.window,
+                              stride=self.stride, max_faces=self.max_faces, batch_size=self.batch_size, device=self.device,
                               progress=progress)  # fmt: skip
         png = self._output_path(video_path, "timeline.png")
         plot_timeline(table, path=png, title=f"expression timeline — {Path(video_path).name}")

@@ -505,6 +505,13 @@ class FivePointStrategy(EyeExtractionStrategy):
 
 
 # ------------------------------------------------------------------------------------------------ the extractor
+def require_a_face(faces: FaceTrack, source, allow_no_face: bool = False) -> None:
+    """A ValueError naming ``source`` when no frame of ``faces`` has a face (unless ``allow_no_face``)."""
+    if not faces.found.any() and not allow_no_face:
+        raise ValueError(f"{source}: no face found in any of its {len(faces)} frames (pass allow_no_face=True for an "
+                         "all-invalid series)")  # fmt: skip
+
+
 class VisualEyeMovementExtractor:
     """Reads the canonical eye-movement series from the frames of a facial video.
 
@@ -650,11 +657,7 @@ class VisualEyeMovementExtractor:
             faces = FaceTrack(*faces)
         if len(faces) != len(frames):
             raise ValueError(f"{source}: faces has {len(faces)} rows for {len(frames)} frames")
-        if not faces.found.any() and not allow_no_face:
-            raise ValueError(
-                f"{source}: no face found in any of its {len(frames)} frames (pass allow_no_face=True for an "
-                "all-invalid series)"
-            )
+        require_a_face(faces, source, allow_no_face)
         return self.series_from(self.measure_clip(frames, faces), faces, times, source, fps)
 
     def measure_clip(self, frames: Sequence[np.ndarray], faces: FaceTrack) -> EyeMeasurements:
@@ -733,8 +736,5 @@ def _extract_in_chunks(path: str, fps, extractor, allow_no_face: bool, chunk_fra
         times.append((start + np.arange(len(frames))) / rate if fps else stream_times)
         start += len(frames)
     faces = FaceTrack.concatenate(tracks)
-    if not faces.found.any() and not allow_no_face:
-        raise ValueError(
-            f"{path}: no face found in any of its {start} frames (pass allow_no_face=True for an all-invalid series)"
-        )
+    require_a_face(faces, path, allow_no_face)
     return extractor.series_from(EyeMeasurements.concatenate(raws), faces, np.concatenate(times), path, rate)

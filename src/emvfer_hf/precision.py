@@ -18,6 +18,7 @@ Agreement with fp32 on real clips and the speed of each are measured in ``benchm
 from __future__ import annotations
 
 import copy
+import functools
 import platform
 import subprocess
 from pathlib import Path
@@ -29,25 +30,26 @@ DTYPES = ("auto", "fp32", "bf16", "bf16-autocast", "fp16", "int8")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+@functools.lru_cache(maxsize=8)
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
     """The CPU's feature flags as the operating system reports them: the ``flags`` (x86) or ``Features`` (Arm)
     line of ``/proc/cpuinfo``; on macOS, ``bf16`` when ``sysctl hw.optional.arm.FEAT_BF16`` says 1. An empty set
-    where neither can be read."""
+    where neither can be read. Read once per file and process (the flags do not change while it runs)."""
     try:
         for line in Path(cpuinfo).read_text().splitlines():
             key, _, value = line.partition(":")
             if key.strip() in ("flags", "Features"):
-                return set(value.split())
+                return frozenset(value.split())
     except OSError:
         pass
     if platform.system() == "Darwin":
         try:
             done = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True,
                                   timeout=5)  # fmt: skip
-            return {"bf16"} if done.stdout.strip() == "1" else set()
+            return frozenset({"bf16"} if done.stdout.strip() == "1" else ())
         except (OSError, subprocess.SubprocessError):
             pass
-    return set()
+    return frozenset()
 
 
 def native_cpu_bf16(flags: Optional[Iterable[str]] = None) -> bool:

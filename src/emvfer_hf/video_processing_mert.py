@@ -29,7 +29,7 @@ from transformers.video_processing_utils import BaseVideoProcessor
 from .eye_movement_mert import NUM_EYE_MOVEMENT_CHANNELS, EyeMovementSeries
 from .face_backends_mert import FACE_BACKENDS
 from .faces_mert import FACE_BOX_MODES, run_face_backend
-from .inference import ClipOptions, clip_inputs
+from .inference import MODEL_INPUT_NAMES, ClipOptions, clip_inputs
 from .video_io_mert import DEFAULT_FPS, check_frame_size, decode_video
 
 CALL_TIME_KWARGS = (
@@ -186,7 +186,7 @@ class MERTVideoProcessor(BaseVideoProcessor):
     """
 
     valid_kwargs = MERTVideoProcessorKwargs
-    model_input_names = ["pixel_values", "eye_movement_values", "eye_movement_mask", "eye_quality_features"]
+    model_input_names = list(MODEL_INPUT_NAMES)
     num_frames = 16
     size = {"height": 224, "width": 224}
     do_resize = True

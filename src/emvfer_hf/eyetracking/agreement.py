@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..eye_movement_mert import label_runs
+from .events import EVENT_COLUMNS
 
 UNDEFINED = "undefined"
 
@@ -48,7 +49,7 @@ def events_from_sample_labels(timestamps_ms: np.ndarray, labels: Sequence[str]) 
     if len(labels) == 0:
         return pd.DataFrame({"event": [], "onset_ms": [], "offset_ms": []})
     rows = [(label, t[a], t[b]) for label, a, b in label_runs(labels) if label != UNDEFINED]
-    return pd.DataFrame(rows, columns=["event", "onset_ms", "offset_ms"])
+    return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
 
 
 def cohen_kappa(reference: np.ndarray, detected: np.ndarray) -> float:
