@@ -20,7 +20,6 @@ import torch
 from ..configuration_mert import MERTConfig
 from ..data.benchmarks import find_benchmark, get_benchmark
 from ..metrics import (
-    affwild2_frame_metrics,
     classification_metrics,
     confusion_matrix,
     fold_summary,
@@ -268,19 +267,19 @@ def _command_line() -> str:
 
 def write_results(
     output_dir: Path, predictions: dict, label_names: list[str], extra: dict, frames: Optional[dict] = None,
-    pooled: bool = False,
+    pooled: bool = False, benchmark=None,
 ) -> dict:  # fmt: skip
     """results.json (metrics, per-class confusion matrix) and confusion_matrix.png in `output_dir`.
 
-    `frames` (a benchmark scored per frame, Aff-Wild2: `Benchmark.frame_predictions`): `metrics` and the confusion matrix are per frame (accuracy and
-    macro-F1, with the frame counts), the metrics of the windows themselves go to `window_metrics`. `pooled`: the
+    `frames` (a `benchmark` scored per frame, Aff-Wild2: `Benchmark.frame_predictions`): `metrics` and the
+    confusion matrix are per frame (`Benchmark.frame_metrics`: accuracy and macro-F1, with the frame counts), the metrics of the windows themselves go to `window_metrics`. `pooled`: the
     predictions are several folds' concatenated; their metrics are stored as `pooled_metrics`, not as `metrics`
     (the headline of a multi-fold evaluation is the mean ± std over folds, in `summary`)."""
     y_true, y_pred = predicted_labels(predictions)
     metrics = classification_metrics(y_true, y_pred, num_classes=len(label_names))
     window_metrics = None
     if frames is not None:
-        window_metrics, metrics = metrics, affwild2_frame_metrics(frames, num_classes=len(label_names))
+        window_metrics, metrics = metrics, benchmark.frame_metrics(frames, num_classes=len(label_names))
         y_true, y_pred = frames["labels"], frames["predictions"]
     matrix = confusion_matrix(y_true, y_pred, num_classes=len(label_names))
     save_confusion_matrix(matrix, label_names, output_dir / "confusion_matrix.png")
@@ -425,7 +424,7 @@ def run_finetune(args) -> dict:
         benchmark, frames = get_benchmark(args.dataset), None
         if benchmark.frame_scored:
             frames = benchmark.frame_predictions(test_data.dataset, predictions, benchmark.frame_truth(root))
-        results = write_results(output_dir, predictions, label_names, results, frames=frames)
+        results = write_results(output_dir, predictions, label_names, results, frames=frames, benchmark=benchmark)
         _release(model, output_dir, args, results)
     return results
 
@@ -532,7 +531,7 @@ def run_evaluate(args) -> dict:
         if benchmark.frame_scored:  # per frame; the window metrics are kept under "window"
             truth = truth or benchmark.frame_truth(root)
             frames_per_fold.append(benchmark.frame_predictions(evaluation_set, predictions, truth))
-            metrics = {**affwild2_frame_metrics(frames_per_fold[-1], len(label_names)), "window": metrics}
+            metrics = {**benchmark.frame_metrics(frames_per_fold[-1], len(label_names)), "window": metrics}
         rows.append((f"fold {fold}", metrics))
         per_fold.append(metrics)
         gathered.append(predictions)
@@ -550,7 +549,8 @@ def run_evaluate(args) -> dict:
         rows.append(("**mean ± std over folds**", extra["summary"]))
     if not accelerator.is_main_process:
         return extra
-    results = write_results(output_dir, merged, label_names, extra, frames=frames, pooled=pooled)
+    results = write_results(output_dir, merged, label_names, extra, frames=frames, pooled=pooled,
+                            benchmark=benchmark)
     table = format_metrics_table(rows + ([("pooled (all folds)", results["pooled_metrics"])] if pooled else []), keys)
     if frames is not None:
         table += (

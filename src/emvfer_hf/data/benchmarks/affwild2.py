@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ...eye_movement_mert import EyeMovementSeries
-from ...metrics import AFFWILD2_HEADLINE, windows_to_frames
+from ...metrics import AFFWILD2_HEADLINE, affwild2_frame_metrics, windows_to_frames
 from ...video_io_mert import list_frame_files
 from .._media import write_jpgs, write_mp4
 from .._utils import (
@@ -240,6 +240,11 @@ class AffWild2Benchmark(Benchmark):
     def frame_truth(self, root) -> Dict[str, List[int]]:
         """The frame labels of the validation split (:func:`affwild2_frame_labels`)."""
         return affwild2_frame_labels(root, "validation")
+
+    def frame_metrics(self, frames: dict, num_classes: int) -> dict:
+        """Accuracy (the paper's metric) and the challenge's macro-F1 over the labelled frames
+        (:func:`~emvfer_hf.metrics.affwild2_frame_metrics`)."""
+        return affwild2_frame_metrics(frames, num_classes=num_classes)
 
     def frame_predictions(self, dataset, predictions: dict, truth: dict) -> dict:
         """Per-frame predictions (:func:`emvfer_hf.metrics.windows_to_frames`) of the windows of ``dataset`` (a

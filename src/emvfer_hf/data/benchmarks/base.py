@@ -117,6 +117,10 @@ class Benchmark:
         in ``predictions``, against ``truth`` (:meth:`frame_truth`)."""
         raise NotImplementedError(f"{self.title} is scored per clip")
 
+    def frame_metrics(self, frames: dict, num_classes: int) -> dict:
+        """The per-frame metrics of :meth:`frame_predictions`' output (with the frame counts)."""
+        raise NotImplementedError(f"{self.title} is scored per clip")
+
     def __repr__(self) -> str:
         return f"<Benchmark {self.name}: {self.title}, {self.evaluation}>"
 
