@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForVideoClassification, pipeline
+from transformers import AutoModelForVideoClassification, AutoVideoProcessor, pipeline
 
 from emvfer_hf import MERTConfig, MERTForVideoClassification
 from emvfer_hf.data import make_sample_dataset
@@ -147,6 +148,29 @@ def test_finetune_evaluate_and_pipeline(workdir, pretrained):
     assert "| fold 1 |" in (evaluation / "results.md").read_text()
     evaluated = json.loads((evaluation / "results.json").read_text())
     assert evaluated["metrics"]["war"] == pytest.approx(results["metrics"]["war"])  # same model, same clips
+
+
+def test_inference_precisions_keep_the_trained_models_decisions(workdir, pretrained):
+    """On the PEML model trained above, the `--dtype` paths (issue 23) act on the model and keep its decisions: bf16
+    weights and int8 change the logits (another precision really runs) but not the predicted classes of the
+    sample clips; W comes from the fp32 prior in every path."""
+    from emvfer_hf.inference import Classifier
+
+    out = workdir / "emvfer-dfew"
+    if not out.exists():  # run alone
+        finetune(workdir, out, "--num_train_epochs", "1", "--learning_rate", "5e-4", model=pretrained)
+    model = AutoModelForVideoClassification.from_pretrained(out)
+    processor = AutoVideoProcessor.from_pretrained(out)
+    clips = sorted((workdir / "DFEW" / "Clip" / "clip_224x224").iterdir())[:6]
+    inputs = processor([str(c) for c in clips], return_tensors="pt")
+    reference = Classifier(model, dtype="fp32")(inputs)
+    for dtype in ("bf16", "int8"):
+        prediction = Classifier(model, dtype=dtype)(inputs)
+        assert not np.array_equal(prediction.logits, reference.logits), dtype
+        assert (prediction.scores.argmax(1) == reference.scores.argmax(1)).all(), dtype
+        np.testing.assert_allclose(prediction.scores, reference.scores, atol=0.05)
+        np.testing.assert_allclose(prediction.weights, reference.weights, atol=1e-6)
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is left as it was
 
 
 def test_early_stopping_selects_on_validation_and_scores_test_once(workdir, pretrained):
